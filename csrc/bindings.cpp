@@ -1,0 +1,222 @@
+// The one pybind11 file: numpy in, numpy/bytes out, GIL released around every heavy call, C++ errors
+// translated to jpegai_fast.BitstreamError / LimitError (with .field) and ValueError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <string>
+
+#include "container.hpp"
+#include "cpu_features.hpp"
+#include "errors.hpp"
+#include "factorized_coder.hpp"
+#include "rans.hpp"
+#include "residual_coder.hpp"
+#include "sigma_tables.hpp"
+#include "thread_pool.hpp"
+
+namespace py = pybind11;
+using namespace jpegai;
+
+namespace {
+
+template <class T>
+using CArray = py::array_t<T, py::array::c_style>;
+
+void raise_codec_error(const char* class_name, const CodecError& e) {
+  py::object cls = py::module_::import("jpegai_fast.errors").attr(class_name);
+  py::object instance = cls(std::string(e.what()), e.field());
+  PyErr_SetObject(cls.ptr(), instance.ptr());
+}
+
+template <class T>
+CArray<T> require(const py::array& a, const char* name) {
+  if (!py::isinstance<CArray<T>>(a) || !(a.flags() & py::array::c_style))
+    throw ArgumentError(std::string(name) + " must be a C-contiguous numpy array of " +
+                        py::str(py::dtype::of<T>()).cast<std::string>());
+  return py::reinterpret_borrow<CArray<T>>(a);
+}
+
+py::bytes to_bytes(const std::vector<uint8_t>& v) {
+  return py::bytes(reinterpret_cast<const char*>(v.data()), v.size());
+}
+
+py::bytes encode_residual_py(const py::array& symbols_in, const py::array& index_in, uint32_t substreams,
+                             unsigned threads) {
+  auto symbols = require<int16_t>(symbols_in, "symbols");
+  auto index = require<uint8_t>(index_in, "scale_index");
+  if (symbols.ndim() != index.ndim() ||
+      !std::equal(symbols.shape(), symbols.shape() + symbols.ndim(), index.shape()))
+    throw ArgumentError("symbols and scale_index must have the same shape");
+  std::vector<uint8_t> out;
+  {
+    py::gil_scoped_release release;
+    out = encode_residual(symbols.data(), index.data(), size_t(symbols.size()), substreams, threads);
+  }
+  return to_bytes(out);
+}
+
+CArray<int16_t> decode_residual_py(const py::buffer& data, const py::array& index_in, unsigned threads) {
+  auto index = require<uint8_t>(index_in, "scale_index");
+  const py::buffer_info buf = data.request();
+  CArray<int16_t> out(std::vector<py::ssize_t>(index.shape(), index.shape() + index.ndim()));
+  {
+    py::gil_scoped_release release;
+    decode_residual(static_cast<const uint8_t*>(buf.ptr), size_t(buf.size * buf.itemsize), index.data(),
+                    size_t(index.size()), out.mutable_data(), threads);
+  }
+  return out;
+}
+
+double information_bits_py(const py::array& symbols_in, const py::array& index_in) {
+  auto symbols = require<int16_t>(symbols_in, "symbols");
+  auto index = require<uint8_t>(index_in, "scale_index");
+  if (symbols.size() != index.size()) throw ArgumentError("symbols and scale_index must have the same size");
+  py::gil_scoped_release release;
+  return residual_information_bits(symbols.data(), index.data(), size_t(symbols.size()));
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "jpegai_fast C++ core: container, rANS entropy coding (latent domain).";
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const LimitError& e) {
+      raise_codec_error("LimitError", e);
+    } catch (const BitstreamError& e) {
+      raise_codec_error("BitstreamError", e);
+    } catch (const ArgumentError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+
+  m.attr("NUM_LEVELS") = tables::kNumLevels;
+  m.attr("SIGMA_MIN") = tables::kSigmaMin;
+  m.attr("SIGMA_MAX") = tables::kSigmaMax;
+  m.attr("LOG_SIGMA_FRAC_BITS") = tables::kLogSigmaFracBits;
+  m.attr("PROB_BITS") = tables::kProbBits;
+  m.attr("SKIP_INDEX") = tables::kSkipIndex;
+  m.attr("MAX_SUBSTREAMS") = kMaxSubstreams;
+  m.attr("RANS_LANES") = rans::kLanes;
+  m.attr("FORMAT_VERSION") = kFormatVersion;
+  m.attr("DEFAULT_MAX_PIXELS") = kDefaultMaxPixels;
+
+  m.def("sigma_levels", [] {
+    CArray<double> out(tables::kNumLevels);
+    for (int k = 0; k < tables::kNumLevels; ++k) out.mutable_data()[k] = tables::sigma_level(k);
+    return out;
+  }, "sigma_k for k = 0..63 (float64; informative, coding uses the frozen integer tables).");
+  m.def("table_hash", &tables::table_hash, "FNV-1a 64 of the frozen residual tables.");
+  m.def("table_radius", [](int k) {
+    if (k < 0 || k >= tables::kNumLevels) throw ArgumentError("level out of range");
+    return tables::residual_tables().radius(k);
+  });
+  m.def("table_escape_order", [](int k) {
+    if (k < 0 || k >= tables::kNumLevels) throw ArgumentError("level out of range");
+    return tables::residual_tables().escape_order(k);
+  });
+  m.def("table_freqs", [](int k) {
+    if (k < 0 || k >= tables::kNumLevels) throw ArgumentError("level out of range");
+    const auto& t = tables::residual_tables();
+    const int count = 2 * t.radius(k) + 2;
+    CArray<uint16_t> out(count);
+    std::memcpy(out.mutable_data(), t.freqs(k), sizeof(uint16_t) * count);
+    return out;
+  }, "Frequencies of level k: symbols -R..R, then the escape (sum 4096).");
+
+  m.def("encode_residual", &encode_residual_py, py::arg("symbols"), py::arg("scale_index"),
+        py::arg("substreams") = 1, py::arg("threads") = 0);
+  m.def("decode_residual", &decode_residual_py, py::arg("data"), py::arg("scale_index"), py::arg("threads") = 0);
+  m.def("residual_information_bits", &information_bits_py, py::arg("symbols"), py::arg("scale_index"));
+  m.def("hardware_threads", &hardware_threads);
+  m.def("cpu_features", &cpu_feature_string, "SIMD features the core detected and uses.");
+
+  py::class_<FactorizedModel>(m, "FactorizedModel")
+      .def(py::init([](const py::array& cdf_in, int offset) {
+             auto cdf = require<uint16_t>(cdf_in, "cdf");
+             if (cdf.ndim() != 2) throw ArgumentError("cdf must be 2-D: channels x (symbols + 1)");
+             return FactorizedModel(cdf.data(), size_t(cdf.shape(0)), size_t(cdf.shape(1)) - 1, offset);
+           }),
+           py::arg("cdf"), py::arg("offset"))
+      .def_property_readonly("channels", &FactorizedModel::channels)
+      .def_property_readonly("symbols", &FactorizedModel::symbols)
+      .def_property_readonly("offset", &FactorizedModel::offset)
+      .def("encode", [](const FactorizedModel& self, const py::array& values_in, uint32_t substreams, unsigned threads) {
+             auto values = require<int16_t>(values_in, "values");
+             if (values.ndim() < 1 || size_t(values.shape(0)) != self.channels())
+               throw ArgumentError("values must have shape (channels, ...)");
+             const size_t plane = self.channels() ? size_t(values.size()) / self.channels() : 0;
+             std::vector<uint8_t> out;
+             {
+               py::gil_scoped_release release;
+               out = self.encode(values.data(), plane, substreams, threads);
+             }
+             return to_bytes(out);
+           },
+           py::arg("values"), py::arg("substreams") = 1, py::arg("threads") = 0)
+      .def("decode", [](const FactorizedModel& self, const py::buffer& data, std::vector<py::ssize_t> plane_shape,
+                        unsigned threads) {
+             uint64_t plane = 1;
+             for (py::ssize_t d : plane_shape) {
+               if (d < 0) throw ArgumentError("negative dimension");
+               plane *= uint64_t(d);
+               if (plane > (uint64_t{1} << 32)) throw LimitError("hyper_latent", "plane too large");
+             }
+             std::vector<py::ssize_t> shape = {py::ssize_t(self.channels())};
+             shape.insert(shape.end(), plane_shape.begin(), plane_shape.end());
+             CArray<int16_t> out(shape);
+             const py::buffer_info buf = data.request();
+             {
+               py::gil_scoped_release release;
+               self.decode(static_cast<const uint8_t*>(buf.ptr), size_t(buf.size * buf.itemsize), size_t(plane),
+                           out.mutable_data(), threads);
+             }
+             return out;
+           },
+           py::arg("data"), py::arg("plane_shape"), py::arg("threads") = 0);
+
+  py::class_<PictureHeader>(m, "PictureHeader")
+      .def(py::init<>())
+      .def_readwrite("width", &PictureHeader::width)
+      .def_readwrite("height", &PictureHeader::height)
+      .def_readwrite("bit_depth", &PictureHeader::bit_depth)
+      .def_readwrite("chroma_format", &PictureHeader::chroma_format)
+      .def_readwrite("colour_transform", &PictureHeader::colour_transform)
+      .def_readwrite("model_id", &PictureHeader::model_id)
+      .def_readwrite("operating_point", &PictureHeader::operating_point)
+      .def_readwrite("rate_point", &PictureHeader::rate_point)
+      .def_readwrite("gain_log_luma", &PictureHeader::gain_log_luma)
+      .def_readwrite("gain_log_chroma", &PictureHeader::gain_log_chroma)
+      .def_readwrite("latent_channels_luma", &PictureHeader::latent_channels_luma)
+      .def_readwrite("latent_channels_chroma", &PictureHeader::latent_channels_chroma)
+      .def_readwrite("coded_channels_luma", &PictureHeader::coded_channels_luma)
+      .def_readwrite("coded_channels_chroma", &PictureHeader::coded_channels_chroma)
+      .def_readwrite("tile_size", &PictureHeader::tile_size)
+      .def_readwrite("tile_overlap", &PictureHeader::tile_overlap);
+
+  m.def("write_codestream", [](const PictureHeader& h, const std::vector<std::pair<uint16_t, py::bytes>>& segs) {
+    std::vector<std::pair<uint16_t, std::vector<uint8_t>>> segments;
+    for (const auto& [marker, payload] : segs) {
+      const std::string s = payload;
+      segments.emplace_back(marker, std::vector<uint8_t>(s.begin(), s.end()));
+    }
+    return to_bytes(write_codestream(h, segments));
+  }, py::arg("header"), py::arg("segments"));
+  m.def("parse_codestream", [](const py::buffer& data, uint64_t max_pixels) {
+    const py::buffer_info buf = data.request();
+    const auto* bytes = static_cast<const uint8_t*>(buf.ptr);
+    Codestream cs;
+    {
+      py::gil_scoped_release release;
+      cs = parse_codestream(bytes, size_t(buf.size * buf.itemsize), max_pixels);
+    }
+    py::dict payloads;
+    for (const auto& [marker, span] : cs.payloads)
+      payloads[py::int_(marker)] = py::bytes(reinterpret_cast<const char*>(bytes + span.first), span.second);
+    return py::make_tuple(cs.header, payloads);
+  }, py::arg("data"), py::arg("max_pixels") = kDefaultMaxPixels);
+}

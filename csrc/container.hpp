@@ -1,0 +1,69 @@
+// The codestream container: marker segments modelled on JPEG AI (ISO/IEC 6048-1), with a CRC-32 on
+// every segment.  Spec: docs/bitstream.md.
+//
+//   SOC | PIH | segments (SOZ, SORP, SORS, UDI; each at most once, any order) | EOC
+//   segment = marker (2 bytes, big-endian) | ue(v) payload size, zero-padded to a byte |
+//             payload | CRC-32 of everything from the marker to the payload end (4 bytes, BE)
+//
+// Read me first:
+//  * parse_codestream validates every size against the bytes that remain before using it, every
+//    header field against its range, the picture size against max_pixels, and the CRCs; it never
+//    reads outside the buffer.  Unknown markers, duplicates, a missing PIH/EOC and bytes after EOC
+//    are errors (a decoder that skips what it does not understand decodes garbage silently).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <vector>
+
+namespace jpegai {
+
+enum class Marker : uint16_t {
+  kSOC = 0xFF80,   // start of codestream (no payload)
+  kEOC = 0xFF81,   // end of codestream (no payload)
+  kPIH = 0xFF82,   // picture header
+  kSOZ = 0xFF88,   // hyper-latent z, luma then chroma
+  kSORP = 0xFF89,  // residual, primary component (luma)
+  kSORS = 0xFF8A,  // residual, secondary component (chroma)
+  kUDI = 0xFF8C,   // user-defined data (opaque metadata)
+};
+
+constexpr uint8_t kFormatVersion = 1;
+constexpr uint64_t kDefaultMaxPixels = uint64_t{1} << 28;
+constexpr uint32_t kMaxDimension = 65535;
+constexpr uint32_t kMaxLatentChannels = 1024;
+
+struct PictureHeader {
+  uint32_t width = 0, height = 0;       // displayed picture size, 1..65535
+  uint8_t bit_depth = 8;                // of the decoded samples; 8 only in version 1
+  uint8_t chroma_format = 1;            // 1 = 4:2:0 (the only one in version 1)
+  uint8_t colour_transform = 1;         // 0 = none (YUV out), 1 = BT.709 full range YCbCr -> RGB
+  uint8_t model_id = 0;                 // which trained model
+  uint8_t operating_point = 1;          // default synthesis: 0 SOP, 1 BOP, 2 HOP
+  uint8_t rate_point = 0;               // the model's rate point (gain vector) the encoder used
+  int32_t gain_log_luma = 0;            // Q7 log-domain gain displacement, |x| < 2^13
+  int32_t gain_log_chroma = 0;
+  uint32_t latent_channels_luma = 160, latent_channels_chroma = 96;
+  uint32_t coded_channels_luma = 160, coded_channels_chroma = 96;  // rest: zero residual
+  uint32_t tile_size = 0, tile_overlap = 0;  // synthesis tiling in luma samples, multiples of 16; 0 = none
+};
+
+struct Codestream {
+  PictureHeader header;
+  // marker -> (offset, size) of the payload inside the parsed buffer (PIH, SOC, EOC excluded).
+  std::map<uint16_t, std::pair<size_t, size_t>> payloads;
+};
+
+std::vector<uint8_t> write_picture_header(const PictureHeader& h);
+PictureHeader read_picture_header(const uint8_t* data, size_t size, uint64_t max_pixels);
+
+// Validates h (throws ArgumentError/LimitError) and writes a complete codestream.
+std::vector<uint8_t> write_codestream(const PictureHeader& h,
+                                      const std::vector<std::pair<uint16_t, std::vector<uint8_t>>>& segments);
+
+Codestream parse_codestream(const uint8_t* data, size_t size, uint64_t max_pixels = kDefaultMaxPixels);
+
+const char* marker_name(uint16_t marker);  // "SOZ", ... or nullptr if not a payload marker of ours
+
+}  // namespace jpegai

@@ -1,0 +1,21 @@
+// Run-time CPU feature detection.  The installed module is built for the baseline x86-64 (or the
+// platform default); faster kernels live in their own translation units compiled with -mavx2 etc.
+// and are only called when the running CPU has the feature.  Never -march=native in what ships.
+#pragma once
+
+#include <string>
+
+namespace jpegai {
+
+struct CpuFeatures {
+  bool avx2 = false;
+  bool avx512 = false;  // F + BW + VL
+};
+
+// Detected once.  JPEGAI_FAST_SIMD=scalar|avx2 in the environment caps what is used (for tests
+// and benchmarks of the fallbacks).
+const CpuFeatures& cpu_features();
+
+std::string cpu_feature_string();
+
+}  // namespace jpegai

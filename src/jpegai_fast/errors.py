@@ -1,0 +1,18 @@
+"""Exceptions raised by jpegai_fast.  Both carry ``field``: the header field, substream or limit at fault."""
+from __future__ import annotations
+
+
+class JpegAiError(Exception):
+    """Base class of every error jpegai_fast raises on purpose."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class BitstreamError(JpegAiError, ValueError):
+    """The codestream is truncated, corrupted, or not a jpegai_fast stream."""
+
+
+class LimitError(JpegAiError, ValueError):
+    """A size, dimension or count exceeds a configured limit (e.g. ``max_pixels``)."""
