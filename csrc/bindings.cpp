@@ -57,14 +57,23 @@ py::bytes encode_residual_py(const py::array& symbols_in, const py::array& index
   return to_bytes(out);
 }
 
-CArray<int16_t> decode_residual_py(const py::buffer& data, const py::array& index_in, unsigned threads) {
+Kernel parse_kernel(const std::string& name) {
+  if (name == "auto") return Kernel::kAuto;
+  if (name == "scalar") return Kernel::kScalar;
+  if (name == "avx2") return Kernel::kAvx2;
+  throw ArgumentError("kernel must be 'auto', 'scalar' or 'avx2'");
+}
+
+CArray<int16_t> decode_residual_py(const py::buffer& data, const py::array& index_in, unsigned threads,
+                                   const std::string& kernel_name) {
+  const Kernel kernel = parse_kernel(kernel_name);
   auto index = require<uint8_t>(index_in, "scale_index");
   const py::buffer_info buf = data.request();
   CArray<int16_t> out(std::vector<py::ssize_t>(index.shape(), index.shape() + index.ndim()));
   {
     py::gil_scoped_release release;
     decode_residual(static_cast<const uint8_t*>(buf.ptr), size_t(buf.size * buf.itemsize), index.data(),
-                    size_t(index.size()), out.mutable_data(), threads);
+                    size_t(index.size()), out.mutable_data(), threads, kernel);
   }
   return out;
 }
@@ -130,7 +139,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("encode_residual", &encode_residual_py, py::arg("symbols"), py::arg("scale_index"),
         py::arg("substreams") = 1, py::arg("threads") = 0);
-  m.def("decode_residual", &decode_residual_py, py::arg("data"), py::arg("scale_index"), py::arg("threads") = 0);
+  m.def("decode_residual", &decode_residual_py, py::arg("data"), py::arg("scale_index"), py::arg("threads") = 0,
+        py::arg("kernel") = "auto");
   m.def("residual_information_bits", &information_bits_py, py::arg("symbols"), py::arg("scale_index"));
   m.def("hardware_threads", &hardware_threads);
   m.def("cpu_features", &cpu_feature_string, "SIMD features the core detected and uses.");

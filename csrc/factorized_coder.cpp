@@ -34,6 +34,7 @@ struct ChannelModel {
   }
   void put_escape(size_t, int, BitWriter&) const {}
   int read_escape(size_t, BitReader&) const { return 0; }
+  void decode_fast(detail::RunCursor&, size_t, size_t, BitReader&, int16_t*) const {}  // z is small
 };
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "cpu_features.hpp"
+#include "rans_avx2.hpp"
 #include "sigma_tables.hpp"
 #include "substream_coder.hpp"
 
@@ -18,8 +20,9 @@ struct ResidualModel {
   int bias = tables::kResidualSymbolBias;
   const tables::ResidualTables& t = tables::residual_tables();
   const uint8_t* index;
+  bool use_avx2 = false;
 
-  explicit ResidualModel(const uint8_t* scale_index) : index(scale_index) {}
+  explicit ResidualModel(const uint8_t* scale_index, bool avx2 = false) : index(scale_index), use_avx2(avx2) {}
 
   bool coded(size_t p) const { return index[p] != kSkipIndex; }
   const uint32_t* decode_table(size_t p) const { return &t.decode[size_t(index[p]) << tables::kProbBits]; }
@@ -46,7 +49,20 @@ struct ResidualModel {
       throw BitstreamError("residual.escape", "escaped value outside int16");
     return negative ? -int(magnitude) : int(magnitude);
   }
+  void decode_fast(detail::RunCursor& c, size_t coded, size_t n, BitReader& bypass, int16_t* out) const {
+    if (!use_avx2) return;
+    const auto escape = [](const void* self, size_t p, BitReader& r) {
+      return static_cast<const ResidualModel*>(self)->read_escape(p, r);
+    };
+    avx2::decode_residual_groups(t.decode.data(), index, bias, c, coded, n, bypass, escape, this, out);
+  }
 };
+
+bool select_avx2(Kernel kernel) {
+  const bool available = cpu_features().avx2;
+  if (kernel == Kernel::kAvx2 && !available) throw ArgumentError("the AVX2 kernel needs a CPU with AVX2");
+  return kernel == Kernel::kAvx2 || (kernel == Kernel::kAuto && available);
+}
 
 }  // namespace
 
@@ -71,9 +87,10 @@ std::vector<uint8_t> encode_residual(const int16_t* symbols, const uint8_t* scal
 }
 
 void decode_residual(const uint8_t* data, size_t size, const uint8_t* scale_index, size_t n, int16_t* out,
-                     unsigned threads) {
+                     unsigned threads, Kernel kernel) {
+  const ResidualModel model(scale_index, select_avx2(kernel));
   const size_t coded = count_coded(scale_index, n);
-  detail::decode_tensor(ResidualModel(scale_index), data, size, n, coded, out, threads);
+  detail::decode_tensor(model, data, size, n, coded, out, threads);
 }
 
 double residual_information_bits(const int16_t* symbols, const uint8_t* scale_index, size_t n) {

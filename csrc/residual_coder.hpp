@@ -15,9 +15,13 @@ constexpr uint32_t kMaxSubstreams = 64;
 std::vector<uint8_t> encode_residual(const int16_t* symbols, const uint8_t* scale_index, size_t n,
                                      uint32_t substreams, unsigned threads);
 
+// Which decode kernel: the fastest the CPU has, or a named one (tests compare them bit for bit).
+enum class Kernel { kAuto, kScalar, kAvx2 };
+
 // Inverse of encode_residual given the same scale_index; throws BitstreamError on any inconsistency.
+// Throws ArgumentError if `kernel` names one this CPU cannot run.
 void decode_residual(const uint8_t* data, size_t size, const uint8_t* scale_index, size_t n,
-                     int16_t* out, unsigned threads);
+                     int16_t* out, unsigned threads, Kernel kernel = Kernel::kAuto);
 
 // Ideal code length in bits, -sum log2(freq / 2^12), plus the bypass bits of escaped values: what
 // the coder would spend with no overhead, under exactly the same tables.

@@ -37,6 +37,7 @@ namespace jpegai::detail {
 //   void symbol(size_t p, int v, uint32_t& start, uint32_t& freq, bool& escape) const;
 //   void put_escape(size_t p, int v, BitWriter&) const;
 //   int read_escape(size_t p, BitReader&) const;
+//   void decode_fast(RunCursor&, size_t coded, size_t n, BitReader&, int16_t* out) const;  // may do nothing
 
 struct Run {
   size_t start_pos = 0;   // first position the run may touch
@@ -130,44 +131,72 @@ std::vector<uint8_t> encode_tensor(const Model& model, const int16_t* symbols, s
   return out;
 }
 
-// Scalar reference decoder of one run.  Output positions the run does not code keep their value
-// (the caller zero-fills).
+// Where a run's decode stands: lane states, word pointer, next position and coded-symbol number.
+struct RunCursor {
+  uint32_t x[rans::kLanes];
+  const uint8_t* wp;
+  const uint8_t* wend;
+  size_t p = 0;  // next position to look at
+  size_t j = 0;  // coded symbols decoded so far
+};
+
+// Reads the lanes' initial states.  The directory guarantees at least kFlushWords words.
+inline RunCursor start_run(const uint8_t* words, size_t word_count, size_t start_pos, const char* field) {
+  RunCursor c;
+  c.wp = words;
+  c.wend = words + 2 * word_count;
+  for (int lane = 0; lane < rans::kLanes; ++lane, c.wp += 4) {
+    c.x[lane] = (rans::load_word(c.wp) << 16) | rans::load_word(c.wp + 2);
+    if (c.x[lane] < rans::kStateLow) throw BitstreamError(field, "invalid initial rANS state");
+  }
+  c.p = start_pos;
+  return c;
+}
+
+// The scalar reference decoder: continues a run from the cursor to its last coded symbol.
+// Output positions the run does not code keep their value (the caller zero-fills).
+template <class Model>
+void decode_symbols_scalar(const Model& model, RunCursor& c, size_t coded, size_t n, BitReader& bypass,
+                           int16_t* out) {
+  using namespace rans;
+  for (; c.j < coded; ++c.p) {
+    if (c.p >= n) throw BitstreamError(model.field, "run extends past the tensor");
+    if (Model::kHasSkip && !model.coded(c.p)) continue;
+    uint32_t& s = c.x[c.j % kLanes];
+    const uint32_t entry = model.decode_table(c.p)[s & kSlotMask];
+    s = decode_advance(s, entry);
+    if (s < kStateLow) {
+      if (c.wp >= c.wend) throw BitstreamError(model.field, "truncated rANS words");
+      s = (s << kWordBits) | load_word(c.wp);
+      c.wp += 2;
+    }
+    const int byte = int(entry >> tables::kEntrySymbolShift);
+    out[c.p] = static_cast<int16_t>((Model::kHasEscape && byte == tables::kEscapeByte)
+                                        ? model.read_escape(c.p, bypass)
+                                        : byte - model.bias);
+    ++c.j;
+  }
+}
+
+// The end-of-run integrity checks (see the read-me-first above).
+inline void finish_run(const RunCursor& c, BitReader& bypass, const char* field) {
+  for (int lane = 0; lane < rans::kLanes; ++lane)
+    if (c.x[lane] != rans::kStateLow) throw BitstreamError(field, "rANS state check failed (corrupt data)");
+  if (c.wp != c.wend) throw BitstreamError(field, "unused rANS words");
+  bypass.align(field);
+  if (bypass.bits_left() != 0) throw BitstreamError(field, "unused bypass bytes");
+}
+
+// Decodes one run.  Model::decode_fast (optional) may advance the cursor first with a SIMD kernel;
+// the scalar reference finishes the run, so both must leave identical states behind.
 template <class Model>
 void decode_run(const Model& model, const uint8_t* words, size_t word_count, const uint8_t* bypass_bytes,
                 size_t bypass_size, const Run& run, size_t n, int16_t* out) {
-  using namespace rans;
-  const char* field = model.field;
-  const uint8_t* wp = words;
-  const uint8_t* const wend = words + 2 * word_count;
-  uint32_t x[kLanes];
-  for (int lane = 0; lane < kLanes; ++lane, wp += 4) {
-    x[lane] = (load_word(wp) << 16) | load_word(wp + 2);
-    if (x[lane] < kStateLow) throw BitstreamError(field, "invalid initial rANS state");
-  }
+  RunCursor c = start_run(words, word_count, run.start_pos, model.field);
   BitReader bypass(bypass_bytes, bypass_size);
-  size_t p = run.start_pos;
-  for (size_t j = 0; j < run.coded; ++p) {
-    if (p >= n) throw BitstreamError(field, "run extends past the tensor");
-    if (Model::kHasSkip && !model.coded(p)) continue;
-    uint32_t& s = x[j % kLanes];
-    const uint32_t entry = model.decode_table(p)[s & kSlotMask];
-    s = decode_advance(s, entry);
-    if (s < kStateLow) {
-      if (wp >= wend) throw BitstreamError(field, "truncated rANS words");
-      s = (s << kWordBits) | load_word(wp);
-      wp += 2;
-    }
-    const int byte = int(entry >> tables::kEntrySymbolShift);
-    out[p] = static_cast<int16_t>((Model::kHasEscape && byte == tables::kEscapeByte)
-                                      ? model.read_escape(p, bypass)
-                                      : byte - model.bias);
-    ++j;
-  }
-  for (int lane = 0; lane < kLanes; ++lane)
-    if (x[lane] != kStateLow) throw BitstreamError(field, "rANS state check failed (corrupt data)");
-  if (wp != wend) throw BitstreamError(field, "unused rANS words");
-  bypass.align(field);
-  if (bypass.bits_left() != 0) throw BitstreamError(field, "unused bypass bytes");
+  model.decode_fast(c, run.coded, n, bypass, out);
+  decode_symbols_scalar(model, c, run.coded, n, bypass, out);
+  finish_run(c, bypass, model.field);
 }
 
 template <class Model>

@@ -90,12 +90,13 @@ def encode_residual(symbols, scale_index, substreams: int = 1, threads: int = 0)
     return _core.encode_residual(symbols, scale_index, int(substreams), _threads(threads))
 
 
-def decode_residual(data, scale_index, threads: int = 0) -> np.ndarray:
+def decode_residual(data, scale_index, threads: int = 0, kernel: str = "auto") -> np.ndarray:
     """Decode what :func:`encode_residual` made; returns int16 of ``scale_index``'s shape.
 
-    ``threads`` = 0 uses all cores.  Raises :class:`~jpegai_fast.BitstreamError` on corrupt data.
+    ``threads`` = 0 uses all cores.  ``kernel`` ("auto", "scalar", "avx2") picks the decode kernel;
+    all give identical output.  Raises :class:`~jpegai_fast.BitstreamError` on corrupt data.
     """
-    return _core.decode_residual(data, _scale_index(scale_index), _threads(threads))
+    return _core.decode_residual(data, _scale_index(scale_index), _threads(threads), kernel)
 
 
 def information_bits(symbols, scale_index) -> float:
