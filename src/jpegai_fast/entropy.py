@@ -15,7 +15,7 @@ from ._core import FactorizedModel
 __all__ = [
     "SIGMA_LEVELS", "NUM_LEVELS", "SIGMA_MIN", "SIGMA_MAX", "PROB_BITS", "SKIP_INDEX", "MAX_SUBSTREAMS",
     "LOG_SIGMA_FRAC_BITS", "sigma_to_index", "q7_to_index", "encode_residual", "decode_residual",
-    "information_bits", "table_freqs", "table_radius", "table_hash", "FactorizedModel",
+    "information_bits", "decode_kernel", "table_freqs", "table_radius", "table_hash", "FactorizedModel",
 ]
 
 NUM_LEVELS: int = _core.NUM_LEVELS
@@ -106,6 +106,11 @@ def information_bits(symbols, scale_index) -> float:
     if symbols.shape != scale_index.shape:
         raise ValueError("shape mismatch")
     return _core.residual_information_bits(symbols, scale_index)
+
+
+def decode_kernel() -> str:
+    """The residual decode kernel "auto" picks on this CPU ("avx2" or "scalar")."""
+    return "avx2" if _core.cpu_features() in ("avx2", "avx512") else "scalar"
 
 
 def _threads(threads: int) -> int:
