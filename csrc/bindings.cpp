@@ -11,6 +11,7 @@
 #include "cpu_features.hpp"
 #include "errors.hpp"
 #include "factorized_coder.hpp"
+#include "hyper_scale_decoder.hpp"
 #include "rans.hpp"
 #include "residual_coder.hpp"
 #include "sigma_tables.hpp"
@@ -86,6 +87,21 @@ double information_bits_py(const py::array& symbols_in, const py::array& index_i
   return residual_information_bits(symbols.data(), index.data(), size_t(symbols.size()));
 }
 
+IntConvLayer int_conv_layer(const py::array& w_in, const py::array& b_in, const py::array& s_in) {
+  auto w = require<int8_t>(w_in, "weight");
+  auto b = require<int32_t>(b_in, "bias");
+  auto s = require<int8_t>(s_in, "shift");
+  if (w.ndim() != 4 || w.shape(2) != w.shape(3)) throw ArgumentError("weight must be out x in x k x k");
+  IntConvLayer l;
+  l.out = int(w.shape(0));
+  l.in = int(w.shape(1));
+  l.k = int(w.shape(2));
+  l.weight.assign(w.data(), w.data() + w.size());
+  l.bias.assign(b.data(), b.data() + b.size());
+  l.shift.assign(s.data(), s.data() + s.size());
+  return l;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -112,6 +128,7 @@ PYBIND11_MODULE(_core, m) {
   m.attr("MAX_SUBSTREAMS") = kMaxSubstreams;
   m.attr("RANS_LANES") = rans::kLanes;
   m.attr("FORMAT_VERSION") = kFormatVersion;
+  m.attr("MAX_LOG_SIGMA") = kMaxLogSigma;
   m.attr("DEFAULT_MAX_PIXELS") = kDefaultMaxPixels;
 
   m.def("sigma_levels", [] {
@@ -188,6 +205,31 @@ PYBIND11_MODULE(_core, m) {
              return out;
            },
            py::arg("data"), py::arg("plane_shape"), py::arg("threads") = 0);
+
+  py::class_<HyperScaleDecoder>(m, "HyperScaleDecoder")
+      .def(py::init([](const py::array& w1, const py::array& b1, const py::array& s1, const py::array& w2,
+                       const py::array& b2, const py::array& s2, const py::array& w3, const py::array& b3,
+                       const py::array& s3) {
+             return HyperScaleDecoder(int_conv_layer(w1, b1, s1), int_conv_layer(w2, b2, s2),
+                                      int_conv_layer(w3, b3, s3));
+           }),
+           py::arg("w1"), py::arg("b1"), py::arg("s1"), py::arg("w2"), py::arg("b2"), py::arg("s2"), py::arg("w3"),
+           py::arg("b3"), py::arg("s3"))
+      .def_property_readonly("channels", &HyperScaleDecoder::channels)
+      .def("forward", [](const HyperScaleDecoder& self, const py::array& z_in, int hl, int wl, unsigned threads,
+                         const std::string& kernel) {
+             auto z = require<int16_t>(z_in, "z");
+             if (z.ndim() != 3 || z.shape(0) != self.channels()) throw ArgumentError("z must be channels x H x W");
+             const Kernel k = parse_kernel(kernel);
+             CArray<int32_t> out({py::ssize_t(self.channels()), py::ssize_t(hl), py::ssize_t(wl)});
+             {
+               py::gil_scoped_release release;
+               self.forward(z.data(), int(z.shape(1)), int(z.shape(2)), hl, wl, out.mutable_data(), threads,
+                            k == Kernel::kScalar ? Kernel::kScalar : Kernel::kAuto);
+             }
+             return out;
+           },
+           py::arg("z"), py::arg("latent_h"), py::arg("latent_w"), py::arg("threads") = 0, py::arg("kernel") = "auto");
 
   py::class_<PictureHeader>(m, "PictureHeader")
       .def(py::init<>())
