@@ -1,0 +1,40 @@
+"""Bench-only pytest configuration (never loaded by the CI suite: pyproject's testpaths = ["tests"]).
+
+At the end of a benchmark session, the pytest-benchmark results are grouped by
+``benchmark.extra_info["suite"]``; every suite registered with
+:func:`bench.results_writer.register_suite` gets bench/results/<UTC date>-<commit>-<suite>.{json,md}.
+"""
+from __future__ import annotations
+
+from bench import results_writer
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("jpegai_fast bench")
+    group.addoption("--results-dir", default=None, help="where to write results (default bench/results/)")
+    group.addoption("--no-results", action="store_true", help="do not write bench/results/ files")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    config._jpegai_results_written = []
+    if config.getoption("--no-results"):
+        return
+    bs = getattr(config, "_benchmarksession", None)
+    if bs is None or getattr(bs, "disabled", False):
+        return
+    rows = results_writer.benchmark_rows(getattr(bs, "benchmarks", []))
+    for suite, (summarize, libraries) in results_writer.registered_suites().items():
+        suite_rows = [r for r in rows if r["extra_info"].get("suite") == suite]
+        if not suite_rows:
+            continue
+        payload = summarize(suite_rows)
+        payload["pytest_exitstatus"] = int(exitstatus)
+        paths = results_writer.write_results(suite, payload, libraries, config.getoption("--results-dir"))
+        config._jpegai_results_written.extend(paths)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    for path in getattr(config, "_jpegai_results_written", []):
+        terminalreporter.write_line(f"bench results written: {path}")
+
