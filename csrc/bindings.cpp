@@ -39,6 +39,37 @@ CArray<T> require(const py::array& a, const char* name) {
   return py::reinterpret_borrow<CArray<T>>(a);
 }
 
+// A read-only view of a bytes-like object's logical bytes.  Non-contiguous buffers (numpy views with
+// a step) are copied first: reading buf.ptr linearly would read the wrong bytes, or for a negative
+// step, memory outside the object.
+struct ByteView {
+  py::object keep;
+  py::buffer_info info;
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+};
+
+ByteView byte_view(const py::object& obj) {
+  if (!PyObject_CheckBuffer(obj.ptr())) throw ArgumentError("data must be a bytes-like object");
+  ByteView v;
+  v.keep = obj;
+  v.info = py::reinterpret_borrow<py::buffer>(obj).request();
+  py::ssize_t expected = v.info.itemsize;
+  bool contiguous = true;
+  for (py::ssize_t d = v.info.ndim; d-- > 0;) {
+    if (v.info.shape[d] > 1 && v.info.strides[d] != expected) contiguous = false;
+    expected *= v.info.shape[d];
+  }
+  if (!contiguous) {
+    v.keep = py::reinterpret_steal<py::object>(PyBytes_FromObject(obj.ptr()));
+    if (!v.keep) throw py::error_already_set();
+    v.info = py::reinterpret_borrow<py::buffer>(v.keep).request();
+  }
+  v.data = static_cast<const uint8_t*>(v.info.ptr);
+  v.size = size_t(v.info.size * v.info.itemsize);
+  return v;
+}
+
 py::bytes to_bytes(const std::vector<uint8_t>& v) {
   return py::bytes(reinterpret_cast<const char*>(v.data()), v.size());
 }
@@ -65,15 +96,15 @@ Kernel parse_kernel(const std::string& name) {
   throw ArgumentError("kernel must be 'auto', 'scalar' or 'avx2'");
 }
 
-CArray<int16_t> decode_residual_py(const py::buffer& data, const py::array& index_in, unsigned threads,
+CArray<int16_t> decode_residual_py(const py::object& data, const py::array& index_in, unsigned threads,
                                    const std::string& kernel_name) {
   const Kernel kernel = parse_kernel(kernel_name);
   auto index = require<uint8_t>(index_in, "scale_index");
-  const py::buffer_info buf = data.request();
+  const ByteView buf = byte_view(data);
   CArray<int16_t> out(std::vector<py::ssize_t>(index.shape(), index.shape() + index.ndim()));
   {
     py::gil_scoped_release release;
-    decode_residual(static_cast<const uint8_t*>(buf.ptr), size_t(buf.size * buf.itemsize), index.data(),
+    decode_residual(buf.data, buf.size, index.data(),
                     size_t(index.size()), out.mutable_data(), threads, kernel);
   }
   return out;
@@ -185,7 +216,7 @@ PYBIND11_MODULE(_core, m) {
              return to_bytes(out);
            },
            py::arg("values"), py::arg("substreams") = 1, py::arg("threads") = 0)
-      .def("decode", [](const FactorizedModel& self, const py::buffer& data, std::vector<py::ssize_t> plane_shape,
+      .def("decode", [](const FactorizedModel& self, const py::object& data, std::vector<py::ssize_t> plane_shape,
                         unsigned threads) {
              uint64_t plane = 1;
              for (py::ssize_t d : plane_shape) {
@@ -196,10 +227,10 @@ PYBIND11_MODULE(_core, m) {
              std::vector<py::ssize_t> shape = {py::ssize_t(self.channels())};
              shape.insert(shape.end(), plane_shape.begin(), plane_shape.end());
              CArray<int16_t> out(shape);
-             const py::buffer_info buf = data.request();
+             const ByteView buf = byte_view(data);
              {
                py::gil_scoped_release release;
-               self.decode(static_cast<const uint8_t*>(buf.ptr), size_t(buf.size * buf.itemsize), size_t(plane),
+               self.decode(buf.data, buf.size, size_t(plane),
                            out.mutable_data(), threads);
              }
              return out;
@@ -258,13 +289,13 @@ PYBIND11_MODULE(_core, m) {
     }
     return to_bytes(write_codestream(h, segments));
   }, py::arg("header"), py::arg("segments"));
-  m.def("parse_codestream", [](const py::buffer& data, uint64_t max_pixels) {
-    const py::buffer_info buf = data.request();
-    const auto* bytes = static_cast<const uint8_t*>(buf.ptr);
+  m.def("parse_codestream", [](const py::object& data, uint64_t max_pixels) {
+    const ByteView buf = byte_view(data);
+    const uint8_t* bytes = buf.data;
     Codestream cs;
     {
       py::gil_scoped_release release;
-      cs = parse_codestream(bytes, size_t(buf.size * buf.itemsize), max_pixels);
+      cs = parse_codestream(bytes, buf.size, max_pixels);
     }
     py::dict payloads;
     for (const auto& [marker, span] : cs.payloads)

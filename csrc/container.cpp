@@ -1,5 +1,6 @@
 #include "container.hpp"
 
+#include <cstdio>
 #include <string>
 
 #include "bitio.hpp"
@@ -139,7 +140,11 @@ std::vector<uint8_t> write_codestream(const PictureHeader& h,
   for (const auto& [marker, payload] : segments) {
     const char* name = marker_name(marker);
     if (!name || marker == uint16_t(Marker::kPIH))
-      throw ArgumentError("unknown segment marker 0x" + std::to_string(marker));
+    {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "%04X", unsigned(marker));
+      throw ArgumentError(std::string("unknown segment marker 0x") + hex);
+    }
     if (seen[marker]) throw ArgumentError(std::string("duplicate segment ") + name);
     seen[marker] = true;
     put_segment(out, marker, payload);

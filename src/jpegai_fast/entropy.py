@@ -54,25 +54,27 @@ def q7_to_index(s) -> np.ndarray:
     s = np.asarray(s)
     if s.dtype.kind not in "iu":
         raise ValueError("Q7 log-sigma values must be integers")
+    # Clamp in the input's own dtype first: any |s| beyond 2^20 is far outside [0, 63] levels, and
+    # int64 arithmetic on the raw values could wrap.
+    limit = 1 << 20
+    s = np.minimum(s, limit) if s.dtype.kind == "u" else np.clip(s, -limit, limit)
     return np.clip((s.astype(np.int64) + 64) >> 7, 0, NUM_LEVELS - 1).astype(np.uint8)
 
 
 def _int16_symbols(symbols) -> np.ndarray:
     a = np.asarray(symbols)
-    if a.dtype == np.int16 and a.flags.c_contiguous:
-        return a
     if a.dtype.kind not in "iu":
         raise ValueError(f"symbols must be integers, got dtype {a.dtype}")
-    if a.size and (a.min() < -32768 or a.max() > 32767):
+    if a.dtype != np.int16 and a.size and (a.min() < -32768 or a.max() > 32767):
         raise ValueError("symbols must fit in int16")
-    return np.ascontiguousarray(a, dtype=np.int16)
+    return np.require(a, dtype=np.int16, requirements="C")  # keeps 0-d shapes, unlike ascontiguousarray
 
 
 def _scale_index(scale_index) -> np.ndarray:
     a = np.asarray(scale_index)
     if a.dtype != np.uint8:
         raise ValueError(f"scale_index must be uint8, got dtype {a.dtype}")
-    return np.ascontiguousarray(a)
+    return np.require(a, requirements="C")
 
 
 def encode_residual(symbols, scale_index, substreams: int = 1, threads: int = 0) -> bytes:
