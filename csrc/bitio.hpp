@@ -32,17 +32,21 @@ class BitWriter {
     }
   }
   void put_bit(bool b) { put_bits(b ? 1 : 0, 1); }
+  // Values up to kMaxUe (the reader's limit of 31 leading zeros); larger ones are a caller bug.
+  static constexpr uint32_t kMaxUe = 0xFFFFFFFEu;
   void put_ue(uint32_t value) {
+    if (value > kMaxUe) throw ArgumentError("ue(v) value above 2^32 - 2");
     const uint64_t v = uint64_t{value} + 1;
     int bits = 0;
     while ((v >> bits) > 1) ++bits;  // bits = floor(log2(v))
     put_bits(0, bits);
     put_bits(v, bits + 1);
   }
-  void put_se(int32_t value) {
-    const uint32_t mapped = value > 0 ? 2u * static_cast<uint32_t>(value) - 1u
-                                      : 2u * static_cast<uint32_t>(-static_cast<int64_t>(value));
-    put_ue(mapped);
+  void put_se(int32_t value) {  // |value| < 2^31: INT32_MIN would map to 2^32, beyond ue(v)
+    const int64_t v = value;
+    const uint64_t mapped = v > 0 ? uint64_t(2 * v - 1) : uint64_t(-2 * v);
+    if (mapped > kMaxUe) throw ArgumentError("se(v) value out of range");
+    put_ue(static_cast<uint32_t>(mapped));
   }
   // Exp-Golomb of order k (k low bits after an order-0 prefix of value >> k).
   void put_eg(uint32_t value, int order) {

@@ -27,7 +27,8 @@ constexpr uint8_t kSkipIndex = 255;      // "no symbol here" (skip mode)
 constexpr int kMaxRadius = 127;          // core alphabet [-R, R]; beyond it the escape codes the value
 
 constexpr int index_from_q7(int32_t s) {
-  const int32_t k = (s + (1 << (kLogSigmaFracBits - 1))) >> kLogSigmaFracBits;  // floor, i.e. >> on int
+  // int64: s + 64 must not overflow for s near INT32_MAX.  >> on a negative value is a floor.
+  const int64_t k = (int64_t{s} + (1 << (kLogSigmaFracBits - 1))) >> kLogSigmaFracBits;
   return k < 0 ? 0 : (k >= kNumLevels ? kNumLevels - 1 : static_cast<int>(k));
 }
 

@@ -57,8 +57,10 @@ def q7_to_index(s) -> np.ndarray:
     # Clamp in the input's own dtype first: any |s| beyond 2^20 is far outside [0, 63] levels, and
     # int64 arithmetic on the raw values could wrap.
     limit = 1 << 20
-    s = np.minimum(s, limit) if s.dtype.kind == "u" else np.clip(s, -limit, limit)
-    return np.clip((s.astype(np.int64) + 64) >> 7, 0, NUM_LEVELS - 1).astype(np.uint8)
+    if s.dtype == np.uint64:  # the one integer dtype int64 cannot hold
+        s = np.minimum(s, np.uint64(limit))
+    s = np.clip(s.astype(np.int64), -limit, limit)
+    return np.clip((s + 64) >> 7, 0, NUM_LEVELS - 1).astype(np.uint8)
 
 
 def _int16_symbols(symbols) -> np.ndarray:
