@@ -159,23 +159,34 @@ template <class Model>
 void decode_symbols_scalar(const Model& model, RunCursor& c, size_t coded, size_t n, BitReader& bypass,
                            int16_t* out) {
   using namespace rans;
-  for (; c.j < coded; ++c.p) {
-    if (c.p >= n) throw BitstreamError(model.field, "run extends past the tensor");
-    if (Model::kHasSkip && !model.coded(c.p)) continue;
-    uint32_t& s = c.x[c.j % kLanes];
-    const uint32_t entry = model.decode_table(c.p)[s & kSlotMask];
+  // Work on locals: the cursor is reached through a reference, and the compiler cannot prove that
+  // the output stores leave it alone, so it would reload it every symbol.
+  uint32_t x[kLanes];
+  std::memcpy(x, c.x, sizeof x);
+  const uint8_t* wp = c.wp;
+  const uint8_t* const wend = c.wend;
+  size_t p = c.p, j = c.j;
+  for (; j < coded; ++p) {
+    if (p >= n) throw BitstreamError(model.field, "run extends past the tensor");
+    if (Model::kHasSkip && !model.coded(p)) continue;
+    uint32_t& s = x[j % kLanes];
+    const uint32_t entry = model.decode_table(p)[s & kSlotMask];
     s = decode_advance(s, entry);
     if (s < kStateLow) {
-      if (c.wp >= c.wend) throw BitstreamError(model.field, "truncated rANS words");
-      s = (s << kWordBits) | load_word(c.wp);
-      c.wp += 2;
+      if (wp >= wend) throw BitstreamError(model.field, "truncated rANS words");
+      s = (s << kWordBits) | load_word(wp);
+      wp += 2;
     }
     const int byte = int(entry >> tables::kEntrySymbolShift);
-    out[c.p] = static_cast<int16_t>((Model::kHasEscape && byte == tables::kEscapeByte)
-                                        ? model.read_escape(c.p, bypass)
-                                        : byte - model.bias);
-    ++c.j;
+    out[p] = static_cast<int16_t>((Model::kHasEscape && byte == tables::kEscapeByte)
+                                      ? model.read_escape(p, bypass)
+                                      : byte - model.bias);
+    ++j;
   }
+  std::memcpy(c.x, x, sizeof x);
+  c.wp = wp;
+  c.p = p;
+  c.j = j;
 }
 
 // The end-of-run integrity checks (see the read-me-first above).
@@ -225,7 +236,7 @@ void decode_tensor(const Model& model, const uint8_t* data, size_t size, size_t 
     if (at > size) throw BitstreamError(field, "substream sizes exceed the payload (truncated?)");
   }
   if (at != size) throw BitstreamError(field, "payload longer than its substreams");
-  std::fill(out, out + n, int16_t{0});
+  if (total_coded < n) std::fill(out, out + n, int16_t{0});  // every position is written otherwise
   global_pool().parallel_for(substreams, threads, [&](size_t j) {
     const uint8_t* base = data + offset[j];
     decode_run(model, base, size_t(words[j]), base + 2 * words[j], size_t(bypass[j]), runs[j], n, out);
