@@ -185,6 +185,21 @@ PYBIND11_MODULE(_core, m) {
     return out;
   }, "Frequencies of level k: symbols -R..R, then the escape (sum 4096).");
 
+  m.def("scale_index_map", [](const py::array& s_in, const py::array& gain_in, int skip_below) {
+    auto s = require<int32_t>(s_in, "s");
+    auto gain = require<int32_t>(gain_in, "gain_log");
+    if (s.ndim() < 1 || gain.ndim() != 1 || gain.shape(0) != s.shape(0))
+      throw ArgumentError("s must be channels x ... and gain_log one value per channel");
+    if (skip_below < 0 || skip_below > tables::kNumLevels) throw ArgumentError("skip_below must be in [0, 64]");
+    CArray<uint8_t> out(std::vector<py::ssize_t>(s.shape(), s.shape() + s.ndim()));
+    const size_t channels = size_t(s.shape(0)), plane = channels ? size_t(s.size()) / channels : 0;
+    {
+      py::gil_scoped_release release;
+      tables::scale_index_map(s.data(), gain.data(), channels, plane, skip_below, out.mutable_data());
+    }
+    return out;
+  }, py::arg("s"), py::arg("gain_log"), py::arg("skip_below"),
+     "Per-position table index from Q7 log-sigma plus per-channel Q7 gain offsets; 255 below skip_below.");
   m.def("encode_residual", &encode_residual_py, py::arg("symbols"), py::arg("scale_index"),
         py::arg("substreams") = 1, py::arg("threads") = 0);
   m.def("decode_residual", &decode_residual_py, py::arg("data"), py::arg("scale_index"), py::arg("threads") = 0,

@@ -1,5 +1,7 @@
 #include "sigma_tables.hpp"
 
+#include <algorithm>
+#include <climits>
 #include <cmath>
 
 namespace jpegai::tables {
@@ -54,6 +56,17 @@ int ResidualTables::escape_order(int k) const { return kTableEscapeOrder[k]; }
 const ResidualTables& residual_tables() {
   static const ResidualTables tables = build();
   return tables;
+}
+
+void scale_index_map(const int32_t* s, const int32_t* gain_log, size_t channels, size_t plane, int skip_below,
+                     uint8_t* out) {
+  for (size_t c = 0; c < channels; ++c) {
+    const int32_t offset = gain_log[c];
+    for (size_t i = 0; i < plane; ++i) {
+      const int k = index_from_q7(int32_t(std::max<int64_t>(INT32_MIN, std::min<int64_t>(INT32_MAX, int64_t(s[c * plane + i]) + offset))));
+      out[c * plane + i] = k < skip_below ? kSkipIndex : uint8_t(k);
+    }
+  }
 }
 
 double sigma_level(int k) {

@@ -12,6 +12,7 @@
 //  * Scale index kSkipIndex marks a position that carries no symbol (skip mode): it decodes to 0.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -31,6 +32,12 @@ constexpr int index_from_q7(int32_t s) {
   const int64_t k = (int64_t{s} + (1 << (kLogSigmaFracBits - 1))) >> kLogSigmaFracBits;
   return k < 0 ? 0 : (k >= kNumLevels ? kNumLevels - 1 : static_cast<int>(k));
 }
+
+// Scale index map of one component: index = index_from_q7(s + gain_log[c]) per position, or
+// kSkipIndex where that index is below skip_below (skip mode: the model's threshold).
+// s: channels x plane Q7 log-sigma (the hyper-scale decoder output), gain_log: channels Q7 offsets.
+void scale_index_map(const int32_t* s, const int32_t* gain_log, size_t channels, size_t plane, int skip_below,
+                     uint8_t* out);
 
 // One packed decode entry per (level, slot):  bits 0-11 freq, 12-23 cumulative start,
 // 24-31 symbol byte b.  For residuals b = v + 128 (v in [-127, 127]) and b = 0 is the escape.

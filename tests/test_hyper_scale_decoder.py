@@ -78,3 +78,19 @@ def test_matches_torch_qat_model():
     np.testing.assert_array_equal(qat.astype(np.int64), oracle)
     np.testing.assert_array_equal(ref, oracle)
     np.testing.assert_array_equal(make(layers).forward(z[0].numpy().astype(np.int16), 11, 19), oracle)
+
+
+def test_scale_index_map_matches_the_integer_definition():
+    from jpegai_fast import entropy
+
+    rng = np.random.default_rng(3)
+    s = rng.integers(0, 63 * 128, size=(6, 5, 7)).astype(np.int32)
+    gain = rng.integers(-700, 700, size=6).astype(np.int32)
+    idx = np.clip((s.astype(np.int64) + gain[:, None, None] + 64) >> 7, 0, 63)
+    expected = np.where(idx < 4, 255, idx).astype(np.uint8)
+    np.testing.assert_array_equal(entropy.scale_index_map(s, gain, skip_below=4), expected)
+    np.testing.assert_array_equal(entropy.scale_index_map(s, gain, skip_below=0), idx.astype(np.uint8))
+    with pytest.raises(ValueError):
+        entropy.scale_index_map(s, gain[:5], 4)
+    with pytest.raises(ValueError):
+        entropy.scale_index_map(s.astype(np.int64), gain, 4)

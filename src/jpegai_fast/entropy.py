@@ -14,7 +14,7 @@ from ._core import FactorizedModel
 
 __all__ = [
     "SIGMA_LEVELS", "NUM_LEVELS", "SIGMA_MIN", "SIGMA_MAX", "PROB_BITS", "SKIP_INDEX", "MAX_SUBSTREAMS",
-    "LOG_SIGMA_FRAC_BITS", "sigma_to_index", "q7_to_index", "encode_residual", "decode_residual",
+    "LOG_SIGMA_FRAC_BITS", "sigma_to_index", "q7_to_index", "scale_index_map", "encode_residual", "decode_residual",
     "information_bits", "decode_kernel", "table_freqs", "table_radius", "table_hash", "FactorizedModel",
 ]
 
@@ -61,6 +61,24 @@ def q7_to_index(s) -> np.ndarray:
         s = np.minimum(s, np.uint64(limit))
     s = np.clip(s.astype(np.int64), -limit, limit)
     return np.clip((s + 64) >> 7, 0, NUM_LEVELS - 1).astype(np.uint8)
+
+
+def scale_index_map(s, gain_log, skip_below: int) -> np.ndarray:
+    """Scale indices of one component from the integer hyper-scale decoder's output.
+
+    ``s``: int32 Q7 log-sigma, channels first; ``gain_log``: int32 Q7 offset per channel (the rate
+    point's gain plus the header's displacement).  Index = clamp((s + gain + 64) >> 7, 0, 63), and
+    ``SKIP_INDEX`` where that is below ``skip_below`` (the model's skip threshold).  Exact integers.
+    """
+    s = np.asarray(s)
+    if s.dtype != np.int32:
+        raise ValueError(f"s must be int32, got {s.dtype}")
+    gain_log = np.asarray(gain_log)
+    if gain_log.dtype.kind not in "iu":
+        raise ValueError("gain_log must be integers")
+    if gain_log.size and np.abs(gain_log.astype(np.int64)).max() >= 1 << 13:
+        raise ValueError("|gain_log| must be below 2^13")
+    return _core.scale_index_map(np.require(s, requirements="C"), gain_log.astype(np.int32), int(skip_below))
 
 
 def _int16_symbols(symbols) -> np.ndarray:
