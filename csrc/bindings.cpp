@@ -12,6 +12,8 @@
 #include "errors.hpp"
 #include "factorized_coder.hpp"
 #include "hyper_scale_decoder.hpp"
+#include "latent_decoder.hpp"
+#include "model_blob.hpp"
 #include "rans.hpp"
 #include "residual_coder.hpp"
 #include "sigma_tables.hpp"
@@ -131,6 +133,32 @@ IntConvLayer int_conv_layer(const py::array& w_in, const py::array& b_in, const 
   l.bias.assign(b.data(), b.data() + b.size());
   l.shift.assign(s.data(), s.data() + s.size());
   return l;
+}
+
+template <class T>
+CArray<T> to_array(const std::vector<T>& v, std::vector<py::ssize_t> shape) {
+  CArray<T> a(shape);
+  std::copy(v.begin(), v.end(), a.mutable_data());
+  return a;
+}
+
+py::dict latents_to_dict(const PictureLatents& p) {
+  py::dict d;
+  d["header"] = p.header;
+  d["latent_hw"] = py::make_tuple(p.latent_h, p.latent_w);
+  d["z_hw"] = py::make_tuple(p.z_h, p.z_w);
+  const char* names[2] = {"luma", "chroma"};
+  for (int c = 0; c < 2; ++c) {
+    const ComponentLatents& L = p.comp[c];
+    const py::ssize_t ch = L.channels;
+    py::dict comp;
+    comp["z"] = to_array(L.z, {ch, p.z_h, p.z_w});
+    comp["log_sigma"] = to_array(L.log_sigma, {ch, p.latent_h, p.latent_w});
+    comp["index"] = to_array(L.index, {ch, p.latent_h, p.latent_w});
+    comp["residual"] = to_array(L.residual, {ch, p.latent_h, p.latent_w});
+    d[names[c]] = comp;
+  }
+  return d;
 }
 
 }  // namespace
@@ -276,6 +304,26 @@ PYBIND11_MODULE(_core, m) {
              return out;
            },
            py::arg("z"), py::arg("latent_h"), py::arg("latent_w"), py::arg("threads") = 0, py::arg("kernel") = "auto");
+
+  py::class_<LatentModel>(m, "LatentModel")
+      .def(py::init([](const py::object& blob) {
+             const ByteView v = byte_view(blob);
+             return std::make_unique<LatentModel>(ModelBlob(std::vector<uint8_t>(v.data, v.data + v.size)));
+           }),
+           py::arg("model_bin"), "The integer part of a model (model.bin bytes).")
+      .def_property_readonly("skip_below", &LatentModel::skip_below)
+      .def_property_readonly("rate_points", &LatentModel::rate_points)
+      .def("decode", [](const LatentModel& self, const py::object& data, uint64_t max_pixels, unsigned threads) {
+             const ByteView buf = byte_view(data);
+             PictureLatents p;
+             {
+               py::gil_scoped_release release;
+               p = decode_latents(self, buf.data, buf.size, max_pixels, threads);
+             }
+             return latents_to_dict(p);
+           },
+           py::arg("data"), py::arg("max_pixels") = kDefaultMaxPixels, py::arg("threads") = 0,
+           "Codestream -> integer latents: z, log_sigma (Q7, gain applied), index, residual per component.");
 
   py::class_<PictureHeader>(m, "PictureHeader")
       .def(py::init<>())

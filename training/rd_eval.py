@@ -1,0 +1,193 @@
+"""Kodak RD evaluation of an exported model with real bytes, against JPEG and the VVC anchor.
+
+    python -m training.rd_eval --model src/jpegai_fast/models/vr_bop [--images 24] [--rates all]
+
+* Ours: numpy + ONNX Runtime reference encoder -> real rANS codestream (jpegai_fast) -> reference
+  decoder -> 8-bit RGB (chroma up-sampled as the anchor's inverse conversion). No torch needed.
+* JPEG: Pillow, 4:2:0 (subsampling=2), quality sweep --jpeg-qualities, optimize=False; file bytes.
+* VVC: ../shared/anchors/vvc/anchor_rgb.csv (same images).
+* Metrics exactly as ../shared/anchors/vvc/README.md: RGB-domain; PSNR-YUV = (6·Y + Cb + Cr)/8 on
+  BT.709 full-range 4:4:4 Y'CbCr from both RGB images (float, no rounding); MS-SSIM on that Y plane
+  (5 scales, weights 0.0448 … 0.1333, Gaussian σ 1.5 truncated at 3.5σ, scipy reflect, K1 .01,
+  K2 .03, L 255, 2×2 average pooling, odd last row/column dropped, cs at scales 1–4 and full SSIM
+  at 5, each floored at 1e-12); msssim_db = −10·log10(1 − ms-ssim); bpp = 8·bytes / (W·H).
+* BD-rate (training/bd_rate.py, pchip on log-rate): computed PER IMAGE (each image's curve of our
+  rate points vs that image's JPEG / VVC curve), then the arithmetic mean over the images where the
+  quality ranges overlap (the number used is reported). Quality: PSNR-YUV and MS-SSIM-Y (dB).
+  RD tables: means over images of per-image values at each rate point / QP / quality.
+
+Writes <out>.json and <out>.md (default training/results/rd_eval).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import pathlib
+import time
+
+import numpy as np
+from PIL import Image
+
+from . import reference_decoder as rd
+from .bd_rate import bd_rate
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+JPEG_QUALITIES = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def rgb_to_ycbcr(rgb):
+    x = rgb.astype(np.float64)
+    y = 0.2126 * x[..., 0] + 0.7152 * x[..., 1] + 0.0722 * x[..., 2]
+    return y, (x[..., 2] - y) / 1.8556 + 128.0, (x[..., 0] - y) / 1.5748 + 128.0
+
+
+def _psnr(a, b):
+    mse = np.mean((a - b) ** 2)
+    return 10 * math.log10(255.0**2 / mse) if mse > 0 else math.inf
+
+
+def msssim(a, b):
+    from scipy.ndimage import gaussian_filter
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    vals = []
+    for scale in range(5):
+        def g(x):
+            return gaussian_filter(x, 1.5, mode="reflect", truncate=3.5)
+        mu1, mu2 = g(a), g(b)
+        s11, s22, s12 = g(a * a) - mu1 * mu1, g(b * b) - mu2 * mu2, g(a * b) - mu1 * mu2
+        cs_map = (2 * s12 + c2) / (s11 + s22 + c2)
+        if scale < 4:
+            vals.append(max(float(cs_map.mean()), 1e-12))
+            h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+            a = a[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+            b = b[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+        else:
+            lum = (2 * mu1 * mu2 + c1) / (mu1 * mu1 + mu2 * mu2 + c1)
+            vals.append(max(float((lum * cs_map).mean()), 1e-12))
+    return float(np.prod(np.array(vals) ** np.array(MS_WEIGHTS)))
+
+
+def metrics(orig, rec, nbytes):
+    yo, bo, ro = rgb_to_ycbcr(orig)
+    yr, br, rr = rgb_to_ycbcr(rec)
+    py, pb, pr = _psnr(yo, yr), _psnr(bo, br), _psnr(ro, rr)
+    ms = msssim(yo, yr)
+    return {"bytes": int(nbytes), "bpp": 8.0 * nbytes / (orig.shape[0] * orig.shape[1]),
+            "psnr_yuv": (6 * py + pb + pr) / 8, "psnr_y": py, "msssim_y": ms,
+            "msssim_db": -10 * math.log10(max(1 - ms, 1e-12))}
+
+
+def jpeg_points(rgb, qualities):
+    pts = []
+    for q in qualities:
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format="JPEG", quality=q, subsampling=2, optimize=False)
+        rec = np.array(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        pts.append({"quality": q, **metrics(rgb, rec, len(buf.getvalue()))})
+    return pts
+
+
+def vvc_points(csv_path, names):
+    out = {n: [] for n in names}
+    with open(csv_path) as f:
+        for row in csv.DictReader(f):
+            if row["image"] in out:
+                out[row["image"]].append({"qp": int(row["qp"]), "bytes": int(row["bytes"]),
+                                          **{k: float(row[k]) for k in ("bpp", "psnr_yuv", "psnr_y", "msssim_y", "msssim_db")}})
+    return out
+
+
+def mean_points(per_image, key):
+    keys = sorted({p[key] for pts in per_image.values() for p in pts})
+    res = []
+    for k in keys:
+        rows = [p for pts in per_image.values() for p in pts if p[key] == k]
+        res.append({key: k, "images": len(rows),
+                    **{m: float(np.mean([r[m] for r in rows])) for m in ("bpp", "psnr_yuv", "psnr_y", "msssim_y", "msssim_db")}})
+    return res
+
+
+def bd_per_image(test, anchor, quality):
+    vals = {}
+    for name in test:
+        t, a = test[name], anchor.get(name, [])
+        if len(a) < 2:
+            continue
+        try:
+            v = bd_rate([p["bpp"] for p in a], [p[quality] for p in a], [p["bpp"] for p in t], [p[quality] for p in t])
+        except ValueError:
+            v = math.nan
+        vals[name] = v
+    finite = [v for v in vals.values() if math.isfinite(v)]
+    return {"mean_percent": float(np.mean(finite)) if finite else math.nan, "images_used": len(finite),
+            "images": len(vals), "per_image": vals}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(ROOT / "src/jpegai_fast/models/vr_bop"))
+    ap.add_argument("--kodak", default=str(ROOT.parent / "shared/datasets/kodak"))
+    ap.add_argument("--anchor", default=str(ROOT.parent / "shared/anchors/vvc/anchor_rgb.csv"))
+    ap.add_argument("--images", type=int, default=24, help="first N of kodim01..24")
+    ap.add_argument("--names", default=None, help="comma-separated image names (overrides --images)")
+    ap.add_argument("--rates", default="all")
+    ap.add_argument("--op", default="bop")
+    ap.add_argument("--jpeg-qualities", default=",".join(map(str, JPEG_QUALITIES)))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(ROOT / "training/results/rd_eval"))
+    args = ap.parse_args()
+
+    model = rd.Model(args.model, threads=args.threads)
+    names = args.names.split(",") if args.names else [f"kodim{i:02d}" for i in range(1, args.images + 1)]
+    rates = list(range(model.num_rates)) if args.rates == "all" else [int(r) for r in args.rates.split(",")]
+    qualities = [int(q) for q in args.jpeg_qualities.split(",")]
+    ours, jpeg = {}, {}
+    t0 = time.time()
+    for name in names:
+        rgb = np.array(Image.open(pathlib.Path(args.kodak) / f"{name}.png").convert("RGB"))
+        ours[name] = []
+        for r in rates:
+            data, _ = rd.encode_bitstream(model, rgb, r, args.op)
+            rec = rd.decode_bitstream(model, data)["rgb"]
+            ours[name].append({"rate": r, **metrics(rgb, rec, len(data))})
+        jpeg[name] = jpeg_points(rgb, qualities)
+        print(f"{name}: " + ", ".join(f"r{p['rate']} {p['bpp']:.3f} bpp {p['psnr_yuv']:.2f} dB" for p in ours[name])
+              + f"  ({time.time() - t0:.0f} s)", flush=True)
+    vvc = vvc_points(args.anchor, names)
+    res = {"model": args.model, "op": args.op, "images": len(names), "image_names": names, "rates": rates,
+           "bd_method": "per-image BD-rate (pchip on log-rate over the overlapping quality range), then the mean "
+                        "over images with overlap; negative = ours needs less rate",
+           "ours": {"per_image": ours, "mean_points": mean_points(ours, "rate")},
+           "jpeg": {"qualities": qualities, "per_image": jpeg, "mean_points": mean_points(jpeg, "quality")},
+           "vvc": {"per_image": vvc, "mean_points": mean_points(vvc, "qp")},
+           "bd_rate": {f"vs_{an}_{q}": bd_per_image(ours, anc, q)
+                       for an, anc in (("jpeg", jpeg), ("vvc", vvc)) for q in ("psnr_yuv", "msssim_db")}}
+    res["bd_rate"]["vvc_vs_jpeg_psnr_yuv"] = bd_per_image(vvc, jpeg, "psnr_yuv")  # sanity check of the tooling
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
+
+    md = [f"# Kodak RD: `{args.model}` ({args.op})", "",
+          f"{len(names)} images ({', '.join(names)}); real codestream bytes; metrics as "
+          "../shared/anchors/vvc/README.md (RGB domain). Means of per-image values.", "",
+          "## Ours", "", "| rate point | bpp | PSNR-YUV | PSNR-Y | MS-SSIM-Y | MS-SSIM-Y (dB) |", "|---:|---:|---:|---:|---:|---:|"]
+    md += [f"| {p['rate']} | {p['bpp']:.4f} | {p['psnr_yuv']:.3f} | {p['psnr_y']:.3f} | {p['msssim_y']:.4f} | {p['msssim_db']:.2f} |"
+           for p in res["ours"]["mean_points"]]
+    for label, key, col in (("JPEG (Pillow 4:2:0)", "jpeg", "quality"), ("VVC anchor (vvenc medium)", "vvc", "qp")):
+        md += ["", f"## {label}", "", f"| {col} | bpp | PSNR-YUV | PSNR-Y | MS-SSIM-Y | MS-SSIM-Y (dB) |", "|---:|---:|---:|---:|---:|---:|"]
+        md += [f"| {p[col]} | {p['bpp']:.4f} | {p['psnr_yuv']:.3f} | {p['psnr_y']:.3f} | {p['msssim_y']:.4f} | {p['msssim_db']:.2f} |"
+               for p in res[key]["mean_points"]]
+    md += ["", "## BD-rate (per image, then mean; negative = fewer bits than the anchor)", "",
+           "| comparison | BD-rate % | images with overlap |", "|---|---:|---:|"]
+    md += [f"| {k} | {v['mean_percent']:.2f} | {v['images_used']}/{v['images']} |" for k, v in res["bd_rate"].items()]
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
