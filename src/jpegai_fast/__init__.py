@@ -2,9 +2,19 @@
 
 The latent domain (container, rANS entropy coding, integer networks) is a C++ core (``_core``); the
 pixel domain runs in ONNX Runtime.  Nothing here imports torch.
+
+    import jpegai_fast
+    data = jpegai_fast.encode(rgb, bpp=0.25)          # uint8 (H, W, 3) -> bytes
+    rgb2 = jpegai_fast.decode(data)                   # -> uint8 (H, W, 3)
+    dec = jpegai_fast.Decoder(operating_point="sop")  # sessions kept for many pictures
+    latents = dec.decode_latents(data)                # ŷ, σ, indices: compressed-domain tasks
 """
 from .errors import BitstreamError, JpegAiError, LimitError
 from . import container, entropy
+from .decoder import Decoder, decode
+from .encoder import Encoder, encode
+from . import pillow_plugin  # registers ".jai" with Pillow (open and save)
 
 __version__ = "0.1.0"
-__all__ = ["BitstreamError", "JpegAiError", "LimitError", "container", "entropy", "__version__"]
+__all__ = ["BitstreamError", "JpegAiError", "LimitError", "container", "entropy", "Decoder", "decode", "Encoder",
+           "encode", "__version__"]

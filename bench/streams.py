@@ -1,0 +1,114 @@
+"""Streams the bench decodes: each codec's ladder per Kodak image (encoded once, cached on disk), the VVC anchor
+streams, and "matched" streams (a codec's ladder point nearest in bpp to the VVC stream of the same image/QP).
+
+Cache: ``$JPEGAI_BENCH_CACHE`` or bench/.cache/streams/<codec>/<image>/<key>.bin, where the key hashes the codec's
+encoder settings, its library versions, the parameter and the image bytes, so a new library or setting
+re-encodes.  ``JPEGAI_BENCH_NO_CACHE=1`` disables it.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from bench import codecs as C
+from bench.metrics import bpp as _bpp
+
+QUICK_IMAGES = ("kodim01", "kodim04", "kodim23")  # one portrait (kodim04)
+QUICK_QPS = (32, 37)  # VVC mean 0.39 and 0.19 bpp on Kodak: brackets ~0.25 bpp
+FULL_QPS = C.VVC_QPS
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("JPEGAI_BENCH_CACHE", Path(__file__).resolve().parent / ".cache" / "streams"))
+
+
+def _use_cache() -> bool:
+    return os.environ.get("JPEGAI_BENCH_NO_CACHE", "") not in ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class Stream:
+    codec: str
+    image: str
+    param: object
+    data: bytes
+    width: int
+    height: int
+
+    @property
+    def bpp(self) -> float:
+        return _bpp(len(self.data), self.width, self.height)
+
+
+@lru_cache(maxsize=None)
+def _image_digest(name: str) -> str:
+    return hashlib.sha256((C.kodak_dir() / f"{name}.png").read_bytes()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=None)
+def image_rgb(name: str) -> np.ndarray:
+    rgb = C.load_rgb(name)
+    rgb.setflags(write=False)
+    return rgb
+
+
+def _key(codec: C.Codec, name: str, param) -> str:
+    blob = json.dumps([codec.name, codec.encoder_settings, codec.versions(), repr(param), _image_digest(name)],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def encode(codec: C.Codec, name: str, param) -> Stream:
+    rgb = image_rgb(name)
+    h, w, _ = rgb.shape
+    use = _use_cache() and codec.cache_streams
+    path = cache_dir() / codec.name / name / f"{_key(codec, name, param)}.bin" if use else None
+    if use and path.exists():
+        data = path.read_bytes()
+    else:
+        data = codec.encode(np.ascontiguousarray(rgb), param)
+        if use:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+    return Stream(codec.name, name, param, data, w, h)
+
+
+def ladder(codec: C.Codec, name: str) -> list[Stream]:
+    return [encode(codec, name, p) for p in codec.ladder]
+
+
+def vvc_stream(name: str, qp: int) -> Stream:
+    rgb = image_rgb(name)
+    h, w, _ = rgb.shape
+    return Stream("vvc", name, qp, C.vvc_anchor_stream(name, qp), w, h)
+
+
+def matched(codec: C.Codec, name: str, target_bpp: float) -> Stream:
+    """The codec's ladder stream nearest to ``target_bpp`` in |log bpp|."""
+    streams = ladder(codec, name)
+    return min(streams, key=lambda s: abs(math.log(s.bpp / target_bpp)))
+
+
+@lru_cache(maxsize=None)
+def anchor_csv() -> dict[tuple[str, int], dict]:
+    """anchor_rgb.csv rows keyed by (image, qp), numbers as float."""
+    out = {}
+    with open(C.vvc_dir() / "anchor_rgb.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            rec = {k: row[k] for k in ("image", "file")}
+            rec["qp"] = int(row["qp"])
+            rec["bytes"] = int(row["bytes"])
+            for k in ("bpp", "psnr_yuv", "psnr_y", "msssim_y", "msssim_db"):
+                rec[k] = float(row[k])
+            out[(rec["image"], rec["qp"])] = rec
+    return out

@@ -1,0 +1,156 @@
+"""Decoder: codestream -> ŷ (compressed domain) -> RGB / YUV pixels, with per-stage timings.
+
+Integers (container, z, hyper-scale decoder, indices, residuals) come from one C++ call
+(``_core.LatentModel.decode``); the float stages (hyper decoder, luma context loop, synthesis) run in
+ONNX Runtime sessions created once per Decoder; colour conversion is numpy.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import time
+
+import numpy as np
+
+from . import colour, container, reconstruction as rec
+from .errors import BitstreamError
+from .model import Model
+
+__all__ = ["Decoder", "decode", "header_dict", "read_input"]
+
+COMPONENTS = ("luma", "chroma")
+HEADER_FIELDS = ("width", "height", "bit_depth", "chroma_format", "colour_transform", "model_id", "operating_point",
+                 "rate_point", "gain_log_luma", "gain_log_chroma", "latent_channels_luma", "latent_channels_chroma",
+                 "coded_channels_luma", "coded_channels_chroma", "tile_size", "tile_overlap")
+
+
+def header_dict(h) -> dict:
+    return {k: getattr(h, k) for k in HEADER_FIELDS}
+
+
+def read_input(data) -> bytes:
+    """bytes-like or a path -> bytes."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, (str, os.PathLike)):
+        return pathlib.Path(data).read_bytes()
+    if isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 1:
+        return data.tobytes()
+    raise TypeError(f"expected bytes or a path, got {type(data).__name__}")
+
+
+class Decoder:
+    """``Decoder(model="default", operating_point="bop", device="cpu", threads=None)``.
+
+    ``operating_point``: "bop" or "sop" (either synthesis decodes any stream) or None = the stream's
+    header.  ``threads``: None = all cores, used by both the C++ pool and ORT (never at the same time).
+    ``last_timing`` holds the seconds per stage of the latest decode.
+    """
+
+    def __init__(self, model="default", operating_point: str | None = "bop", device: str = "cpu",
+                 threads: int | None = None, max_pixels: int = container.DEFAULT_MAX_PIXELS):
+        if operating_point not in ("bop", "sop", None):
+            raise ValueError(f"operating_point must be 'bop', 'sop' or None, got {operating_point!r}")
+        self.model = model if isinstance(model, Model) else Model(model, device=device, threads=threads)
+        self.operating_point = operating_point
+        self.max_pixels = int(max_pixels)
+        self.last_timing: dict[str, float] = {}
+
+    @property
+    def threads(self) -> int:
+        return self.model.threads
+
+    # -- compressed domain ------------------------------------------------------------------------
+    def _latents(self, data, timing: dict) -> dict:
+        data = read_input(data)
+        t0 = time.perf_counter()
+        lat = self.model.latent_model.decode(data, self.max_pixels, self.threads)
+        t1 = time.perf_counter()
+        timing["latent (C++: parse, z, hyper-scale, residual)"] = t1 - t0
+        h = lat["header"]
+        hw, rate = lat["latent_hw"], h.rate_point
+        disp = (h.gain_log_luma, h.gain_log_chroma)
+        psi = {comp: rec.hyper_decoder(self.model, comp, lat[comp]["z"], hw) for comp in COMPONENTS}
+        t2 = time.perf_counter()
+        timing["hyper decoder"] = t2 - t1
+        y_hat = {}
+        g = {comp: rec.gain(self.model, comp, rate, disp[k]) for k, comp in enumerate(COMPONENTS)}
+        y_hat["luma"], _ = rec.luma_stages(self.model, psi["luma"], lat["luma"]["index"], g["luma"],
+                                           residual=lat["luma"]["residual"])
+        y_hat["chroma"], _ = rec.chroma(psi["chroma"], lat["chroma"]["index"], g["chroma"],
+                                        residual=lat["chroma"]["residual"])
+        timing["context"] = time.perf_counter() - t2
+        lat["y_hat"] = y_hat
+        lat["gain"] = g
+        return lat
+
+    def decode_latents(self, data) -> dict:
+        """Codestream -> compressed-domain representation, without synthesis.
+
+        Returns ``{"header": dict, "y_hat": {comp: float32 [C,Hl,Wl]}, "sigma": {comp: float32 σ of the
+        entropy model}, "index": {comp: uint8}, "z": {comp: int16}, "residual": {comp: int16},
+        "gain": {comp: float32 [C]}, "latent_hw", "z_hw"}`` with comp in ("luma", "chroma")."""
+        timing: dict[str, float] = {}
+        t0 = time.perf_counter()
+        lat = self._latents(data, timing)
+        timing["total"] = time.perf_counter() - t0
+        self.last_timing = timing
+        out = {"header": header_dict(lat["header"]), "latent_hw": lat["latent_hw"], "z_hw": lat["z_hw"],
+               "y_hat": lat["y_hat"], "gain": lat["gain"]}
+        for key in ("z", "index", "residual"):
+            out[key] = {comp: lat[comp][key] for comp in COMPONENTS}
+        out["sigma"] = {comp: rec.sigma_from_log(lat[comp]["log_sigma"]) for comp in COMPONENTS}
+        return out
+
+    # -- pixels -----------------------------------------------------------------------------------
+    def decode(self, data, output: str = "rgb"):
+        """Codestream (bytes or path) -> uint8 RGB [H, W, 3]; ``output="yuv"``: {"Y": [H,W], "UV": [2,⌈H/2⌉,⌈W/2⌉]}
+        float32 0-255 planes (clamped) instead.  Raises BitstreamError / LimitError on bad streams."""
+        if output not in ("rgb", "yuv"):
+            raise ValueError("output must be 'rgb' or 'yuv'")
+        timing: dict[str, float] = {}
+        t0 = time.perf_counter()
+        lat = self._latents(data, timing)
+        h = lat["header"]
+        op = self.operating_point
+        if op is None:
+            if h.operating_point not in rec.OPERATING_POINTS:
+                raise BitstreamError("this model has no synthesis for the stream's operating point "
+                                     f"{h.operating_point}; pass operating_point='bop' or 'sop'", "operating_point")
+            op = rec.OPERATING_POINTS[h.operating_point]
+        t1 = time.perf_counter()
+        yy, uv = rec.synthesise(self.model, lat["y_hat"]["luma"], lat["y_hat"]["chroma"], (h.height, h.width), op)
+        t2 = time.perf_counter()
+        timing["synthesis"] = t2 - t1
+        yy, uv = np.clip(yy, 0, 255), np.clip(uv, 0, 255)
+        out = {"Y": yy, "UV": uv} if output == "yuv" else colour.yuv420_to_rgb(yy, uv)
+        timing["colour"] = time.perf_counter() - t2
+        timing["total"] = time.perf_counter() - t0
+        self.last_timing = timing
+        return out
+
+    def info(self, data) -> dict:
+        """Header fields, size, bpp and segment sizes (parses the container only; no decoding)."""
+        data = read_input(data)
+        h, segs = container.parse(data, self.max_pixels)
+        d = header_dict(h)
+        d.update(bytes=len(data), bpp=8 * len(data) / (h.width * h.height),
+                 segments={k: len(v) for k, v in segs.items()},
+                 operating_point_name={0: "sop", 1: "bop", 2: "hop"}.get(h.operating_point, "reserved"),
+                 latent_hw=rec.latent_size((h.height, h.width)))
+        return d
+
+
+_DECODERS: dict = {}
+
+
+def _cached_decoder(model, operating_point, device, threads) -> Decoder:
+    key = (str(model), operating_point, device, threads)
+    if key not in _DECODERS:  # convenience functions reuse the sessions of earlier calls
+        _DECODERS[key] = Decoder(model, operating_point, device, threads)
+    return _DECODERS[key]
+
+
+def decode(data, model="default", operating_point="bop", device="cpu", threads=None, output="rgb"):
+    """One-shot decode (the Decoder and its sessions are cached per argument set)."""
+    return _cached_decoder(model, operating_point, device, threads).decode(data, output=output)

@@ -1,0 +1,65 @@
+"""Pillow plugin: ``Image.open("x.jai")`` and ``img.save("x.jai", quality=..., bpp=...)``.
+
+Registered on ``import jpegai_fast``.  ``quality`` is this codec's scale (a float in [0, rate points − 1]),
+not JPEG's 0–100; ``bpp`` asks for rate control; ``operating_point`` picks the synthesis on open
+(set ``JaiImageFile.operating_point`` before opening).
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from . import container
+
+FORMAT = "JAI"
+MAGIC = b"\xff\x80\xff\x82"  # SOC then the PIH marker, which must come first
+
+
+def _accept(prefix: bytes) -> bool:
+    return prefix[:4] == MAGIC
+
+
+class JaiImageFile(ImageFile.ImageFile):
+    format = FORMAT
+    format_description = "jpegai_fast learned image codestream"
+    operating_point = "bop"  # class-wide default; change before load() for SOP synthesis
+
+    def _open(self):
+        data = self.fp.read()
+        if not _accept(data):
+            raise SyntaxError("not a jpegai_fast codestream")
+        header, _ = container.parse(data)  # BitstreamError (a ValueError) on a damaged stream
+        self._size = (header.width, header.height)
+        self._mode = "RGB"
+        self.info["rate_point"] = header.rate_point
+        self.info["operating_point"] = header.operating_point
+        # one tile covering the picture: Pillow hands the whole file to JaiDecoder on load()
+        self.tile = [ImageFile._Tile("jai", (0, 0) + self.size, 0, (self.operating_point,))]
+
+
+class JaiDecoder(ImageFile.PyDecoder):
+    _pulls_fd = True
+
+    def decode(self, buffer):
+        from .decoder import decode
+
+        self.fd.seek(0)
+        rgb = decode(self.fd.read(), operating_point=self.args[0])
+        self.set_as_raw(np.ascontiguousarray(rgb).tobytes())
+        return -1, 0
+
+
+def _save(im: Image.Image, fp, filename):
+    from .encoder import encode
+
+    info = im.encoderinfo
+    rgb = np.asarray(im.convert("RGB"))
+    fp.write(encode(rgb, bpp=info.get("bpp"), quality=info.get("quality"), rate_point=info.get("rate_point"),
+                    operating_point=info.get("operating_point", "bop"), substreams=info.get("substreams", 1)))
+
+
+Image.register_open(FORMAT, JaiImageFile, _accept)
+Image.register_save(FORMAT, _save)
+Image.register_decoder("jai", JaiDecoder)
+Image.register_extension(FORMAT, ".jai")
+Image.register_mime(FORMAT, "image/x-jpegai-fast")

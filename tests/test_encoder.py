@@ -1,0 +1,93 @@
+"""jpegai_fast.encode: byte-identical to the reference encoder at the trained rate points, rate
+control, any picture size, input validation."""
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+import jpegai_fast
+from jpegai_fast import encoder
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+MODELS = sorted(p.parent for p in (ROOT / "src" / "jpegai_fast" / "models").glob("*/model.bin"))
+pytestmark = pytest.mark.skipif(not MODELS, reason="no exported model under src/jpegai_fast/models/")
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def enc():
+    return encoder.Encoder(threads=2)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    skdata = pytest.importorskip("skimage.data")
+    return np.ascontiguousarray(skdata.coffee()[50:146, 200:328])  # 96 x 128
+
+
+@pytest.mark.parametrize("rate,op", [(0, "bop"), (5, "sop")])
+def test_same_bytes_as_the_reference_encoder(enc, photo, rate, op):
+    from training import reference_decoder as rd
+
+    want, _ = rd.encode_bitstream(rd.Model(MODELS[0]), photo, rate, op)
+    assert enc.encode(photo, rate_point=rate, operating_point=op) == want
+    assert enc.encode(photo, quality=float(rate), operating_point=op) == want
+
+
+def test_quality_is_monotone(enc, photo):
+    sizes = [len(enc.encode(photo, quality=q)) for q in (0, 0.5, 1, 1.5, 2, 3.25, 5)]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+
+
+@pytest.mark.parametrize("target", [0.3, 0.6])
+def test_bpp_rate_control(enc, photo, target):
+    data = enc.encode(photo, bpp=target)
+    bpp = 8 * len(data) / (96 * 128)
+    assert 0.9 * target <= bpp <= target, enc.last_trials
+
+
+def test_bpp_beyond_the_trained_rate_points(enc, photo):
+    """Targets outside rate points 0 .. 5 are reached by displacing the end gains (header gain_log_*)."""
+    lowest = 8 * len(enc.encode(photo, rate_point=0)) / (96 * 128)
+    highest = 8 * len(enc.encode(photo, rate_point=5)) / (96 * 128)
+    for target in (0.9 * lowest, 1.2 * highest):
+        data = enc.encode(photo, bpp=target)
+        assert 0.9 * target <= 8 * len(data) / (96 * 128) <= target, enc.last_trials
+        assert jpegai_fast.decode(data, threads=2).shape == photo.shape
+    floor = enc.encode(photo, bpp=0.01)  # below anything reachable: the smallest stream
+    assert len(floor) < len(enc.encode(photo, rate_point=0))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (17, 33), (31, 1), (33, 48)])
+def test_any_picture_size(enc, shape):
+    rgb = np.random.default_rng(sum(shape)).integers(0, 256, shape + (3,), dtype=np.uint8)
+    data = enc.encode(rgb, quality=2)
+    out = jpegai_fast.decode(data, threads=2)
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+
+
+def test_input_validation(enc, photo):
+    with pytest.raises(ValueError):
+        enc.encode(photo.astype(np.float32))
+    with pytest.raises(ValueError):
+        enc.encode(photo[..., 0])
+    with pytest.raises(ValueError):
+        enc.encode(np.zeros((4, 4, 4), np.uint8))
+    with pytest.raises(ValueError):
+        enc.encode(np.zeros((0, 4, 3), np.uint8))
+    with pytest.raises(ValueError):
+        enc.encode(photo.tolist())
+    with pytest.raises(jpegai_fast.LimitError):
+        enc.encode(np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (70000, 8, 3)))
+    with pytest.raises(jpegai_fast.LimitError):
+        encoder.Encoder(model=enc.model, max_pixels=1000).encode(photo)
+    for kwargs in ({"quality": -0.1}, {"quality": 5.5}, {"bpp": 0}, {"bpp": float("nan")}, {"rate_point": 6},
+                   {"rate_point": 1.5}, {"bpp": 1, "quality": 2}, {"operating_point": "hop"}, {"substreams": 0}):
+        with pytest.raises(ValueError):
+            enc.encode(photo, **kwargs)
