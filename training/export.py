@@ -375,8 +375,11 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd):
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
     md = [f"# Model card: `{name}`", "",
           f"- Checkpoint `{ckpt}`, steps {meta.get('steps')}, training wall time {meta.get('wall_s')} s, "
-          "CPU, 1 thread. Early model: far from converged.",
-          f"- Training data: {card['training']['data']}.",
+          "CPU, 1 thread; the training log (`training/logs/`) shows it still improving.",
+          f"- Training data: {card['training']['data']}. The sources of these photos state research-use licences "
+          "(Urban100, Sun-Hays80, ImageNet samples, PolyU: non-commercial research; wallpapers CC0/CC-BY/CC-BY-SA/"
+          "Unsplash/GPL-2+; provenance per crop in the pool's MANIFEST.tsv), so **these weights are a research "
+          "artefact**: use them for research and evaluation. The code is Apache-2.0.",
           f"- λ per rate point: {', '.join(f'{x:g}' for x in RATE_LAMBDAS)}.",
           "- Format: ONNX opset 17 float32 (dynamic H/W) + model.bin (docs/model_format.md).", "",
           "## Parameters", "", "| part | parameters |", "|---|---:|"]
@@ -394,6 +397,10 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd):
                "| rate point | bpp | PSNR-YUV (dB) | MS-SSIM-Y | MS-SSIM-Y (dB) |", "|---:|---:|---:|---:|---:|"]
         md += [f"| {p['rate']} | {p['bpp']:.4f} | {p['psnr_yuv']:.3f} | {p['msssim_y']:.4f} | {p['msssim_db']:.2f} |"
                for p in rd["points"]]
+        bd = rd.get("bd_rate") or {}
+        if bd:
+            md += ["", "BD-rate (per image, then mean; negative = fewer bits at equal quality):", "",
+                   "| comparison | BD-rate % |", "|---|---:|"] + [f"| {k} | {v:+.2f} |" for k, v in bd.items()]
     else:
         md += ["Not measured at export time (run `python -m training.rd_eval` and re-export with `--rd`)."]
     md += ["", "## Files", "", "| file | bytes |", "|---|---:|"] + [f"| {k} | {v:,} |" for k, v in files.items()]
@@ -434,7 +441,8 @@ def main():
     rd = None
     if args.rd:
         full = json.loads(pathlib.Path(args.rd).read_text())
-        rd = {"source": args.rd, "images": full["images"], "points": full["ours"]["mean_points"]}
+        rd = {"source": args.rd, "images": full["images"], "points": full["ours"]["mean_points"],
+              "bd_rate": {k: (v["mean_percent"] if isinstance(v, dict) else v) for k, v in full.get("bd_rate", {}).items()}}
     (out_dir / "README.md").write_text(MODEL_README.format(name=args.name, ckpt=label,
                                                            steps=meta.get("steps", {}).get("bop")))
     for _ in range(2):  # second pass: the file table then includes the card files' own sizes

@@ -83,6 +83,7 @@ def load_checkpoint(model, opt, op, ckpt, opt_path, device):
     """Prefer the full-precision local state when it belongs to the same steps; else the committed file.
     Adam state is reused only by the stage (bop/sop) that wrote it."""
     committed = torch.load(ckpt, map_location=device)
+    initial_lrs = [group["lr"] for group in opt.param_groups]
     if opt_path.exists():
         full = torch.load(opt_path, map_location=device)
         if full["meta"]["steps"] == committed["meta"]["steps"]:
@@ -90,6 +91,8 @@ def load_checkpoint(model, opt, op, ckpt, opt_path, device):
             if full["op"] != op:
                 return full["meta"], "float32 weights, fresh optimizer"
             opt.load_state_dict(full["optimizer"])
+            for group, lr in zip(opt.param_groups, initial_lrs):  # the saved state carries its own lr:
+                group["lr"] = lr                                    # --lr of this run wins
             return full["meta"], "float32 weights + optimizer state"
     model.load_state_dict(committed["state_dict"])
     return committed["meta"], "float16 weights, fresh optimizer"
