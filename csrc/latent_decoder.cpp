@@ -1,5 +1,6 @@
 #include "latent_decoder.hpp"
 
+#include <chrono>
 #include <string>
 
 #include "bitio.hpp"
@@ -14,6 +15,15 @@ namespace {
 const char* const kComponentName[2] = {"luma", "chroma"};
 
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point& t) {  // seconds from t to now; t becomes now
+  const Clock::time_point now = Clock::now();
+  const double s = std::chrono::duration<double>(now - t).count();
+  t = now;
+  return s;
+}
 
 std::vector<uint32_t> u32(std::initializer_list<int> dims) {
   std::vector<uint32_t> v;
@@ -61,6 +71,7 @@ LatentModel::LatentModel(const ModelBlob& blob) {
 
 PictureLatents decode_latents(const LatentModel& model, const uint8_t* data, size_t size, uint64_t max_pixels,
                               unsigned threads) {
+  Clock::time_point t = Clock::now();
   const Codestream cs = parse_codestream(data, size, max_pixels);
   PictureLatents out;
   out.header = cs.header;
@@ -93,12 +104,18 @@ PictureLatents decode_latents(const LatentModel& model, const uint8_t* data, siz
 
   const size_t z_plane = size_t(out.z_h) * out.z_w, plane = size_t(out.latent_h) * out.latent_w;
   const unsigned inner = threads;  // nested calls share the pool and the same cap
+  out.seconds.parse = seconds_since(t);
   global_pool().parallel_for(2, threads, [&](size_t c) {
     const ComponentModel& m = model.component(int(c));
     ComponentLatents& L = out.comp[c];
     L.channels = m.channels;
     L.z.resize(size_t(m.channels) * z_plane);
     m.z_model->decode(data + z_span[c].first, z_span[c].second, z_plane, L.z.data(), inner);
+  });
+  out.seconds.z = seconds_since(t);
+  global_pool().parallel_for(2, threads, [&](size_t c) {
+    const ComponentModel& m = model.component(int(c));
+    ComponentLatents& L = out.comp[c];
     L.log_sigma.resize(size_t(m.channels) * plane);
     m.hsd->forward(L.z.data(), out.z_h, out.z_w, out.latent_h, out.latent_w, L.log_sigma.data(), inner);
     std::vector<int32_t> gain(m.gain_q7.begin() + size_t(h.rate_point) * m.channels,
@@ -111,10 +128,15 @@ PictureLatents decode_latents(const LatentModel& model, const uint8_t* data, siz
     tables::scale_index_map(L.log_sigma.data(), no_gain.data(), size_t(m.channels), plane, model.skip_below(),
                             L.index.data());
     std::fill(L.index.begin() + size_t(coded_channels[c]) * plane, L.index.end(), tables::kSkipIndex);
+  });
+  out.seconds.hyper_scale = seconds_since(t);
+  global_pool().parallel_for(2, threads, [&](size_t c) {
+    ComponentLatents& L = out.comp[c];
     L.residual.resize(L.index.size());
     decode_residual(data + r_span[c].first, r_span[c].second, L.index.data(), L.index.size(), L.residual.data(),
                     inner);
   });
+  out.seconds.residual = seconds_since(t);
   return out;
 }
 

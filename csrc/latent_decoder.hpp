@@ -8,8 +8,9 @@
 //  * Latent grid: Hl = ceil(H / 16), Wl = ceil(W / 16); z grid: ceil(Hl / 4) x ceil(Wl / 4).
 //  * Channels at or above the header's coded_channels carry no symbols: their indices are forced to
 //    255 (skip) before the residual is parsed, exactly as the encoder does (progressive decoding).
-//  * Luma and chroma are independent until synthesis: their chains run as two parallel tasks, each
-//    also splitting its residual substreams over the remaining threads.
+//  * Luma and chroma are independent until synthesis: each stage (z, hyper-scale, residual) runs the two
+//    components as parallel tasks, each also splitting its work (rows, substreams) over the remaining
+//    threads.  The stages are separated so that their wall-clock times can be reported (seconds).
 #pragma once
 
 #include <cstddef>
@@ -54,10 +55,18 @@ struct ComponentLatents {
   std::vector<int16_t> residual;  // channels x hl x wl
 };
 
+// Wall-clock seconds of the stages of one decode_latents call (std::chrono::steady_clock).  The stages
+// run one after another, each over both components (luma and chroma as parallel tasks), so the four
+// add up to the call's time.  hyper_scale includes gain, skip and the scale index map.
+struct LatentStageTimes {
+  double parse = 0, z = 0, hyper_scale = 0, residual = 0;
+};
+
 struct PictureLatents {
   PictureHeader header;
   int latent_h = 0, latent_w = 0, z_h = 0, z_w = 0;
   ComponentLatents comp[2];  // 0 luma, 1 chroma
+  LatentStageTimes seconds;
 };
 
 PictureLatents decode_latents(const LatentModel& model, const uint8_t* data, size_t size, uint64_t max_pixels,

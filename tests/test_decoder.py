@@ -105,8 +105,12 @@ def test_yuv_output_and_timing(dec, photo):
     assert planes["Y"].min() >= 0 and planes["Y"].max() <= 255
     dec.decode(stream)
     t = dec.last_timing
-    assert {"hyper decoder", "context", "synthesis", "colour", "total"} <= set(t)
+    assert list(t) == ["parse", "z", "hyper-scale", "residual", "hyper decoder", "context", "synthesis", "colour",
+                       "total"]
+    assert all(v > 0 for v in t.values())
     assert t["total"] >= sum(v for k, v in t.items() if k != "total") * 0.99
+    sec = dec.model.latent_model.decode(stream, threads=1)["seconds"]  # the C++ call's own stage timers
+    assert set(sec) == {"parse", "z", "hyper_scale", "residual"} and all(v >= 0 for v in sec.values())
 
 
 def test_info(dec, photo):

@@ -71,6 +71,14 @@ def test_cli_encode_decode_info(tmp_path, photo, capsys):
     assert cli.main(["info", str(tmp_path / "a.jai"), "--timing"]) == 0
     out = capsys.readouterr().out
     assert "synthesis" in out and "colour" in out and "bpp" in out
+    stage_lines = [x.split() for x in out.splitlines() if x.strip().endswith("%")]
+    from jpegai_fast.decoder import STAGES
+
+    assert [" ".join(x[:-4]) for x in stage_lines] == list(STAGES)  # "name  12.34 ms  5.6 %"
+    assert 99.0 <= sum(float(x[-2]) for x in stage_lines) <= 100.5
+    assert cli.main(["info", str(tmp_path / "a.jai"), "--timing", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert set(d["timing_ms"]) == {*STAGES, "total"} and set(d["timing_percent"]) == set(STAGES)
 
 
 def test_cli_roundtrip_and_errors(tmp_path, photo, capsys):

@@ -80,6 +80,12 @@ def _psnr(a, b) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
+def _percent(timing: dict) -> dict:
+    """Stage seconds -> % of the total (stages only)."""
+    total = timing["total"]
+    return {k: round(100 * v / total, 1) for k, v in timing.items() if k != "total"}
+
+
 def _rate_args(ap):
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--bpp", type=float, help="target bits per pixel (never exceeded; within 10 %% below)")
@@ -94,6 +100,10 @@ def cmd_encode(argv) -> int:
     ap.add_argument("input")
     ap.add_argument("output")
     _rate_args(ap)
+    ap.add_argument("--tile-size", type=int, default=None,
+                    help="synthesis tile written to the header, luma samples (multiple of 16; 0 = untiled; "
+                         "default 1024 for pictures larger than one tile)")
+    ap.add_argument("--tile-overlap", type=int, default=None, help="default 48")
     a = ap.parse_args(argv)
     from .encoder import Encoder
 
@@ -101,7 +111,8 @@ def cmd_encode(argv) -> int:
     pairs = _pairs(pathlib.Path(a.input), pathlib.Path(a.output), IMAGE_EXTS, ".jai")
     for src, dst in _progress(pairs, "encode"):
         rgb = _load_rgb(src)
-        data = enc.encode(rgb, bpp=a.bpp, quality=a.quality, operating_point=a.op, substreams=a.substreams)
+        data = enc.encode(rgb, bpp=a.bpp, quality=a.quality, operating_point=a.op, substreams=a.substreams,
+                          tile_size=a.tile_size, tile_overlap=a.tile_overlap)
         dst.write_bytes(data)
         if len(pairs) == 1:
             print(f"{src} -> {dst}: {len(data)} B, {8 * len(data) / rgb.shape[0] / rgb.shape[1]:.4f} bpp")
@@ -114,12 +125,15 @@ def cmd_decode(argv) -> int:
     ap.add_argument("output")
     ap.add_argument("--op", choices=("bop", "sop", "header"), default="bop", help="synthesis (header: the stream's)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--tile-size", type=int, default=None,
+                    help="synthesis tile, luma samples (0 = untiled; default: the stream's, tiled above 4 MP)")
     a = ap.parse_args(argv)
     from PIL import Image
 
     from .decoder import Decoder
 
-    dec = Decoder(operating_point=None if a.op == "header" else a.op, threads=a.threads)
+    dec = Decoder(operating_point=None if a.op == "header" else a.op, threads=a.threads,
+                  tile_size="auto" if a.tile_size is None else a.tile_size)
     pairs = _pairs(pathlib.Path(a.input), pathlib.Path(a.output), {".jai"}, ".png")
     for src, dst in _progress(pairs, "decode"):
         Image.fromarray(dec.decode(src)).save(dst)
@@ -147,6 +161,7 @@ def cmd_info(argv) -> int:
             dec.decode(f)  # warm-up: session creation and first-run allocation are not decode time
             dec.decode(f)
             d["timing_ms"] = {k: round(1e3 * v, 2) for k, v in dec.last_timing.items()}
+            d["timing_percent"] = _percent(dec.last_timing)
             d["threads"] = dec.threads
         if a.json:
             print(json.dumps({"file": str(f), **d}))
@@ -155,8 +170,10 @@ def cmd_info(argv) -> int:
               f" (gain {d['gain_log_luma']}/{d['gain_log_chroma']} Q7), {d['operating_point_name']}, "
               f"model {d['model_id']}, segments {d['segments']}")
         if a.timing:
-            print(f"  decode ({d['threads']} threads, {a.op}): "
-                  + ", ".join(f"{k} {v:.1f} ms" for k, v in d["timing_ms"].items()))
+            print(f"  decode ({d['threads']} threads, {a.op}), total {d['timing_ms']['total']:.1f} ms:")
+            for k, v in d["timing_ms"].items():
+                if k != "total":
+                    print(f"    {k:14s} {v:9.2f} ms  {d['timing_percent'][k]:5.1f} %")
     return 0
 
 
@@ -188,7 +205,8 @@ def cmd_roundtrip(argv) -> int:
           + (f" (target {bpp})" if a.quality is None else f" (quality {a.quality})")
           + f", PSNR-RGB {_psnr(out, rgb):.2f} dB, {a.op.upper()}, {dec.threads} threads")
     print(f"  encode {t_enc:.2f} s (incl. rate control), decode {1e3 * best['total']:.1f} ms: "
-          + ", ".join(f"{k} {1e3 * v:.1f}" for k, v in best.items() if k != "total"))
+          + ", ".join(f"{k} {1e3 * v:.1f} ({pct:.0f} %)" for (k, v), pct in zip(
+              ((k, v) for k, v in best.items() if k != "total"), _percent(best).values())))
     if a.out:
         from PIL import Image
 

@@ -16,7 +16,19 @@ from . import colour, container, reconstruction as rec
 from .errors import BitstreamError
 from .model import Model
 
-__all__ = ["Decoder", "decode", "header_dict", "read_input"]
+__all__ = ["Decoder", "decode", "header_dict", "read_input", "synthesis_tiling", "STAGES", "DEFAULT_TILE_SIZE",
+           "DEFAULT_TILE_OVERLAP", "AUTO_TILE_PIXELS"]
+
+# Stage names of ``Decoder.last_timing`` (seconds), in decode order; "total" is the whole call.
+LATENT_STAGES = ("parse", "z", "hyper-scale", "residual")  # inside the one C++ call (steady_clock)
+STAGES = LATENT_STAGES + ("hyper decoder", "context", "synthesis", "colour")
+
+# Synthesis tiling (docs/bitstream.md §2): luma samples, multiples of 16.  The overlap covers the
+# synthesis graphs' receptive field (about 4 latent samples each way): measured on kodim01 with 256-sample
+# tiles, 48 gives the untiled 8-bit pixels exactly (16: within 0.002 dB; docs/stages.md, row 6).
+DEFAULT_TILE_SIZE = 1024
+DEFAULT_TILE_OVERLAP = 48
+AUTO_TILE_PIXELS = 1 << 22  # untiled streams above ~4 MP are tiled anyway (bounded decoder memory)
 
 COMPONENTS = ("luma", "chroma")
 HEADER_FIELDS = ("width", "height", "bit_depth", "chroma_format", "colour_transform", "model_id", "operating_point",
@@ -26,6 +38,39 @@ HEADER_FIELDS = ("width", "height", "bit_depth", "chroma_format", "colour_transf
 
 def header_dict(h) -> dict:
     return {k: getattr(h, k) for k in HEADER_FIELDS}
+
+
+def _check_tiling(tile_size, tile_overlap):
+    if not (tile_size == "auto" or (isinstance(tile_size, int) and tile_size >= 0 and tile_size % 16 == 0)):
+        raise ValueError(f"tile_size must be 'auto' or a multiple of 16 >= 0 (0 = untiled), got {tile_size!r}")
+    if tile_overlap is not None and not (isinstance(tile_overlap, int) and tile_overlap >= 0
+                                         and tile_overlap % 16 == 0):
+        raise ValueError(f"tile_overlap must be None or a multiple of 16 >= 0, got {tile_overlap!r}")
+    if isinstance(tile_size, int) and tile_size and tile_overlap is not None and tile_overlap >= tile_size:
+        raise ValueError("tile_overlap must be smaller than tile_size")
+
+
+def synthesis_tiling(header, tile_size="auto", tile_overlap=None) -> tuple[int, int]:
+    """-> (tile, overlap) in luma samples that synthesis uses for a stream (tile 0 = untiled).
+
+    ``tile_size="auto"``: the header's tiling; an untiled stream larger than AUTO_TILE_PIXELS gets
+    DEFAULT_TILE_SIZE.  An int overrides the header (0 = untiled whatever the header says).
+    ``tile_overlap``: None = the header's overlap when the header's tiling is used, else
+    DEFAULT_TILE_OVERLAP (below the tile)."""
+    h = header if isinstance(header, dict) else header_dict(header)
+    if tile_size == "auto":
+        if h["tile_size"]:
+            tile, overlap = h["tile_size"], h["tile_overlap"]
+            return tile, overlap if tile_overlap is None else min(tile_overlap, tile - 16)
+        if h["width"] * h["height"] <= AUTO_TILE_PIXELS:
+            return 0, 0
+        tile = DEFAULT_TILE_SIZE
+    else:
+        tile = tile_size
+    if tile == 0:
+        return 0, 0
+    overlap = DEFAULT_TILE_OVERLAP if tile_overlap is None else tile_overlap
+    return tile, min(overlap, tile - 16)
 
 
 def read_input(data) -> bytes:
@@ -40,20 +85,26 @@ def read_input(data) -> bytes:
 
 
 class Decoder:
-    """``Decoder(model="default", operating_point="bop", device="cpu", threads=None)``.
+    """``Decoder(model="default", operating_point="bop", device="cpu", threads=None, tile_size="auto")``.
 
     ``operating_point``: "bop" or "sop" (either synthesis decodes any stream) or None = the stream's
     header.  ``threads``: None = all cores, used by both the C++ pool and ORT (never at the same time).
-    ``last_timing`` holds the seconds per stage of the latest decode.
+    ``device``: "cpu" or "cuda" (ONNX Runtime's CUDA provider for the float graphs; needs
+    onnxruntime-gpu).  ``tile_size`` / ``tile_overlap``: synthesis tiling (:func:`synthesis_tiling`):
+    "auto" follows the stream and tiles untiled pictures above ~4 MP, so memory stays bounded.
+    ``last_timing`` holds the seconds per stage of the latest decode (keys :data:`STAGES`, "total").
     """
 
     def __init__(self, model="default", operating_point: str | None = "bop", device: str = "cpu",
-                 threads: int | None = None, max_pixels: int = container.DEFAULT_MAX_PIXELS):
+                 threads: int | None = None, max_pixels: int = container.DEFAULT_MAX_PIXELS,
+                 tile_size="auto", tile_overlap: int | None = None):
         if operating_point not in ("bop", "sop", None):
             raise ValueError(f"operating_point must be 'bop', 'sop' or None, got {operating_point!r}")
+        _check_tiling(tile_size, tile_overlap)
         self.model = model if isinstance(model, Model) else Model(model, device=device, threads=threads)
         self.operating_point = operating_point
         self.max_pixels = int(max_pixels)
+        self.tile_size, self.tile_overlap = tile_size, tile_overlap
         self.last_timing: dict[str, float] = {}
 
     @property
@@ -61,24 +112,38 @@ class Decoder:
         return self.model.threads
 
     # -- compressed domain ------------------------------------------------------------------------
-    def _latents(self, data, timing: dict) -> dict:
+    def _latents(self, data, timing: dict, keep: bool = True) -> dict:
+        """``keep=False`` (pixel decode): integer arrays are dropped as soon as they have been used, so a
+        large picture never holds them next to the float latents."""
         data = read_input(data)
         t0 = time.perf_counter()
         lat = self.model.latent_model.decode(data, self.max_pixels, self.threads)
         t1 = time.perf_counter()
-        timing["latent (C++: parse, z, hyper-scale, residual)"] = t1 - t0
+        sec = lat.pop("seconds")
+        timing["parse"] = sec["parse"]
+        timing["z"] = sec["z"]
+        timing["hyper-scale"] = sec["hyper_scale"]
+        timing["residual"] = sec["residual"]
+        timing["parse"] += max(0.0, (t1 - t0) - sum(sec.values()))  # the binding's own overhead (small)
         h = lat["header"]
         hw, rate = lat["latent_hw"], h.rate_point
         disp = (h.gain_log_luma, h.gain_log_chroma)
+        if not keep:
+            for comp in COMPONENTS:
+                del lat[comp]["log_sigma"]
         psi = {comp: rec.hyper_decoder(self.model, comp, lat[comp]["z"], hw) for comp in COMPONENTS}
         t2 = time.perf_counter()
         timing["hyper decoder"] = t2 - t1
         y_hat = {}
         g = {comp: rec.gain(self.model, comp, rate, disp[k]) for k, comp in enumerate(COMPONENTS)}
-        y_hat["luma"], _ = rec.luma_stages(self.model, psi["luma"], lat["luma"]["index"], g["luma"],
+        y_hat["luma"], _ = rec.luma_stages(self.model, psi.pop("luma"), lat["luma"]["index"], g["luma"],
                                            residual=lat["luma"]["residual"])
-        y_hat["chroma"], _ = rec.chroma(psi["chroma"], lat["chroma"]["index"], g["chroma"],
+        if not keep:
+            lat["luma"] = {}
+        y_hat["chroma"], _ = rec.chroma(psi.pop("chroma"), lat["chroma"]["index"], g["chroma"],
                                         residual=lat["chroma"]["residual"])
+        if not keep:
+            lat["chroma"] = {}
         timing["context"] = time.perf_counter() - t2
         lat["y_hat"] = y_hat
         lat["gain"] = g
@@ -110,7 +175,7 @@ class Decoder:
             raise ValueError("output must be 'rgb' or 'yuv'")
         timing: dict[str, float] = {}
         t0 = time.perf_counter()
-        lat = self._latents(data, timing)
+        lat = self._latents(data, timing, keep=False)
         h = lat["header"]
         op = self.operating_point
         if op is None:
@@ -119,14 +184,22 @@ class Decoder:
                                      f"{h.operating_point}; pass operating_point='bop' or 'sop'", "operating_point")
             op = rec.OPERATING_POINTS[h.operating_point]
         t1 = time.perf_counter()
-        yy, uv = rec.synthesise(self.model, lat["y_hat"]["luma"], lat["y_hat"]["chroma"], (h.height, h.width), op)
+        tile, overlap = synthesis_tiling(h, self.tile_size, self.tile_overlap)
+        y_hat = lat.pop("y_hat")
+        if tile:
+            yy, uv = rec.synthesise_tiled(self.model, y_hat["luma"], y_hat["chroma"], (h.height, h.width), op,
+                                          tile, overlap)
+        else:
+            yy, uv = rec.synthesise(self.model, y_hat["luma"], y_hat["chroma"], (h.height, h.width), op)
+        del y_hat
         t2 = time.perf_counter()
         timing["synthesis"] = t2 - t1
-        yy, uv = np.clip(yy, 0, 255), np.clip(uv, 0, 255)
+        np.clip(yy, 0, 255, out=yy)
+        np.clip(uv, 0, 255, out=uv)
         out = {"Y": yy, "UV": uv} if output == "yuv" else colour.yuv420_to_rgb(yy, uv)
         timing["colour"] = time.perf_counter() - t2
         timing["total"] = time.perf_counter() - t0
-        self.last_timing = timing
+        self.last_timing = {k: timing[k] for k in (*STAGES, "total")}
         return out
 
     def info(self, data) -> dict:
@@ -137,20 +210,24 @@ class Decoder:
         d.update(bytes=len(data), bpp=8 * len(data) / (h.width * h.height),
                  segments={k: len(v) for k, v in segs.items()},
                  operating_point_name={0: "sop", 1: "bop", 2: "hop"}.get(h.operating_point, "reserved"),
-                 latent_hw=rec.latent_size((h.height, h.width)))
+                 latent_hw=rec.latent_size((h.height, h.width)),
+                 synthesis_tiling=synthesis_tiling(h, self.tile_size, self.tile_overlap))
         return d
 
 
 _DECODERS: dict = {}
 
 
-def _cached_decoder(model, operating_point, device, threads) -> Decoder:
-    key = (str(model), operating_point, device, threads)
+def _cached_decoder(model, operating_point, device, threads, tile_size="auto", tile_overlap=None) -> Decoder:
+    key = (str(model), operating_point, device, threads, tile_size, tile_overlap)
     if key not in _DECODERS:  # convenience functions reuse the sessions of earlier calls
-        _DECODERS[key] = Decoder(model, operating_point, device, threads)
+        _DECODERS[key] = Decoder(model, operating_point, device, threads, tile_size=tile_size,
+                                 tile_overlap=tile_overlap)
     return _DECODERS[key]
 
 
-def decode(data, model="default", operating_point="bop", device="cpu", threads=None, output="rgb"):
+def decode(data, model="default", operating_point="bop", device="cpu", threads=None, output="rgb",
+           tile_size="auto", tile_overlap=None):
     """One-shot decode (the Decoder and its sessions are cached per argument set)."""
-    return _cached_decoder(model, operating_point, device, threads).decode(data, output=output)
+    return _cached_decoder(model, operating_point, device, threads, tile_size, tile_overlap).decode(
+        data, output=output)

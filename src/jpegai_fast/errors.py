@@ -16,3 +16,7 @@ class BitstreamError(JpegAiError, ValueError):
 
 class LimitError(JpegAiError, ValueError):
     """A size, dimension or count exceeds a configured limit (e.g. ``max_pixels``)."""
+
+
+class DeviceError(JpegAiError, RuntimeError):
+    """The requested device cannot be used (e.g. ``device="cuda"`` without onnxruntime-gpu / CUDA)."""

@@ -16,6 +16,7 @@ import zlib
 import numpy as np
 
 from . import _core
+from .errors import DeviceError
 
 __all__ = ["MODELS_DIR", "available_models", "model_dir", "Model", "session_options", "providers_for"]
 
@@ -86,8 +87,9 @@ def providers_for(device: str) -> list[str]:
         return ["CPUExecutionProvider"]
     if device == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise RuntimeError("device='cuda' needs onnxruntime-gpu (CUDAExecutionProvider is not available; "
-                               f"available: {ort.get_available_providers()})")
+            raise DeviceError("device='cuda' needs ONNX Runtime's CUDA execution provider, which this onnxruntime "
+                              f"lacks (available: {ort.get_available_providers()}); fix: pip uninstall onnxruntime "
+                              "&& pip install onnxruntime-gpu", "device")
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
 
@@ -103,6 +105,10 @@ def session_options(threads: int):
     # Idle ORT workers must not spin: they would steal the cores from the C++ pool and numpy stages that
     # run between graphs (measured on the 2-core box with a busy core: Kodak decode 357 ms spinning vs 99 ms).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # No per-session memory arena: an arena keeps its high-water mark for the session's life, and with one
+    # arena per graph a large picture's peaks would add up (hyper decoder + 4 context stages + synthesis)
+    # instead of coming and going.  Freed tensors go back to the allocator (docs/stages.md, memory).
+    opts.enable_cpu_mem_arena = False
     return opts
 
 
@@ -155,8 +161,14 @@ class Model:
             if name not in self._sessions:
                 import onnxruntime as ort
 
-                self._sessions[name] = ort.InferenceSession(str(self.path / f"{name}.onnx"),
-                                                            session_options(self.threads), providers=self.providers)
+                sess = ort.InferenceSession(str(self.path / f"{name}.onnx"), session_options(self.threads),
+                                            providers=self.providers)
+                if self.providers[0] not in sess.get_providers():
+                    # ORT falls back to the CPU silently when the CUDA provider's libraries fail to load
+                    raise DeviceError(f"device={self.device!r}: ONNX Runtime could not use {self.providers[0]} for "
+                                      f"{name} (session providers: {sess.get_providers()}); check the CUDA / cuDNN "
+                                      "libraries that onnxruntime-gpu needs", "device")
+                self._sessions[name] = sess
             return self._sessions[name]
 
     def run(self, name: str, **inputs) -> np.ndarray:

@@ -10,11 +10,13 @@ import numpy as np
 
 from .entropy import SIGMA_MAX, SIGMA_MIN, NUM_LEVELS, SKIP_INDEX
 
-__all__ = ["latent_size", "gain", "hyper_decoder", "luma_stages", "chroma", "synthesise", "sigma_from_log",
-           "split_phases", "merge_phases", "STAGE_PHASES", "OPERATING_POINTS"]
+__all__ = ["latent_size", "gain", "hyper_decoder", "luma_stages", "chroma", "synthesise", "synthesise_tiled",
+           "tile_spans", "sigma_from_log", "split_phases", "merge_phases", "STAGE_PHASES", "OPERATING_POINTS",
+           "LATENT_STRIDE"]
 
 STAGE_PHASES = ((0, 0), (1, 1), (0, 1), (1, 0))  # luma context stages: anchors first, then the two diagonals
 OPERATING_POINTS = {0: "sop", 1: "bop"}  # header operating_point -> synthesis graph (HOP not exported)
+LATENT_STRIDE = 16  # luma samples per latent sample
 LOG_STEP = float(np.log(SIGMA_MAX / SIGMA_MIN) / (NUM_LEVELS - 1))  # log-σ per level; Q7 = 1/128 of it
 
 
@@ -67,7 +69,7 @@ def _pad_even(x, value=0):
 
 def luma_stages(model, psi, idx, g, y=None, residual=None):
     """The 4-stage luma context loop.  Decoder: ``residual`` given.  Encoder: ``y`` given, residual made.
-    -> (ŷ float32 [C,Hl,Wl], residual float32 [C,Hl,Wl] (integer-valued))."""
+    -> (ŷ float32 [C,Hl,Wl], residual float32 [C,Hl,Wl] (integer-valued; the decoder gets its input back))."""
     hl, wl = idx.shape[-2:]
     coded = _pad_even(idx != SKIP_INDEX, False)  # padded positions are skipped, as in training
     cph = split_phases(coded)
@@ -86,8 +88,12 @@ def luma_stages(model, psi, idx, g, y=None, residual=None):
         else:
             r = src[stage] * cph[stage]
         decoded.append((r / g + mu).astype(np.float32))
-        residuals.append(r)
-    return merge_phases(decoded)[:, :hl, :wl], merge_phases(residuals)[:, :hl, :wl]
+        if y is not None:
+            residuals.append(r)
+    y_hat = merge_phases(decoded)[:, :hl, :wl]
+    if y is None:  # decoder: the residual is the input; not merging a float copy of it saves a latent's memory
+        return y_hat, residual
+    return y_hat, merge_phases(residuals)[:, :hl, :wl]
 
 
 def chroma(psi, idx, g, y=None, residual=None):
@@ -108,3 +114,58 @@ def synthesise(model, y_hat_l, y_hat_c, image_hw, op: str = "bop"):
     yy = model.run(f"synthesis_{op}_luma", y_hat=y_hat_l[None], image_ref=ref)[0, 0]
     uv = model.run(f"synthesis_{op}_chroma", y_hat_luma=y_hat_l[None], y_hat_chroma=y_hat_c[None], image_ref=ref)[0]
     return yy, uv
+
+
+def tile_spans(latent_len: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Split one latent axis of ``latent_len`` samples into tiles of ``tile`` latent samples (the last
+    one shorter), each extended by ``overlap`` latent samples on both sides where the picture allows.
+    -> [(in_begin, in_end, core_begin, core_end)] in latent samples; the cores partition the axis."""
+    spans = []
+    for a in range(0, latent_len, tile):
+        b = min(a + tile, latent_len)
+        spans.append((max(a - overlap, 0), min(b + overlap, latent_len), a, b))
+    return spans
+
+
+def synthesise_tiled(model, y_hat_l, y_hat_c, image_hw, op: str = "bop", tile: int = 1024, overlap: int = 64,
+                     out=None):
+    """:func:`synthesise` tile by tile: the output is cut into ``tile`` x ``tile`` luma-sample tiles (a
+    multiple of 16, aligned to the latent grid); each is synthesised from its latents extended by
+    ``overlap`` luma samples (a multiple of 16) on every side that has picture there, and that margin is
+    cropped before the tile is written out.  The graphs only ever see one extended tile, so the memory
+    of synthesis is bounded by the tile, not the picture.  A tile that reaches the picture's bottom or
+    right edge is given the picture's true remaining size, so the graphs' edge crops are the untiled
+    ones; with one tile covering the picture this is :func:`synthesise` itself.
+    ``out``: optional (Y float32 [H,W], UV float32 [2,ceil(H/2),ceil(W/2)]) to write into."""
+    if op not in ("bop", "sop"):
+        raise ValueError(f"operating_point must be 'bop' or 'sop', got {op!r}")
+    if tile <= 0 or tile % LATENT_STRIDE or overlap < 0 or overlap % LATENT_STRIDE:
+        raise ValueError(f"tile and overlap must be multiples of {LATENT_STRIDE} (tile > 0), got {tile}, {overlap}")
+    h, w = int(image_hw[0]), int(image_hw[1])
+    hl, wl = y_hat_l.shape[-2:]
+    t, o = tile // LATENT_STRIDE, overlap // LATENT_STRIDE
+    if t >= hl and t >= wl:
+        yy, uv = synthesise(model, y_hat_l, y_hat_c, image_hw, op)
+        if out is not None:
+            out[0][...] = yy
+            out[1][...] = uv
+            return out
+        return yy, uv
+    s = LATENT_STRIDE
+    if out is None:
+        out = (np.empty((h, w), np.float32), np.empty((2, -(-h // 2), -(-w // 2)), np.float32))
+    yy_out, uv_out = out
+    for iy0, iy1, cy0, cy1 in tile_spans(hl, t, o):
+        th = min(s * iy1, h) - s * iy0  # the picture's rows under the extended tile
+        for ix0, ix1, cx0, cx1 in tile_spans(wl, t, o):
+            tw = min(s * ix1, w) - s * ix0
+            yt, uvt = synthesise(model, y_hat_l[:, iy0:iy1, ix0:ix1], y_hat_c[:, iy0:iy1, ix0:ix1], (th, tw), op)
+            # core rows/columns of the tile, in luma and in chroma samples, relative to the tile
+            ly0, ly1 = s * (cy0 - iy0), min(s * cy1, h) - s * iy0
+            lx0, lx1 = s * (cx0 - ix0), min(s * cx1, w) - s * ix0
+            yy_out[s * cy0:s * cy0 + ly1 - ly0, s * cx0:s * cx0 + lx1 - lx0] = yt[ly0:ly1, lx0:lx1]
+            cy_0, cy_1 = ly0 // 2, -(-ly1 // 2)
+            cx_0, cx_1 = lx0 // 2, -(-lx1 // 2)
+            oy, ox = s * cy0 // 2, s * cx0 // 2
+            uv_out[:, oy:oy + cy_1 - cy_0, ox:ox + cx_1 - cx_0] = uvt[:, cy_0:cy_1, cx_0:cx_1]
+    return out
