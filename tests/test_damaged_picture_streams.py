@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -20,9 +19,9 @@ import pytest
 
 import jpegai_fast
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-MODELS = sorted(p.parent for p in (ROOT / "src" / "jpegai_fast" / "models").glob("*/model.bin"))
-pytestmark = pytest.mark.skipif(not MODELS, reason="no exported model under src/jpegai_fast/models/")
+from shipped_model import requires_model  # noqa: E402
+
+pytestmark = requires_model
 
 CHILD = r"""
 import json, sys

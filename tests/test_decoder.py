@@ -5,8 +5,6 @@ substreams); the integers must be identical, the pixels equal to ONNX Runtime pr
 """
 from __future__ import annotations
 
-import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -14,17 +12,10 @@ import pytest
 import jpegai_fast
 from jpegai_fast import Decoder
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from shipped_model import MODELS, psnr, requires_model  # noqa: E402
 
-MODELS = sorted(p.parent for p in (ROOT / "src" / "jpegai_fast" / "models").glob("*/model.bin"))
-pytestmark = pytest.mark.skipif(not MODELS, reason="no exported model under src/jpegai_fast/models/")
+pytestmark = requires_model
 pytest.importorskip("onnxruntime")
-
-
-def psnr(a, b):
-    return 10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from jpegai_fast import DeviceError, JpegAiError
 from jpegai_fast.model import Model, providers_for
 
 ort = pytest.importorskip("onnxruntime")
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-MODELS = sorted(p.parent for p in (ROOT / "src" / "jpegai_fast" / "models").glob("*/model.bin"))
-pytestmark = pytest.mark.skipif(not MODELS, reason="no exported model under src/jpegai_fast/models/")
+from shipped_model import requires_model  # noqa: E402
+
+pytestmark = requires_model
 CUDA = "CUDAExecutionProvider"
 
 

@@ -2,8 +2,6 @@
 control, any picture size, input validation."""
 from __future__ import annotations
 
-import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -11,12 +9,9 @@ import pytest
 import jpegai_fast
 from jpegai_fast import encoder
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from shipped_model import MODELS, requires_model  # noqa: E402
 
-MODELS = sorted(p.parent for p in (ROOT / "src" / "jpegai_fast" / "models").glob("*/model.bin"))
-pytestmark = pytest.mark.skipif(not MODELS, reason="no exported model under src/jpegai_fast/models/")
+pytestmark = requires_model
 pytest.importorskip("onnxruntime")
 
 

@@ -22,10 +22,9 @@ import pytest
 
 import jpegai_fast
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-MODELS = sorted(p.parent for p in (ROOT / "src" / "jpegai_fast" / "models").glob("*/model.bin"))
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not MODELS, reason="no exported model under src/jpegai_fast/models/")]
+from shipped_model import ROOT, requires_model  # noqa: E402
+
+pytestmark = [pytest.mark.slow, requires_model]
 
 WIDTH, HEIGHT, TILE = 8160, 6120, 2040
 PEAK_RSS_LIMIT_MB = 2048

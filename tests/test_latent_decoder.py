@@ -6,8 +6,6 @@ call; every integer must match.
 """
 from __future__ import annotations
 
-import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -15,12 +13,9 @@ import pytest
 import jpegai_fast
 from jpegai_fast import _core
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from shipped_model import MODELS, requires_model  # noqa: E402
 
-MODELS = sorted(p.parent for p in (ROOT / "src" / "jpegai_fast" / "models").glob("*/model.bin"))
-pytestmark = pytest.mark.skipif(not MODELS, reason="no exported model under src/jpegai_fast/models/")
+pytestmark = requires_model
 
 
 @pytest.fixture(scope="module")

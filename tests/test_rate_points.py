@@ -5,20 +5,15 @@ Crops keep the suite fast; sizes are deliberately not multiples of 16 (padding a
 """
 from __future__ import annotations
 
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
 import jpegai_fast
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from shipped_model import MODELS, psnr, requires_model  # noqa: E402
 
-MODELS = sorted(p.parent for p in (ROOT / "src" / "jpegai_fast" / "models").glob("*/model.bin"))
-pytestmark = pytest.mark.skipif(not MODELS, reason="no exported model under src/jpegai_fast/models/")
+pytestmark = requires_model
 skdata = pytest.importorskip("skimage.data")
 
 PHOTOS = {  # name -> (top, left, height, width) crop of the skimage photo
@@ -26,10 +21,6 @@ PHOTOS = {  # name -> (top, left, height, width) crop of the skimage photo
     "coffee": (90, 200, 120, 168),
     "chelsea": (30, 60, 104, 184),
 }
-
-
-def psnr(a, b):
-    return 10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
 
 
 @pytest.fixture(scope="module")

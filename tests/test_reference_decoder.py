@@ -21,8 +21,7 @@ if str(ROOT) not in sys.path:
 from reference.hyper_scale_decoder import hyper_scale_decode  # noqa: E402  (tests/reference oracle)
 from training import reference_decoder as rd  # noqa: E402
 
-MODELS = sorted(p.parent for p in (ROOT / "src" / "jpegai_fast" / "models").glob("*/model.bin"))
-needs_model = pytest.mark.skipif(not MODELS, reason="no exported model under src/jpegai_fast/models/")
+from shipped_model import MODELS, requires_model as needs_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import pathlib
 
 import numpy as np
 import pytest
@@ -16,13 +15,7 @@ import pytest
 import jpegai_fast
 from jpegai_fast import Decoder, colour, decoder as decmod, encoder as encmod, reconstruction as rec
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-MODELS = sorted(p.parent for p in (ROOT / "src" / "jpegai_fast" / "models").glob("*/model.bin"))
-
-
-def psnr(a, b):
-    return 10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-
+from shipped_model import MODELS, psnr  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------- colour
 
