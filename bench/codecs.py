@@ -19,8 +19,8 @@ anchor's 10-bit 4:2:0 input (bench/colour.py) and decoded back through the ancho
 that VVC, HEVC and AV1 differ only by the codec.  JPEG, JPEG 2000 and JPEG XL code the RGB picture with their
 own colour transforms, as their users would call them.
 
-The ``jpegai_fast-*`` entries are placeholders until ``jpegai_fast.Decoder`` exists (issue 4): they report
-"decoder not yet available" and every suite skips them with that reason.
+The ``jpegai_fast-bop`` / ``jpegai_fast-sop`` entries are our codec through its public API (``jpegai_fast.encode``,
+``jpegai_fast.Decoder``); they are on by default (``JPEGAI_BENCH_OURS=0`` leaves them out).
 """
 from __future__ import annotations
 
@@ -165,6 +165,7 @@ class Codec:
     encoder_settings: str = ""
     makes_streams: bool = True  # False: streams come from elsewhere (VVC anchor)
     cache_streams: bool = True  # False: re-encode every run (the stream depends on more than the versions)
+    cache_name: str = ""  # stream-cache namespace (default: name); codecs sharing one share their streams
     extra: dict = field(default_factory=dict)
 
     def available(self) -> str | None:
@@ -181,6 +182,14 @@ class Codec:
 
     def versions(self) -> dict[str, Any]:
         return {}
+
+    def cache_key(self) -> dict[str, Any]:
+        """Anything besides the settings and versions that the encoded bytes depend on."""
+        return {}
+
+    def match_param(self, target_bpp: float):
+        """Encoder parameter hitting ``target_bpp`` (rate control), or None: pick the nearest ladder point."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -453,75 +462,133 @@ class JPEGXL(Codec):
 # --------------------------------------------------------------------------------------------- ours
 
 
-JPEGAI_UNAVAILABLE = "decoder not yet available (issue 4): jpegai_fast.Decoder is not importable"
-JPEGAI_GATED = ("decoder not yet available (issue 4): jpegai_fast.Decoder is importable but issue 4 has not "
-                "landed; set JPEGAI_BENCH_OURS=1 to bench it through the provisional adapter")
+STREAM_OP = "bop"  # operating point written in the header of our streams (both decoders read them)
+OURS_ENV = "JPEGAI_BENCH_OURS"  # "0" leaves our decoder out (e.g. to time only the other codecs)
+
+
+ENCODER_SOURCES = ("encoder.py", "model.py", "container.py", "entropy.py", "reconstruction.py", "colour.py")
+
+
+def _jpegai_digest() -> str:
+    """Hash of what our streams depend on: the default model's files, the encoder's Python sources and the
+    compiled core.  Part of the stream cache key, so a retrained model or a changed encoder re-encodes."""
+    import hashlib
+
+    import jpegai_fast
+    from jpegai_fast.model import model_dir
+
+    h = hashlib.sha256()
+    pkg = Path(jpegai_fast.__file__).resolve().parent
+    files = sorted(p for p in model_dir("default").iterdir() if p.is_file())
+    files += [pkg / f for f in ENCODER_SOURCES if (pkg / f).exists()]
+    try:
+        from jpegai_fast import _core
+
+        files.append(Path(_core.__file__))
+    except ImportError:
+        pass
+    for p in files:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
 
 
 class JpegAiFast(Codec):
-    """Our decoder.  Skipped with a clear reason until issue 4 lands (``jpegai_fast.Decoder``).
+    """Our codec through its public API only.
 
-    Provisional adapter (used only with ``JPEGAI_BENCH_OURS=1`` for now; make that the default once issue 4 is
-    in): streams from ``jpegai_fast.Encoder().encode(rgb, rate_point=r, operating_point=op)`` for every rate
-    point of the default model; decode through one ``jpegai_fast.Decoder(operating_point=op, threads=…)`` per
-    thread setting, created once (model loading and ORT session creation are not timed, as a user decoding
-    many pictures keeps the decoder).
+    Streams: ``jpegai_fast.encode(rgb, quality=q)`` for the trained rate points (``quality`` 0 … R−1, the
+    ladder), and ``jpegai_fast.encode(rgb, bpp=target)`` (the encoder's rate control) for the matched-bitrate
+    streams of the decode benchmark (target = the VVC stream's bpp).  The coded latents do not depend on the
+    operating point (the encoder only writes it into the header), so BOP and SOP share one set of streams
+    (``operating_point="bop"`` in the header, cache namespace "jpegai_fast"): the SOP rows decode them with
+    ``Decoder(operating_point="sop")``, which picks the SOP synthesis whatever the header says.  Decode: one ``jpegai_fast.Decoder(operating_point=op, threads=1 or None)`` per thread setting,
+    created once and kept (as a user decoding many pictures would); its ORT sessions are created at the first
+    decode, which is the untimed check / warm-up.  After every decode ``Decoder.last_timing`` (seconds per
+    stage) is appended to :attr:`stage_log` for the stage breakdown.
     """
 
     def __init__(self, op: str):
         super().__init__(
             name=f"jpegai_fast-{op.lower()}",
             label=f"jpegai_fast {op.upper()}",
-            param_name="rate point",
+            param_name="quality",
             ladder=(),
             thread_options=(1, 0),
-            stream="jpegai_fast codestream (container header + rANS substreams)",
-            timing="jpegai_fast.Decoder(operating_point, threads).decode(bytes) -> RGB uint8 (entropy decoding, "
-                   "hyper decoder, context model, synthesis in ONNX Runtime, YUV -> RGB); decoder object (model, "
-                   "ORT sessions) created once outside the timing",
-            encoder_settings="jpegai_fast.Encoder().encode(rgb, rate_point=r, operating_point) (provisional)",
-            cache_streams=False,  # the model changes while it trains: never reuse old streams
+            stream="jpegai_fast codestream (container header, z and rANS residual substreams), 8-bit RGB coded as "
+                   "YUV 4:2:0 latents",
+            timing="jpegai_fast.Decoder(operating_point, threads=1 or None).decode(bytes) -> RGB uint8: latent "
+                   "decoding in C++ (parse, z, hyper-scale, rANS residuals), hyper decoder and luma context model, "
+                   "synthesis in ONNX Runtime, YUV 4:2:0 -> RGB (numpy); Decoder object created once outside the "
+                   "timing, its sessions at the untimed warm-up decode",
+            native_timing=None,
+            encoder_settings="jpegai_fast.encode(rgb, quality=<rate point 0…R-1>) for the RD ladder; "
+                             "jpegai_fast.encode(rgb, bpp=<VVC stream bpp>) (rate control: largest quality at most "
+                             "the target, within 10 % below when reachable) for matched streams; one set of streams "
+                             "for BOP and SOP (header operating point BOP; the SOP decoder is "
+                             "Decoder(operating_point='sop'))",
+            cache_name="jpegai_fast",
         )
         self.op = op.lower()
         self._decoders: dict = {}
-        self._encoder = None
         self._reason: str | None | bool = False  # False: not probed yet
+        self._digest: str | None = None
+        self.stage_log: list[dict[str, float]] = []
 
     def available(self) -> str | None:
         if self._reason is not False:
             return self._reason
+        if os.environ.get(OURS_ENV, "1").lower() in ("0", "false", "no"):
+            self._reason = f"left out ({OURS_ENV}=0)"
+            return self._reason
         try:
             import jpegai_fast
         except ImportError as exc:
-            self._reason = f"jpegai_fast not importable ({exc})"
+            self._reason = f"jpegai_fast not importable ({exc}); pip install -e ."
             return self._reason
-        if not hasattr(jpegai_fast, "Decoder") or not hasattr(jpegai_fast, "Encoder"):
-            self._reason = JPEGAI_UNAVAILABLE
-        elif os.environ.get("JPEGAI_BENCH_OURS", "") not in ("1", "true", "yes"):
-            self._reason = JPEGAI_GATED
-        else:
-            try:
-                self._encoder = jpegai_fast.Encoder()
-                self.ladder = tuple(range(int(self._encoder.model.num_rates)))
-                self._reason = None
-            except Exception as exc:  # noqa: BLE001 — any failure to load the model is a skip reason
-                self._reason = f"jpegai_fast model could not be loaded: {type(exc).__name__}: {exc}"
+        try:
+            enc = jpegai_fast.Encoder()
+            self.ladder = tuple(range(int(enc.model.num_rates)))
+            self._reason = None
+        except Exception as exc:  # noqa: BLE001 — any failure to load the model is a skip reason
+            self._reason = f"jpegai_fast model could not be loaded: {type(exc).__name__}: {exc}"
         return self._reason
 
-    def encode(self, rgb, param) -> bytes:
-        return bytes(self._encoder.encode(rgb, rate_point=int(param), operating_point=self.op))
+    def match_param(self, target_bpp: float):
+        """The encoder parameter for a matched-bitrate stream: rate control to ``target_bpp``."""
+        return ("bpp", round(float(target_bpp), 6))
 
-    def decode(self, data: bytes, threads: int = 1) -> np.ndarray:
+    def encode(self, rgb, param) -> bytes:
+        import jpegai_fast
+
+        if isinstance(param, (tuple, list)) and param[0] == "bpp":
+            return bytes(jpegai_fast.encode(rgb, bpp=float(param[1]), operating_point=STREAM_OP))
+        return bytes(jpegai_fast.encode(rgb, quality=float(param), operating_point=STREAM_OP))
+
+    def decoder(self, threads: int = 1):
         dec = self._decoders.get(threads)
         if dec is None:
             import jpegai_fast
 
             dec = self._decoders[threads] = jpegai_fast.Decoder(operating_point=self.op,
                                                                 threads=1 if threads == 1 else None)
-        return dec.decode(data)
+        return dec
+
+    def decode(self, data: bytes, threads: int = 1) -> np.ndarray:
+        dec = self.decoder(threads)
+        out = dec.decode(data)
+        log = self.stage_log
+        log.append(dict(dec.last_timing))
+        if len(log) > 256:
+            del log[:128]
+        return out
 
     def versions(self):
         return {"jpegai_fast": _pkg_version("jpegai_fast")}
+
+    def cache_key(self) -> dict[str, Any]:
+        if self._digest is None:
+            self._digest = _jpegai_digest()
+        return {"jpegai_fast sources+model": self._digest}
 
 
 # --------------------------------------------------------------------------------------------- registry

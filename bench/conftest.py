@@ -14,12 +14,14 @@ def pytest_addoption(parser):
     group.addoption("--results-dir", default=None, help="where to write results (default bench/results/)")
     group.addoption("--no-results", action="store_true", help="do not write bench/results/ files")
     # bench/test_codecs.py (codec comparison on Kodak)
-    group.addoption("--quick", action="store_true", help="test_codecs: 3 images x 2 VVC QPs instead of 24 x 6")
+    group.addoption("--quick", action="store_true", help="test_codecs: 3 images x 2 VVC QPs instead of 8 x 6")
     group.addoption("--kodak", default=None, help="Kodak PNG folder (default ../shared/datasets/kodak; "
                     "or $JPEGAI_BENCH_KODAK)")
     group.addoption("--vvc-dir", default=None, help="VVC anchor folder (default ../shared/anchors/vvc; "
                     "or $JPEGAI_BENCH_VVC)")
     group.addoption("--decode-rounds", type=int, default=None, help="test_codecs: timed rounds per row")
+    group.addoption("--images", default=None, help="test_codecs: 'all' or a comma list of Kodak names (default: "
+                    "3 with --quick, else the 8 of bench/streams.py FULL_BENCH_IMAGES)")
 
 
 def pytest_configure(config):

@@ -61,3 +61,23 @@ def test_vvc_anchor_metrics_reproduced(image, qp):
     assert q["psnr_y"] == pytest.approx(row["psnr_y"], abs=1e-4)
     assert q["msssim_y"] == pytest.approx(row["msssim_y"], abs=1e-6)
     assert q["msssim_db"] == pytest.approx(row["msssim_db"], abs=1e-4)
+
+
+def test_memory_picture_is_mirror_tiled_to_size():
+    from bench.memory import SIZES, make_picture
+
+    rng = np.random.default_rng(1)
+    photo = rng.integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+    pic = make_picture(photo, 23, 11)
+    assert pic.shape == (11, 23, 3) and pic.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(pic[:5, :7], photo)
+    np.testing.assert_array_equal(pic[:5, 7:14], photo[:, ::-1])  # left-right mirror: no seam
+    np.testing.assert_array_equal(pic[5:10, :7], photo[::-1])  # up-down mirror
+    assert [round(w * h / 1e6, 1) for w, h in SIZES.values()] == [0.4, 3.1, 12.6, 50.3]
+
+
+def test_jpegai_matched_stream_uses_rate_control():
+    jp = C.CODECS["jpegai_fast-bop"]
+    assert jp.match_param(0.36123449) == ("bpp", 0.361234)
+    assert C.CODECS["hevc"].match_param(0.3) is None
+    assert jp.cache_name == C.CODECS["jpegai_fast-sop"].cache_name  # BOP and SOP share their streams
