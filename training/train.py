@@ -32,6 +32,9 @@ def parse_args():
     ap = argparse.ArgumentParser(description="Train the jpegai_fast codec.")
     ap.add_argument("--name", default="vr_bop", help="model name: checkpoint and log file stem")
     ap.add_argument("--op", default="bop", choices=["bop", "sop"])
+    ap.add_argument("--checkpoint", default=None,
+                    help="checkpoint file (default checkpoints/<name>.pt); a SOP run beside a BOP run uses its "
+                         "own copy, merged back with `python -m training.merge_sop`")
     ap.add_argument("--data", default="../shared/datasets/train")
     ap.add_argument("--subset-per-photo", type=int, default=0, help="crops per source photo (0 = all)")
     ap.add_argument("--kodak", default="../shared/datasets/kodak")
@@ -122,11 +125,15 @@ def main():
     opt = make_optimizer(model, args.op, args.lr)
     ckpt_dir = HERE / "checkpoints"
     ckpt_dir.mkdir(exist_ok=True)
-    ckpt, opt_path = ckpt_dir / f"{args.name}.pt", ckpt_dir / f"{args.name}.opt.pt"
+    ckpt = pathlib.Path(args.checkpoint) if args.checkpoint else ckpt_dir / f"{args.name}.pt"
+    opt_path = ckpt.with_name(ckpt.stem + ".opt.pt")
     meta = {"steps": {"bop": 0, "sop": 0}, "wall_s": 0.0, "rate_lambdas": list(RATE_LAMBDAS)}
     if args.resume and ckpt.exists():
         meta, how = load_checkpoint(model, opt, args.op, ckpt, opt_path, device)
         print(f"resumed {ckpt} at steps {meta['steps']} ({how})", flush=True)
+    # wall time per stage, so a SOP run trained beside BOP (its own --checkpoint, merged afterwards by
+    # training.merge_sop) adds its own time to the record
+    meta.setdefault("wall_s_by_op", {"bop": meta["wall_s"], "sop": 0.0})  # older checkpoints: all BOP
     log = TsvLog(HERE / "logs" / (f"{args.name}.tsv" if args.op == "bop" else f"{args.name}_{args.op}.tsv"))
 
     for part, n in parameter_counts(model).items():
@@ -152,7 +159,7 @@ def main():
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     common = {"device": dev_name, "threads": args.threads}
     run_start = last_save = last_eval = time.time()
-    wall0 = meta["wall_s"]
+    wall0, op_wall0 = meta["wall_s"], meta["wall_s_by_op"].get(args.op, 0.0)
     step, window = start_step, []
 
     def wall():
@@ -161,6 +168,7 @@ def main():
     def save():
         meta["steps"][args.op] = step
         meta["wall_s"] = wall()
+        meta["wall_s_by_op"][args.op] = round(op_wall0 + time.time() - run_start, 1)
         save_checkpoint(model, opt, args.op, meta, ckpt, opt_path)
 
     def evaluate():
