@@ -97,9 +97,10 @@ def test_yuv_output_and_timing(dec, photo):
     dec.decode(stream)
     t = dec.last_timing
     assert list(t) == ["parse", "z", "hyper-scale", "residual", "hyper decoder", "context", "synthesis", "colour",
-                       "total"]
-    assert all(v > 0 for v in t.values())
-    assert t["total"] >= sum(v for k, v in t.items() if k != "total") * 0.99
+                       "other", "total"]
+    assert all(v > 0 for k, v in t.items() if k != "other") and t["other"] >= 0
+    # the stages tile the decode: they add up to the total (to float rounding), whatever the machine load
+    assert sum(v for k, v in t.items() if k != "total") == pytest.approx(t["total"], rel=1e-9)
     sec = dec.model.latent_model.decode(stream, threads=1)["seconds"]  # the C++ call's own stage timers
     assert set(sec) == {"parse", "z", "hyper_scale", "residual"} and all(v >= 0 for v in sec.values())
 

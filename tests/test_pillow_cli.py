@@ -75,7 +75,7 @@ def test_cli_encode_decode_info(tmp_path, photo, capsys):
     from jpegai_fast.decoder import STAGES
 
     assert [" ".join(x[:-4]) for x in stage_lines] == list(STAGES)  # "name  12.34 ms  5.6 %"
-    assert 99.0 <= sum(float(x[-2]) for x in stage_lines) <= 100.5
+    assert 99.5 <= sum(float(x[-2]) for x in stage_lines) <= 100.5  # "other" closes the gap; 0.1 % rounding each
     assert cli.main(["info", str(tmp_path / "a.jai"), "--timing", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert set(d["timing_ms"]) == {*STAGES, "total"} and set(d["timing_percent"]) == set(STAGES)

@@ -21,7 +21,9 @@ __all__ = ["Decoder", "decode", "header_dict", "read_input", "synthesis_tiling",
 
 # Stage names of ``Decoder.last_timing`` (seconds), in decode order; "total" is the whole call.
 LATENT_STAGES = ("parse", "z", "hyper-scale", "residual")  # inside the one C++ call (steady_clock)
-STAGES = LATENT_STAGES + ("hyper decoder", "context", "synthesis", "colour")
+# "other": the Python glue between the timed stages (tiling set-up, array hand-over), so the stages add up to the
+# total exactly instead of leaving an unexplained remainder that grows when the machine is busy
+STAGES = LATENT_STAGES + ("hyper decoder", "context", "synthesis", "colour", "other")
 
 # Synthesis tiling (docs/bitstream.md §2): luma samples, multiples of 16.  The overlap covers the
 # synthesis graphs' receptive field (about 4 latent samples each way): measured on kodim01 with 256-sample
@@ -199,6 +201,7 @@ class Decoder:
         out = {"Y": yy, "UV": uv} if output == "yuv" else colour.yuv420_to_rgb(yy, uv)
         timing["colour"] = time.perf_counter() - t2
         timing["total"] = time.perf_counter() - t0
+        timing["other"] = max(0.0, timing["total"] - sum(v for k, v in timing.items() if k != "total"))
         self.last_timing = {k: timing[k] for k in (*STAGES, "total")}
         return out
 
