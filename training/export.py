@@ -365,7 +365,7 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd):
         "name": name, "format": {"onnx_opset": OPSET, "onnx_dtype": "float32", "blob_version": BLOB_VERSION},
         "exported_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "checkpoint": str(ckpt), "checkpoint_sha256": meta.get("checkpoint_sha256"), "training": {
-            "steps": meta.get("steps"), "wall_s": meta.get("wall_s"), "device": "cpu, 1 thread (torch)",
+            "steps": meta.get("steps"), "wall_s": meta.get("wall_s"), "device": "cpu, 1-2 threads (torch)",
             "data": "../shared/datasets/train (1411 crops; research-use licences), random 128x128 crops, batch 8",
             "rate_lambdas": list(RATE_LAMBDAS)},
         "parameters_torch": counts, "parameters_onnx_float32": onnx_params,
@@ -375,7 +375,7 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd):
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
     md = [f"# Model card: `{name}`", "",
           f"- Checkpoint `{ckpt}`, steps {meta.get('steps')}, training wall time {meta.get('wall_s')} s, "
-          "CPU, 1 thread; the training log (`training/logs/`) shows it still improving.",
+          "CPU (torch, 1–2 threads; no GPU so far); the training log (`training/logs/`) shows it still improving.",
           f"- Training data: {card['training']['data']}. The sources of these photos state research-use licences "
           "(Urban100, Sun-Hays80, ImageNet samples, PolyU: non-commercial research; wallpapers CC0/CC-BY/CC-BY-SA/"
           "Unsplash/GPL-2+; provenance per crop in the pool's MANIFEST.tsv), so **these weights are a research "
