@@ -13,6 +13,7 @@
 #include "factorized_coder.hpp"
 #include "hyper_scale_decoder.hpp"
 #include "latent_decoder.hpp"
+#include "mean_path.hpp"
 #include "model_blob.hpp"
 #include "rans.hpp"
 #include "residual_coder.hpp"
@@ -333,6 +334,78 @@ PYBIND11_MODULE(_core, m) {
            py::arg("data"), py::arg("max_pixels") = kDefaultMaxPixels, py::arg("threads") = 0,
            "Codestream -> integer latents: z, log_sigma (Q7, gain applied), index, residual per component, "
            "and 'seconds': wall-clock seconds of the stages parse, z, hyper_scale, residual.");
+
+  m.def("inverse_gain", [](int32_t t) {
+    const InverseGain g = inverse_gain(t);
+    return py::make_tuple(g.mantissa, g.exponent);
+  }, py::arg("t"), "1/g of a Q7 log gain offset t as (m, n): 1/g = m * 2^(n - 30), the integer exp2 of the mean path.");
+
+  py::class_<MeanPath>(m, "MeanPath")
+      .def(py::init([](const py::object& blob, int luma_channels, int chroma_channels) {
+             const ByteView v = byte_view(blob);
+             return std::make_unique<MeanPath>(ModelBlob(std::vector<uint8_t>(v.data, v.data + v.size)),
+                                               luma_channels, chroma_channels);
+           }),
+           py::arg("model_bin"), py::arg("luma_channels"), py::arg("chroma_channels"),
+           "The fixed-point mean path of a model (model.bin sections mean.*).")
+      .def("y_frac", &MeanPath::y_frac, py::arg("comp"))
+      .def("hyper_decoder", [](const MeanPath& self, int comp, const py::array& z_in, int hl, int wl, unsigned threads) {
+             if (comp < 0 || comp > 1) throw ArgumentError("comp must be 0 (luma) or 1 (chroma)");
+             auto z = require<int16_t>(z_in, "z");
+             if (z.ndim() != 3) throw ArgumentError("z must be channels x H x W");
+             Tensor16 psi;
+             {
+               py::gil_scoped_release release;
+               psi = self.hyper_decoder(comp, z.data(), int(z.shape(1)), int(z.shape(2)), hl, wl, threads);
+             }
+             return move_to_array(std::move(psi.v), {psi.h, psi.w, psi.c});
+           },
+           py::arg("comp"), py::arg("z"), py::arg("latent_h"), py::arg("latent_w"), py::arg("threads") = 0,
+           "z_hat int16 [C,hz,wz] -> psi int16 [ceil(Hl/2), ceil(Wl/2), 4C] (HWC, opaque to Python).")
+      .def("reconstruct", [](const MeanPath& self, int comp, const py::array& psi_in, const py::array& index_in,
+                             const py::array& offsets_in, const py::object& residual_in, const py::object& y_in,
+                             const py::object& gain_in, unsigned threads) {
+             if (comp < 0 || comp > 1) throw ArgumentError("comp must be 0 (luma) or 1 (chroma)");
+             auto psi = require<int16_t>(psi_in, "psi");
+             auto index = require<uint8_t>(index_in, "index");
+             auto offsets = require<int32_t>(offsets_in, "offsets");
+             if (psi.ndim() != 3 || index.ndim() != 3) throw ArgumentError("psi must be H x W x C, index C x H x W");
+             const py::ssize_t C = index.shape(0), hl = index.shape(1), wl = index.shape(2);
+             if (offsets.ndim() != 1 || offsets.shape(0) != C) throw ArgumentError("offsets must have one entry per channel");
+             Tensor16 t;
+             t.h = int(psi.shape(0));
+             t.w = int(psi.shape(1));
+             t.c = int(psi.shape(2));
+             t.v.assign(psi.data(), psi.data() + psi.size());
+             const bool encoder = !y_in.is_none();
+             CArray<int16_t> residual, residual_out;
+             CArray<float> y, gain;
+             if (encoder) {
+               y = require<float>(y_in.cast<py::array>(), "y");
+               gain = require<float>(gain_in.cast<py::array>(), "gain");
+               if (y.ndim() != 3 || y.shape(0) != C || y.shape(1) != hl || y.shape(2) != wl || gain.size() != C)
+                 throw ArgumentError("y must match index, gain have one entry per channel");
+               residual_out = CArray<int16_t>({C, hl, wl});
+             } else {
+               residual = require<int16_t>(residual_in.cast<py::array>(), "residual");
+               if (residual.ndim() != 3 || residual.shape(0) != C || residual.shape(1) != hl || residual.shape(2) != wl)
+                 throw ArgumentError("residual must match index");
+             }
+             CArray<int16_t> y_hat({C, hl, wl});
+             {
+               py::gil_scoped_release release;
+               self.reconstruct(comp, t, index.data(), offsets.data(), int(hl), int(wl),
+                                encoder ? nullptr : residual.data(), encoder ? y.data() : nullptr,
+                                encoder ? gain.data() : nullptr, encoder ? residual_out.mutable_data() : nullptr,
+                                y_hat.mutable_data(), threads);
+             }
+             if (encoder) return py::object(py::make_tuple(y_hat, residual_out));
+             return py::object(py::make_tuple(y_hat, py::none()));
+           },
+           py::arg("comp"), py::arg("psi"), py::arg("index"), py::arg("offsets"), py::arg("residual") = py::none(),
+           py::arg("y") = py::none(), py::arg("gain") = py::none(), py::arg("threads") = 0,
+           "-> (y_hat int16 [C,Hl,Wl] at y_frac(comp), residual int16 (encoder) or None).  Decoder: residual; "
+           "encoder: y (float32) and gain (float32 [C]).");
 
   py::class_<PictureHeader>(m, "PictureHeader")
       .def(py::init<>())

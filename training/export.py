@@ -297,7 +297,16 @@ def measure_macs(out_dir, model, hw=(512, 768)):
                                            "y_hat_chroma": z((1, cc, hl, wl), np.float32),
                                            "image_ref": z((1, 0, h, w), np.float32)}
     px = h * w
-    res = {name: graph_macs(out_dir / f"{name}.onnx", f) / px / 1000 for name, f in feeds.items()}
+    res = {name: graph_macs(out_dir / f"{name}.onnx", f) / px / 1000 for name, f in feeds.items()
+           if (out_dir / f"{name}.onnx").exists()}
+    if not (out_dir / "hyper_decoder_luma.onnx").exists():  # fixed-point mean path: MACs from the layer shapes
+        for comp, c in (("luma", cl), ("chroma", cc)):
+            hd = getattr(model, comp).hyper_decoder
+            macs = c * c * hz * wz + (c * c * 4) * h2 * w2 + (c * c * 9 + 4 * c * c * 9) * h2 * w2
+            assert sum(p.numel() for n, p in hd.named_parameters() if n.endswith("weight")) == c * c * (1 + 16 + 9 + 36)
+            res[f"hyper_decoder_{comp} (int, analytic)"] = macs / px / 1000
+        per_phase = sum(m.weight.numel() for m in model.context_model.modules() if isinstance(m, torch.nn.Conv2d))
+        res["context_luma (int, analytic)"] = per_phase * h2 * w2 / px / 1000
     res["hyper_scale_int_luma (int8, analytic)"] = hsd_macs(cl, hz, wz) / px / 1000
     res["hyper_scale_int_chroma (int8, analytic)"] = hsd_macs(cc, hz, wz) / px / 1000
     return {k: round(v, 3) for k, v in res.items()}
@@ -306,7 +315,27 @@ def measure_macs(out_dir, model, hw=(512, 768)):
 # ----------------------------------------------------------------------------------------------
 # Integer blob
 # ----------------------------------------------------------------------------------------------
-def blob_sections(model: Codec):
+MEAN_GRAPHS = ("hyper_decoder_luma", "hyper_decoder_chroma") + tuple(f"context_luma_stage{s}" for s in range(4))
+
+
+def calibration_images(data_root, count, size=256):
+    """The first `count` training crops (one per source photo), centre `size` squares: the pictures the
+    fixed-point scales are calibrated on (never the Kodak evaluation set)."""
+    from .data import TrainPool
+
+    pool = TrainPool(data_root, per_photo=1)
+    out = []
+    for img in pool.images[:count]:
+        arr = img.permute(1, 2, 0).numpy() if hasattr(img, "permute") else np.asarray(img)
+        h, w = arr.shape[:2]
+        y0, x0 = (h - size) // 2, (w - size) // 2
+        out.append(np.ascontiguousarray(arr[y0:y0 + size, x0:x0 + size]))
+    return out
+
+
+def blob_sections(model: Codec, mean_calibration=None):
+    """mean_calibration: {tensor: max |value|} (mean_fixed.calibrate) -> the fixed-point mean path's
+    sections are included; None -> the float mean path (ONNX graphs) only."""
     sec = {"meta.channels": np.array([160, 96], np.int32),
            "meta.consts": np.array([SKIP_INDEX_THRESHOLD, Z_BOUND, 2 * Z_BOUND + 1, len(RATE_LAMBDAS),
                                     128, 12], np.int32),
@@ -328,6 +357,10 @@ def blob_sections(model: Codec):
             # float32 gains exactly as codec.Component computes them, rate point by rate point
             sec[f"gain.{comp}.f32"] = np.stack([m.gain(torch.tensor([r]))[1].reshape(-1).numpy()
                                                 for r in range(len(RATE_LAMBDAS))]).astype(np.float32)
+    if mean_calibration is not None:
+        from .mean_fixed import mean_sections
+
+        sec.update(mean_sections(model, mean_calibration))
     return sec
 
 
@@ -417,6 +450,11 @@ def main():
     ap.add_argument("--rd", default=None, help="rd_eval JSON whose model points go into the card")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--label", default=None, help="checkpoint name recorded in the card (default: the path)")
+    ap.add_argument("--float-mean", action="store_true",
+                    help="export the float mean path (hyper-mean decoder and context model as ONNX graphs) instead "
+                         "of the fixed-point one (a baseline to measure the fixed-point cost against)")
+    ap.add_argument("--data", default="../shared/datasets/train", help="training pool: fixed-point calibration")
+    ap.add_argument("--calib-images", type=int, default=16)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out_dir = pathlib.Path(args.out or ROOT / "src" / "jpegai_fast" / "models" / args.name)
@@ -431,11 +469,20 @@ def main():
     label = args.label or args.checkpoint
 
     validation = {}
+    calib = None
+    if not args.float_mean:
+        from .mean_fixed import calibrate
+
+        calib = calibrate(model, calibration_images(args.data, args.calib_images), range(len(RATE_LAMBDAS)))
+        for name in MEAN_GRAPHS:  # the integer mean path replaces these graphs
+            (out_dir / f"{name}.onnx").unlink(missing_ok=True)
     for name, (wrapper, make, ref_fn) in graphs(model).items():
+        if calib is not None and name in MEAN_GRAPHS:
+            continue
         validation[name] = export_onnx(name, wrapper.eval(), make, ref_fn, out_dir)
         worst = max(v["max_abs_diff"] for v in validation[name].values())
         print(f"{name:28s} max|onnx - torch| = {worst:.3g}", flush=True)
-    (out_dir / "model.bin").write_bytes(write_blob(blob_sections(model)))
+    (out_dir / "model.bin").write_bytes(write_blob(blob_sections(model, calib)))
     (out_dir / "export_validation.json").write_text(json.dumps(validation, indent=1) + "\n")
     macs = measure_macs(out_dir, model)
     rd = None

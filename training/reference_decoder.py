@@ -257,6 +257,8 @@ class Model:
         self.skip_threshold, self.z_offset, self.z_symbols, self.num_rates = (int(v) for v in consts[:4])
         self.threads = threads
         self._sessions = {}
+        # models exported with the fixed-point mean path carry mean.* sections; older ones use the graphs
+        self.mean = MeanPathInt(b) if "mean.y_frac" in b else None
 
     def hsd_layers(self, comp):
         b = self.blob
@@ -357,13 +359,29 @@ def synthesise(model: Model, y_hat_l, y_hat_c, image_hw, op="bop"):
     return yy, uv
 
 
+def _fixed_mean(model: Model, comp, z_hat, idx, hw, rate, displacement, y=None, residual=None):
+    """The integer mean path: -> (y_hat float32 = y_hat_q * 2^-y_frac, residual int16, y_hat_q int16)."""
+    mp = model.mean
+    psi = mp.psi(comp, z_hat, hw)
+    yq, r = mp.reconstruct(comp, psi, idx, model.offset(comp, rate, displacement),
+                           gain=model.gain(comp, rate, displacement), y=y, residual=residual)
+    return (yq.astype(np.float32) * np.float32(2.0 ** -mp.y_frac[comp])), r, yq
+
+
 def decode_latents(model: Model, z_hat: dict, residual: dict, rate: int, image_hw, op="bop",
                    displacement=(0, 0)) -> dict:
     """z_hat {comp: int16 [C,hz,wz]}, residual {comp: int16 [C,Hl,Wl]} -> dict with idx, s, y_hat,
     Y/UV (float 0-255, unclamped) and rgb (uint8)."""
     hw = latent_size(image_hw)
-    out = {"idx": {}, "s": {}, "y_hat": {}}
+    out = {"idx": {}, "s": {}, "y_hat": {}, "y_hat_q": {}}
     for k, comp in enumerate(COMPONENTS):
+        if model.mean is not None:
+            s = hsd_forward(z_hat[comp], model.hsd_layers(comp), hw)
+            idx = scale_indices(s, model.offset(comp, rate, displacement[k]), model.skip_threshold)
+            y_hat, _, out["y_hat_q"][comp] = _fixed_mean(model, comp, z_hat[comp], idx, hw, rate, displacement[k],
+                                                         residual=residual[comp])
+            out["idx"][comp], out["s"][comp], out["y_hat"][comp] = idx, s, y_hat
+            continue
         idx, s, psi = _hyper(model, comp, z_hat[comp], hw, rate, displacement[k])
         gain = model.gain(comp, rate, displacement[k])
         if comp == "luma":
@@ -386,6 +404,13 @@ def encode_latents(model: Model, rgb: np.ndarray, rate: int, displacement=(0, 0)
     for k, comp in enumerate(COMPONENTS):
         z = model.run(f"hyper_encoder_{comp}", y=lat[comp][None])[0]
         z_hat = np.round(np.clip(z, -model.z_offset, model.z_offset)).astype(np.int16)
+        if model.mean is not None:
+            s = hsd_forward(z_hat, model.hsd_layers(comp), hw)
+            idx = scale_indices(s, model.offset(comp, rate, displacement[k]), model.skip_threshold)
+            y_hat, r, _ = _fixed_mean(model, comp, z_hat, idx, hw, rate, displacement[k], y=lat[comp])
+            out["z"][comp], out["z_hat"][comp], out["idx"][comp] = z, z_hat, idx
+            out["residual"][comp], out["y_hat"][comp] = r.astype(np.int16), y_hat
+            continue
         idx, _, psi = _hyper(model, comp, z_hat, hw, rate, displacement[k])
         gain = model.gain(comp, rate, displacement[k])
         if comp == "luma":
@@ -395,6 +420,158 @@ def encode_latents(model: Model, rgb: np.ndarray, rate: int, displacement=(0, 0)
         out["z"][comp], out["z_hat"][comp], out["idx"][comp] = z, z_hat, idx
         out["residual"][comp], out["y_hat"][comp] = r.astype(np.int16), y_hat
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Fixed-point mean path (docs/model_format.md "Fixed-point mean path"): hyper-mean decoder, luma
+# context model, chroma mean, y_hat = mu + r / g -- integers only, CHW, int64 arithmetic
+# ----------------------------------------------------------------------------------------------
+MEAN_KIND_CONV, MEAN_KIND_CONVT = 0, 1
+MEAN_ACT_NONE, MEAN_ACT_RELU, MEAN_ACT_RELU6 = 0, 1, 2
+LOG2_PER_Q7_Q32 = 4842126    # round(2^32 * ln(60/0.11) / 63 / 128 / ln 2)
+LN2_Q32 = 2977044472         # round(2^32 * ln 2)
+ACC_LIMIT = 2**31
+
+
+def _sat16(x):
+    return np.clip(x, -32768, 32767)
+
+
+def _round_shift(x, s):
+    """(x + 2^(s-1)) >> s per element (s >= 0 broadcastable); s = 0 leaves x."""
+    s = np.asarray(s, dtype=np.int64)
+    half = np.where(s > 0, np.left_shift(np.int64(1), np.maximum(s - 1, 0)), 0)
+    return (x + half) >> s
+
+
+def requant(x, frm: int, to: int):
+    x = np.asarray(x, dtype=np.int64)
+    return _sat16(_round_shift(x, frm - to) if frm >= to else x << (to - frm))
+
+
+def inverse_gain(t):
+    """Q7 log offset t (int array) -> (m, n): 1/g = m * 2^(n - 30), m in [2^30, 2^31)."""
+    a = -np.asarray(t, dtype=np.int64) * LOG2_PER_Q7_Q32
+    n = a >> 32
+    phi = (a - (n << 32)).astype(np.uint64)
+    u = (phi * np.uint64(LN2_Q32)) >> np.uint64(34)
+    one = np.uint64(1 << 30)
+    acc = np.full_like(u, one)
+    for k in range(12, 0, -1):
+        acc = one + ((u * acc) >> np.uint64(30)) // np.uint64(k)
+    return acc.astype(np.int64), n
+
+
+def mean_layer(blob, prefix):
+    meta = blob[f"{prefix}.meta"]
+    return {"w": blob[f"{prefix}.weight"].astype(np.int64), "b": blob[f"{prefix}.bias"].astype(np.int64),
+            "shift": blob[f"{prefix}.shift"].astype(np.int64), "kind": int(meta[0]), "k": int(meta[1]),
+            "groups": int(meta[2]), "frac_in": int(meta[3]), "frac_out": int(meta[4]), "act": int(meta[5])}
+
+
+def mean_layer_forward(layer, x, out_hw=None):
+    """x int [Cin,H,W] -> int [Cout,H',W'] (conv: same size; transposed conv: 2x, cropped to out_hw)."""
+    x = np.asarray(x, dtype=np.int64)
+    w, g, k = layer["w"], layer["groups"], layer["k"]
+    cin, h, wd = x.shape
+    cout = w.shape[0]
+    if layer["kind"] == MEAN_KIND_CONVT:
+        oh, ow = out_hw
+        full = np.zeros((cout, 2 * h + 2, 2 * wd + 2), np.int64)
+        for ky in range(4):
+            for kx in range(4):
+                contrib = np.tensordot(w[:, :, ky, kx], x, axes=(1, 0))  # [cout, h, w]
+                full[:, ky:ky + 2 * h:2, kx:kx + 2 * wd:2] += contrib
+        acc = full[:, 1:1 + oh, 1:1 + ow]  # output Y = 2 iy - 1 + ky
+    else:
+        r = k // 2
+        xp = np.pad(x, ((0, 0), (r, r), (r, r)))
+        cig, cog = cin // g, cout // g
+        acc = np.empty((cout, h, wd), np.int64)
+        for gi in range(g):
+            xs = xp[gi * cig:(gi + 1) * cig]
+            cols = np.stack([xs[:, ky:ky + h, kx:kx + wd] for ky in range(k) for kx in range(k)], axis=1)
+            wg = w[gi * cog:(gi + 1) * cog].reshape(cog, cig * k * k)
+            acc[gi * cog:(gi + 1) * cog] = (wg @ cols.reshape(cig * k * k, h * wd)).reshape(cog, h, wd)
+    acc = acc + layer["b"][:, None, None]
+    if acc.size and np.abs(acc).max() >= ACC_LIMIT:
+        raise OverflowError("int32 accumulator overflow")
+    y = _sat16(_round_shift(acc, layer["shift"][:, None, None]))
+    if layer["act"] == MEAN_ACT_RELU:
+        y = np.maximum(y, 0)
+    elif layer["act"] == MEAN_ACT_RELU6:
+        y = np.clip(y, 0, min(6 << layer["frac_out"], 32767))
+    return y
+
+
+class MeanPathInt:
+    """The integer mean path of a model blob (sections mean.*)."""
+
+    def __init__(self, blob):
+        self.y_frac = {"luma": int(blob["mean.y_frac"][0]), "chroma": int(blob["mean.y_frac"][1])}
+        self.hyper = {c: [mean_layer(blob, f"mean.hd_{c}.{n}") for n in ("c1", "up", "c2", "c3")] for c in COMPONENTS}
+        self.fusion = [[mean_layer(blob, f"mean.fuse{s}.{n}") for n in "abc"] for s in range(4)]
+        self.context = [[mean_layer(blob, f"mean.ctx{s}.{n}") for n in "ab"] for s in range(1, 4)]
+
+    def psi(self, comp, z_hat, latent_hw):
+        """z_hat int [C,hz,wz] -> psi int16-valued [4C, ceil(Hl/2), ceil(Wl/2)] at hyper[comp][3]['frac_out']."""
+        h2, w2 = -(-latent_hw[0] // 2), -(-latent_hw[1] // 2)
+        c1, up, c2, c3 = self.hyper[comp]
+        x = mean_layer_forward(c1, z_hat)
+        x = mean_layer_forward(up, x, (h2, w2))
+        return mean_layer_forward(c3, mean_layer_forward(c2, x))
+
+    def _contrib(self, r, offsets, comp):
+        m, n = inverse_gain(offsets)
+        s = 30 - n - self.y_frac[comp]
+        if (s < 1).any():
+            raise ValueError("gain outside the decodable range")
+        s = np.minimum(s, 62)
+        return _round_shift(np.asarray(r, np.int64) * m[:, None, None], s[:, None, None])
+
+    def _code(self, comp, mu, coded, offsets, g, y=None, r=None):
+        """mu int [C,h,w] at y_frac; -> (y_hat int, r int) for one phase (or all of chroma)."""
+        if y is not None:
+            d = (y.astype(np.float32) - mu.astype(np.float32) * np.float32(2.0 ** -self.y_frac[comp])) * g
+            r = np.clip(np.round(d), -32768, 32767).astype(np.int64)
+        r = np.where(coded, r, 0).astype(np.int64)
+        return np.where(coded, _sat16(mu + self._contrib(r, offsets, comp)), mu), r
+
+    def reconstruct(self, comp, psi, idx, offsets, gain=None, y=None, residual=None):
+        """-> (y_hat int16 [C,Hl,Wl] at y_frac[comp], residual int16).  Decoder: residual; encoder: y, gain."""
+        hl, wl = idx.shape[-2:]
+        c = idx.shape[0]
+        offsets = np.asarray(offsets, np.int64)
+        g = None if gain is None else np.asarray(gain, np.float32)[:, None, None]
+        fy = self.y_frac[comp]
+        if comp == "chroma":
+            fpsi = self.hyper["chroma"][3]["frac_out"]
+            mu = requant(merge_phases(np.split(psi, 4, axis=0))[:, :hl, :wl], fpsi, fy)
+            y_hat, r = self._code(comp, mu, idx != SKIP_INDEX, offsets, g, y, residual)
+            return y_hat.astype(np.int16), r.astype(np.int16)
+        fpsi = self.hyper["luma"][3]["frac_out"]
+        coded = split_phases(_pad_even(idx != SKIP_INDEX, False))
+        src = split_phases(_pad_even(y if y is not None else residual))
+        psis = np.split(psi, 4, axis=0)
+        decoded, residuals = [], []
+        for s in range(4):
+            fuse = self.fusion[s]
+            if s == 0:
+                x = requant(psis[0], fpsi, fuse[0]["frac_in"])
+            else:
+                ctx = np.concatenate(decoded, axis=0)
+                for layer in self.context[s - 1]:
+                    ctx = mean_layer_forward(layer, ctx)
+                f = fuse[0]["frac_in"]
+                x = np.concatenate([requant(ctx, self.context[s - 1][1]["frac_out"], f), requant(psis[s], fpsi, f)])
+            for layer in fuse:
+                x = mean_layer_forward(layer, x)
+            yh, r = self._code(comp, x, coded[s], offsets, g,
+                               src[s] if y is not None else None, None if y is not None else src[s])
+            decoded.append(yh)
+            residuals.append(r)
+        y_hat = merge_phases(decoded)[:, :hl, :wl]
+        return y_hat.astype(np.int16), merge_phases(residuals)[:, :hl, :wl].astype(np.int16)
 
 
 # ----------------------------------------------------------------------------------------------

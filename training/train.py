@@ -51,7 +51,7 @@ def parse_args():
     ap.add_argument("--save-every-min", type=float, default=10.0)
     ap.add_argument("--eval-every-min", type=float, default=40.0)
     ap.add_argument("--eval-images", type=int, default=6)
-    ap.add_argument("--eval-rates", default="1,4", help="rate indices evaluated on Kodak")
+    ap.add_argument("--eval-rates", default="0,3,7", help="rate indices evaluated on Kodak")
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args()
 
@@ -82,11 +82,38 @@ def save_checkpoint(model, opt, op, meta, ckpt, opt_path):
                  opt_path)
 
 
+def adapt_rate_points(state_dict, meta):
+    """A checkpoint trained with other rate points: each gain row of a lambda that is still in
+    RATE_LAMBDAS is kept; a new lambda's row is inter-/extrapolated linearly in log(lambda) from the two
+    nearest old rows (log2 gain grows about linearly in log lambda). Returns True when rows changed."""
+    old = [float(x) for x in meta.get("rate_lambdas", RATE_LAMBDAS)]
+    if old == [float(x) for x in RATE_LAMBDAS]:
+        return False
+    log_old = torch.tensor(old, dtype=torch.float64).log()
+    for key in [k for k in state_dict if k.endswith("gain.log2_gain")]:
+        rows = state_dict[key].double()
+        new_rows = []
+        for lam in RATE_LAMBDAS:
+            if float(lam) in old:
+                new_rows.append(rows[old.index(float(lam))])
+                continue
+            a, b = sorted(range(len(old)), key=lambda i: abs(log_old[i] - math.log(lam)))[:2]
+            t = (math.log(lam) - log_old[a]) / (log_old[b] - log_old[a])
+            new_rows.append(rows[a] + t * (rows[b] - rows[a]))
+        state_dict[key] = torch.stack(new_rows).to(state_dict[key].dtype)
+    print(f"rate points {old} -> {list(RATE_LAMBDAS)}: gain rows adapted", flush=True)
+    meta["rate_lambdas"] = list(RATE_LAMBDAS)
+    return True
+
+
 def load_checkpoint(model, opt, op, ckpt, opt_path, device):
     """Prefer the full-precision local state when it belongs to the same steps; else the committed file.
-    Adam state is reused only by the stage (bop/sop) that wrote it."""
+    Adam state is reused only by the stage (bop/sop) that wrote it and only for the same rate points."""
     committed = torch.load(ckpt, map_location=device)
     initial_lrs = [group["lr"] for group in opt.param_groups]
+    if adapt_rate_points(committed["state_dict"], committed["meta"]):
+        model.load_state_dict(committed["state_dict"])
+        return committed["meta"], "float16 weights, rate points adapted, fresh optimizer"
     if opt_path.exists():
         full = torch.load(opt_path, map_location=device)
         if full["meta"]["steps"] == committed["meta"]["steps"]:

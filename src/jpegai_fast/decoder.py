@@ -138,14 +138,11 @@ class Decoder:
         timing["hyper decoder"] = t2 - t1
         y_hat = {}
         g = {comp: rec.gain(self.model, comp, rate, disp[k]) for k, comp in enumerate(COMPONENTS)}
-        y_hat["luma"], _ = rec.luma_stages(self.model, psi.pop("luma"), lat["luma"]["index"], g["luma"],
-                                           residual=lat["luma"]["residual"])
-        if not keep:
-            lat["luma"] = {}
-        y_hat["chroma"], _ = rec.chroma(psi.pop("chroma"), lat["chroma"]["index"], g["chroma"],
-                                        residual=lat["chroma"]["residual"])
-        if not keep:
-            lat["chroma"] = {}
+        for k, comp in enumerate(COMPONENTS):
+            y_hat[comp], _ = rec.reconstruct(self.model, comp, psi.pop(comp), lat[comp]["index"], rate, disp[k],
+                                             residual=lat[comp]["residual"])
+            if not keep:
+                lat[comp] = {}
         timing["context"] = time.perf_counter() - t2
         lat["y_hat"] = y_hat
         lat["gain"] = g

@@ -165,11 +165,7 @@ class Encoder:
         for k, (comp, seg) in enumerate((("luma", "SORP"), ("chroma", "SORS"))):
             idx = entropy.scale_index_map(an.s[comp], m.gain_q7(comp, rate).astype(np.int32) + disp[k],
                                           m.skip_threshold)
-            g = rec.gain(m, comp, rate, disp[k])
-            if comp == "luma":
-                _, r = rec.luma_stages(m, an.psi[comp], idx, g, y=an.y[comp])
-            else:
-                _, r = rec.chroma(an.psi[comp], idx, g, y=an.y[comp])
+            _, r = rec.reconstruct(m, comp, an.psi[comp], idx, rate, disp[k], y=an.y[comp])
             r = np.clip(r, -32768, 32767).astype(np.int16)
             segs_res[seg] = entropy.encode_residual(r, idx, substreams=substreams, threads=m.threads)
         zpay = [entropy.FactorizedModel(m.blob[f"zcdf.{comp}"], m.z_offset).encode(

@@ -135,6 +135,9 @@ class Model:
         b = self.blob
         self.channels = {"luma": int(b["meta.channels"][0]), "chroma": int(b["meta.channels"][1])}
         self.skip_threshold, self.z_offset, self.z_symbols, self.num_rates = (int(v) for v in b["meta.consts"][:4])
+        # The fixed-point mean path (C++, bit-exact) when the model has one; else the float ONNX graphs.
+        self.mean_path = (_core.MeanPath(raw, self.channels["luma"], self.channels["chroma"])
+                          if "mean.y_frac" in b else None)
         self._sessions: dict = {}
         self._hsd: dict = {}
         self._lock = threading.Lock()

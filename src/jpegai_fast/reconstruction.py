@@ -1,6 +1,8 @@
 """Latent reconstruction and synthesis: psi (hyper decoder), μ (context model), ŷ = r / g + μ, pixels.
 
-Operation for operation the reference codec's float path (training/reference_decoder.py
+Models with the fixed-point mean path (model.bin sections mean.*) run psi, μ and ŷ in the C++ core
+(:func:`hyper_decoder`, :func:`reconstruct`).  The float path below is, operation for operation, the
+reference codec's float path (training/reference_decoder.py
 ``_hyper`` / ``_luma_stages`` / ``_chroma`` / ``synthesise``) in float32, so the encoder (which makes r
 from y) and the decoder (which reads r) run the very same loop and graphs.
 """
@@ -10,10 +12,11 @@ import numpy as np
 
 from .entropy import SIGMA_MAX, SIGMA_MIN, NUM_LEVELS, SKIP_INDEX
 
-__all__ = ["latent_size", "gain", "hyper_decoder", "luma_stages", "chroma", "synthesise", "synthesise_tiled",
+__all__ = ["latent_size", "gain", "hyper_decoder", "reconstruct", "luma_stages", "chroma", "synthesise", "synthesise_tiled",
            "tile_spans", "sigma_from_log", "split_phases", "merge_phases", "STAGE_PHASES", "OPERATING_POINTS",
            "LATENT_STRIDE"]
 
+COMPONENT_INDEX = {"luma": 0, "chroma": 1}
 STAGE_PHASES = ((0, 0), (1, 1), (0, 1), (1, 0))  # luma context stages: anchors first, then the two diagonals
 OPERATING_POINTS = {0: "sop", 1: "bop"}  # header operating_point -> synthesis graph (HOP not exported)
 LATENT_STRIDE = 16  # luma samples per latent sample
@@ -46,8 +49,39 @@ def sigma_from_log(log_sigma: np.ndarray) -> np.ndarray:
 
 
 def hyper_decoder(model, comp: str, z_hat: np.ndarray, latent_hw) -> np.ndarray:
-    """z_hat int [C,hz,wz] -> psi float32 [4C, ceil(Hl/2), ceil(Wl/2)]."""
+    """z_hat int [C,hz,wz] -> psi: fixed-point model: int16 [ceil(Hl/2), ceil(Wl/2), 4C] (C++ layout, passed
+    back to :func:`reconstruct`); float model: float32 [4C, ceil(Hl/2), ceil(Wl/2)] from the ONNX graph."""
+    if model.mean_path is not None:
+        return model.mean_path.hyper_decoder(COMPONENT_INDEX[comp], np.ascontiguousarray(z_hat, dtype=np.int16),
+                                             int(latent_hw[0]), int(latent_hw[1]), model.threads)
     return model.run(f"hyper_decoder_{comp}", z_hat=z_hat[None].astype(np.float32), latent_ref=_ref(*latent_hw))[0]
+
+
+def reconstruct(model, comp: str, psi, idx, rate: int, displacement: int = 0, y=None, residual=None):
+    """ŷ of one component from psi, the scale indices and either the residual (decoder) or y (encoder,
+    which also makes the residual).  -> (ŷ float32 [C,Hl,Wl], residual).
+
+    Fixed-point model: the C++ mean path (context model, μ, ŷ = μ + r/g all integer, ŷ = q · 2^-frac
+    exactly), so encoder and decoder rebuild the very same ŷ on any machine; residual int16.
+    Float model: :func:`luma_stages` / :func:`chroma` with the ONNX graphs."""
+    g = gain(model, comp, rate, displacement)
+    mp = model.mean_path
+    if mp is None:
+        if comp == "luma":
+            return luma_stages(model, psi, idx, g, y=y, residual=residual)
+        return chroma(psi, idx, g, y=y, residual=residual)
+    k = COMPONENT_INDEX[comp]
+    offsets = (model.gain_q7(comp, rate).astype(np.int64) + int(displacement)).astype(np.int32)
+    if y is not None:
+        yq, r = mp.reconstruct(k, psi, idx, offsets, y=np.ascontiguousarray(y, dtype=np.float32),
+                               gain=np.ascontiguousarray(g, dtype=np.float32), threads=model.threads)
+    else:
+        yq, _ = mp.reconstruct(k, psi, idx, offsets, residual=np.ascontiguousarray(residual, dtype=np.int16),
+                               threads=model.threads)
+        r = residual
+    y_hat = yq.astype(np.float32)
+    y_hat *= np.float32(2.0 ** -mp.y_frac(k))
+    return y_hat, r
 
 
 def split_phases(x: np.ndarray) -> list[np.ndarray]:

@@ -1,0 +1,87 @@
+// The fixed-point mean path: hyper-mean decoder z_hat -> psi, the luma 4-stage context model, the chroma
+// mean, and the latent reconstruction y_hat = mu + r / g -- all integer, bit-exact on every machine.
+//
+// Read me first:
+//  * Normative definition: docs/model_format.md "Fixed-point mean path"; the numpy transcription in
+//    training/reference_decoder.py (mean_*) is what this file is tested against, bit for bit.
+//  * Every tensor is int16 with a power-of-two scale per tensor (value = q * 2^-frac, frac from the model).
+//    A layer: acc = bias + sum w * x in int32 (int8 weights), then a rounding right shift by a
+//    per-output-channel amount, saturation to int16, then the activation (ReLU or ReLU6 = 6 << frac_out).
+//  * int32 cannot overflow: the constructor rejects a layer whose |bias| + 32768 * sum|w| reaches 2^30.
+//  * The gain division is integer too: 1/g = m * 2^(n - 30) from the Q7 log offset t by a fixed integer
+//    exp2 (inverse_gain), so the encoder and every decoder rebuild the same y_hat, the context input
+//    of the next stage.  The encoder's r = round((y - mu) * g) is float and need not be exact.
+//  * Internally tensors are HWC (channels innermost), so each output is one contiguous int16 dot
+//    product (the im2col row of a pixel against a weight row) that the compiler vectorises
+//    (target_clones: AVX-512/AVX2/baseline); integer sums do not depend on the order of addition.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model_blob.hpp"
+
+namespace jpegai {
+
+enum class MeanLayerKind : int32_t { kConv = 0, kConvTranspose4x4s2 = 1 };
+enum class MeanActivation : int32_t { kNone = 0, kRelu = 1, kRelu6 = 2 };
+
+struct MeanLayer {
+  MeanLayerKind kind = MeanLayerKind::kConv;
+  int in = 0, out = 0, k = 1, groups = 1;
+  int frac_in = 0, frac_out = 0;
+  MeanActivation act = MeanActivation::kNone;
+  std::vector<int8_t> weight;   // out x (in / groups) x k x k (transposed conv: out x in x 4 x 4)
+  std::vector<int32_t> bias;    // out
+  std::vector<int8_t> shift;    // out, 0..31
+  std::vector<int16_t> packed;  // out x taps x (in / groups): the dot-product layout
+};
+
+// A layer read from blob sections <prefix>.{weight,bias,shift,meta}; throws ArgumentError if inconsistent.
+MeanLayer load_mean_layer(const ModelBlob& blob, const std::string& prefix, int in, int out);
+
+// 1/g of a Q7 log offset t as m * 2^(n - 30), m in [2^30, 2^31): g = exp(t * LOG_STEP / 128).
+struct InverseGain {
+  int64_t mantissa;
+  int exponent;
+};
+InverseGain inverse_gain(int32_t t);
+
+// HWC tensor.
+struct Tensor16 {
+  int h = 0, w = 0, c = 0;
+  std::vector<int16_t> v;
+};
+
+// One layer on an HWC tensor (conv: same size out; transposed conv: 2x, cropped to out_h x out_w).
+Tensor16 run_mean_layer(const MeanLayer& L, const Tensor16& x, int out_h, int out_w, unsigned threads);
+
+class MeanPath {
+ public:
+  MeanPath(const ModelBlob& blob, int luma_channels, int chroma_channels);  // ArgumentError if bad
+
+  int y_frac(int comp) const { return y_frac_[comp]; }
+
+  // z: channels x hz x wz (CHW, integer z_hat) -> psi HWC [ceil(hl/2)][ceil(wl/2)][4C].
+  Tensor16 hyper_decoder(int comp, const int16_t* z, int hz, int wz, int hl, int wl, unsigned threads) const;
+
+  // Latent reconstruction of one component.  psi from hyper_decoder; index C x hl x wl (255 = skip);
+  // offsets[c] = Q7 log gain offset of channel c (rate point + header displacement).
+  // Decoder: residual given (C x hl x wl), y == nullptr.  Encoder: y given (float32 C x hl x wl),
+  // gain[c] the float32 gain; the residual is computed into residual_out.
+  // y_hat_q: C x hl x wl int16 at y_frac(comp) (CHW).
+  void reconstruct(int comp, const Tensor16& psi, const uint8_t* index, const int32_t* offsets, int hl, int wl,
+                   const int16_t* residual, const float* y, const float* gain, int16_t* residual_out,
+                   int16_t* y_hat_q, unsigned threads) const;
+
+ private:
+  int channels_[2];
+  int y_frac_[2];
+  std::vector<MeanLayer> hyper_[2];           // c1, up, c2, c3
+  std::vector<MeanLayer> context_[3];         // stage s+1: 1x1 sC->C, grouped 3x3
+  std::vector<MeanLayer> fusion_[4];          // stage s: 1x1, 1x1, 1x1
+};
+
+}  // namespace jpegai
