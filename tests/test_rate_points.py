@@ -57,6 +57,8 @@ def test_every_rate_point_matches_reference(ref, decoder, name):
             np.testing.assert_array_equal(lat["z"][comp], want["z_hat"][comp])
             np.testing.assert_array_equal(lat["index"][comp], want["idx"][comp])
             np.testing.assert_array_equal(lat["residual"][comp], want["residual"][comp])
+            if model.mean is not None:  # fixed-point mean path: y_hat is bit-exact, not just close
+                np.testing.assert_array_equal(lat["y_hat"][comp], want["y_hat"][comp])
         sizes.append(len(stream))
     # a variable-rate model whose rate points did not order by size would be a broken export
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]

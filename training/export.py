@@ -374,6 +374,9 @@ docs/model_format.md. Decode procedure (normative reference: training/reference_
 2. Integer HSD (`hsd.<comp>.conv{{1,2,3}}.{{weight,bias,shift}}`) -> s (Q7); t = s + `gain.<comp>.q7`[rate]
    (+ header displacement); index = clamp((t + 64) >> 7, 0, 63); index < SKIP (meta.consts[0]) -> 255.
 3. Residuals from SORP/SORS with those indices.
+4-5, fixed-point mean path (model.bin has `mean.*`; docs/model_format.md "Fixed-point mean path"): integer
+   psi from z_hat, integer context model and chroma mean, y_hat = mu + r/g in int16 at `mean.y_frac`.
+4-5, float mean path (otherwise):
 4. `hyper_decoder_<comp>.onnx`(z_hat, latent_ref [1,0,Hl,Wl]) -> psi [1,4C,ceil(Hl/2),ceil(Wl/2)].
 5. Luma: residual and coded mask zero-padded to even size, split into phases (0,0),(1,1),(0,1),(1,0);
    stage s: mu = `context_luma_stage<s>.onnx`(psi chunk s, prev = y_hat phases 0..s-1 concatenated on
@@ -414,7 +417,14 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd):
           "Unsplash/GPL-2+; provenance per crop in the pool's MANIFEST.tsv), so **these weights are a research "
           "artefact**: use them for research and evaluation. The code is Apache-2.0.",
           f"- λ per rate point: {', '.join(f'{x:g}' for x in RATE_LAMBDAS)}.",
-          "- Format: ONNX opset 17 float32 (dynamic H/W) + model.bin (docs/model_format.md).", "",
+          "- Format: ONNX opset 17 float32 (dynamic H/W) + model.bin (docs/model_format.md).",
+          ("- Mean path (hyper-mean decoders, luma context model, ŷ = μ + r/g): float ONNX graphs."
+           if (out_dir / "hyper_decoder_luma.onnx").exists() else
+           "- Mean path (hyper-mean decoders, luma context model, ŷ = μ + r/g): **fixed-point** in model.bin "
+           "(int8 weights per output channel, int16 activations, int32 accumulators, power-of-two scales "
+           "calibrated on 16 training crops at every rate point; post-training, no fine-tuning), decoded "
+           "bit-exactly by the C++ core; its cost against the float path: training/results/fixed_point_vs_float.md."),
+          "",
           "## Parameters", "", "| part | parameters |", "|---|---:|"]
     md += [f"| {k} | {v:,} |" for k, v in counts.items()]
     md += ["", "## kMAC per luma pixel (Conv/ConvTranspose MACs measured on the graphs at 768x512; HSD analytic)",
@@ -425,8 +435,8 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd):
     md += [f"| **decoder total, BOP** | {dec_bop:.3f} |", f"| **decoder total, SOP** | {dec_sop:.3f} |"]
     md += ["", "## Kodak RD", ""]
     if rd:
-        md += [f"From `{rd.get('source')}` ({rd.get('images')} images; real rANS bytes through the reference "
-               "encoder; RGB-domain metrics as ../shared/anchors/vvc/README.md).", "",
+        md += [f"From `{rd.get('source')}` ({rd.get('images')} images; real rANS bytes through jpegai_fast's "
+               "encoder and decoder; RGB-domain metrics as ../shared/anchors/vvc/README.md).", "",
                "| rate point | bpp | PSNR-YUV (dB) | MS-SSIM-Y | MS-SSIM-Y (dB) |", "|---:|---:|---:|---:|---:|"]
         md += [f"| {p['rate']} | {p['bpp']:.4f} | {p['psnr_yuv']:.3f} | {p['msssim_y']:.4f} | {p['msssim_db']:.2f} |"
                for p in rd["points"]]

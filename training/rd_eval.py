@@ -2,8 +2,9 @@
 
     python -m training.rd_eval --model src/jpegai_fast/models/vr_bop [--images 24] [--rates all]
 
-* Ours: numpy + ONNX Runtime reference encoder -> real rANS codestream (jpegai_fast) -> reference
-  decoder -> 8-bit RGB (chroma up-sampled as the anchor's inverse conversion). No torch needed.
+* Ours: jpegai_fast's encoder -> real rANS codestream -> jpegai_fast's decoder -> 8-bit RGB (chroma
+  up-sampled as the anchor's inverse conversion); `--codec reference`: the numpy + ONNX Runtime oracle
+  instead (same bytes and integers, tested; ~10x slower). No torch needed.
 * JPEG: Pillow, 4:2:0 (subsampling=2), quality sweep --jpeg-qualities, optimize=False; file bytes.
 * VVC: ../shared/anchors/vvc/anchor_rgb.csv (same images).
 * Metrics exactly as ../shared/anchors/vvc/README.md: RGB-domain; PSNR-YUV = (6·Y + Cb + Cr)/8 on
@@ -140,9 +141,27 @@ def main():
     ap.add_argument("--jpeg-qualities", default=",".join(map(str, JPEG_QUALITIES)))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "training/results/rd_eval"))
+    ap.add_argument("--codec", default="runtime", choices=["runtime", "reference"],
+                    help="runtime: jpegai_fast's encoder/decoder (C++ + ORT; its integers and bytes equal the "
+                         "reference's, tests/test_rate_points.py); reference: the numpy oracle (slow)")
+    ap.add_argument("--baseline", default=None,
+                    help="another rd_eval JSON of the same images: adds the per-image BD-rate of this model vs it")
     args = ap.parse_args()
 
     model = rd.Model(args.model, threads=args.threads)
+    if args.codec == "runtime":
+        import jpegai_fast
+
+        enc = jpegai_fast.Encoder(args.model, threads=args.threads)
+        dec = jpegai_fast.Decoder(args.model, operating_point=args.op, threads=args.threads)
+
+        def code(rgb, r):
+            data = enc.encode(rgb, rate_point=r, operating_point=args.op)
+            return data, dec.decode(data)
+    else:
+        def code(rgb, r):
+            data, _ = rd.encode_bitstream(model, rgb, r, args.op)
+            return data, rd.decode_bitstream(model, data)["rgb"]
     names = args.names.split(",") if args.names else [f"kodim{i:02d}" for i in range(1, args.images + 1)]
     rates = list(range(model.num_rates)) if args.rates == "all" else [int(r) for r in args.rates.split(",")]
     qualities = [int(q) for q in args.jpeg_qualities.split(",")]
@@ -152,8 +171,7 @@ def main():
         rgb = np.array(Image.open(pathlib.Path(args.kodak) / f"{name}.png").convert("RGB"))
         ours[name] = []
         for r in rates:
-            data, _ = rd.encode_bitstream(model, rgb, r, args.op)
-            rec = rd.decode_bitstream(model, data)["rgb"]
+            data, rec = code(rgb, r)
             ours[name].append({"rate": r, **metrics(rgb, rec, len(data))})
         jpeg[name] = jpeg_points(rgb, qualities)
         print(f"{name}: " + ", ".join(f"r{p['rate']} {p['bpp']:.3f} bpp {p['psnr_yuv']:.2f} dB" for p in ours[name])
@@ -168,6 +186,12 @@ def main():
            "bd_rate": {f"vs_{an}_{q}": bd_per_image(ours, anc, q)
                        for an, anc in (("jpeg", jpeg), ("vvc", vvc)) for q in ("psnr_yuv", "msssim_db")}}
     res["bd_rate"]["vvc_vs_jpeg_psnr_yuv"] = bd_per_image(vvc, jpeg, "psnr_yuv")  # sanity check of the tooling
+    res["codec"] = args.codec
+    if args.baseline:
+        base = json.loads(pathlib.Path(args.baseline).read_text())
+        res["baseline"] = base["model"]
+        for q in ("psnr_yuv", "msssim_db"):
+            res["bd_rate"][f"vs_baseline_{q}"] = bd_per_image(ours, base["ours"]["per_image"], q)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
