@@ -423,7 +423,7 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd):
            "- Mean path (hyper-mean decoders, luma context model, ŷ = μ + r/g): **fixed-point** in model.bin "
            "(int8 weights per output channel, int16 activations, int32 accumulators, power-of-two scales "
            "calibrated on 16 training crops at every rate point; post-training, no fine-tuning), decoded "
-           "bit-exactly by the C++ core; its cost against the float path: training/results/fixed_point_vs_float.md."),
+           "bit-exactly by the C++ core; its cost against the float path: the vs_baseline rows of training/results/rd_eval.md."),
           "",
           "## Parameters", "", "| part | parameters |", "|---|---:|"]
     md += [f"| {k} | {v:,} |" for k, v in counts.items()]
