@@ -202,7 +202,7 @@ class Encoder:
             if not (math.isfinite(bpp) and bpp > 0):
                 raise ValueError(f"bpp must be a positive number, got {bpp!r}")
         elif quality is None:
-            quality = float(min(3, m.num_rates - 1))
+            quality = float(min(4, m.num_rates - 1))  # lambda 0.0113, about 0.5 bpp on Kodak
         big = rgb.shape[0] * rgb.shape[1] > AUTO_TILE_PIXELS
         an = _Analysis(m, rgb, analysis_tile=tiling[0] or (DEFAULT_TILE_SIZE if big else 0))
         code = lambda q: self._code(an, *quality_to_params(m, q, extended=bpp is not None),  # noqa: E731
@@ -250,7 +250,7 @@ def encode(rgb, bpp: float | None = None, quality: float | None = None, rate_poi
 
     ``bpp``: target bits per pixel of the whole stream (never above it; within 10 % below when reachable);
     ``quality``: float in [0, rate points − 1] (integer = a trained rate point); ``rate_point``: an int.
-    Default: quality 3.  ``tile_size`` / ``tile_overlap``: the synthesis tiling written into the header
+    Default: quality 4.  ``tile_size`` / ``tile_overlap``: the synthesis tiling written into the header
     (:func:`header_tiling`; default 1024 / 48 for pictures larger than one tile, else untiled); the
     analysis is tiled the same way.  Raises ValueError on bad input, LimitError on absurd sizes."""
     key = (str(model), device, threads)
