@@ -75,9 +75,9 @@ def summarize(rows: list[dict]) -> dict:
     by = {}
     for r in rows:
         e = r["extra_info"]
-        by[(e["kind"], e["threads"])] = r["stats"]["median"]
-        table.append({"kind": e["kind"], "threads": e["threads"], "median_ms": round(1e3 * r["stats"]["median"], 2),
-                      "min_ms": round(1e3 * r["stats"]["min"], 2), "model": e["model"]})
+        by[(e["kind"], e["threads"])] = r["median_s"]
+        table.append({"kind": e["kind"], "threads": e["threads"], "median_ms": round(1e3 * r["median_s"], 2),
+                      "min_ms": round(1e3 * r["min_s"], 2), "model": e["model"]})
     ratios = {f"float / fixed, {t} thread(s)": round(by[("float (ORT)", t)] / by[("fixed (C++)", t)], 3)
               for (k, t) in by if k == "fixed (C++)" and ("float (ORT)", t) in by}
     e0 = rows[0]["extra_info"]
