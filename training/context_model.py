@@ -1,7 +1,7 @@
 """Mean prediction: 4-stage spatial context model for luma, psi up-shuffle for chroma (digest §5.2-5.3).
 
-Float for now. Each stage is a small stack of convs so a fixed-point (QAT) variant can replace
-the modules one by one without touching the decode loop in codec.py.
+Float in training; `python -m training.export` quantises these convs (and the hyper-mean decoders) to
+the fixed-point mean path of docs/model_format.md (training/mean_fixed.py), which the C++ core runs.
 """
 import torch
 import torch.nn as nn

@@ -14,7 +14,9 @@ Parts (each usable on its own):
 * :func:`encode_bitstream` / :func:`decode_bitstream`: a complete codestream through the real rANS
   coder and container of ``jpegai_fast`` (imported only there).
 
-Float parts follow training/codec.py operation for operation in float32: luma y_hat = r / g + mu per
+Models with the fixed-point mean path (model.bin sections mean.*): :class:`MeanPathInt` computes psi,
+the context model, mu and y_hat in integers (the definition csrc/mean_path.cpp is tested against).
+Float-mean models: the float parts follow training/codec.py operation for operation in float32: luma y_hat = r / g + mu per
 context-model stage (phases (0,0),(1,1),(0,1),(1,0)), chroma y_hat = r / g + mu with mu = psi
 up-shuffled; g is the float32 gain stored in the blob (what torch computes from the Q7 offset).
 """
