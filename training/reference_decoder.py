@@ -305,9 +305,11 @@ def latent_size(image_hw):
 
 
 def _hyper(model: Model, comp, z_hat, latent_hw, rate, displacement):
-    """-> (scale index uint8 [C,Hl,Wl], s int32, psi float32 [4C,h2,w2])."""
+    """-> (scale index uint8 [C,Hl,Wl], s int32, psi [4C,h2,w2]: integer (fixed-point model) or float32)."""
     s = hsd_forward(z_hat, model.hsd_layers(comp), latent_hw)
     idx = scale_indices(s, model.offset(comp, rate, displacement), model.skip_threshold)
+    if model.mean is not None:
+        return idx, s, model.mean.psi(comp, z_hat, latent_hw)
     psi = model.run(f"hyper_decoder_{comp}", z_hat=z_hat[None].astype(np.float32), latent_ref=_ref(*latent_hw))[0]
     return idx, s, psi
 
@@ -361,10 +363,9 @@ def synthesise(model: Model, y_hat_l, y_hat_c, image_hw, op="bop"):
     return yy, uv
 
 
-def _fixed_mean(model: Model, comp, z_hat, idx, hw, rate, displacement, y=None, residual=None):
+def _fixed_mean(model: Model, comp, psi, idx, rate, displacement, y=None, residual=None):
     """The integer mean path: -> (y_hat float32 = y_hat_q * 2^-y_frac, residual int16, y_hat_q int16)."""
     mp = model.mean
-    psi = mp.psi(comp, z_hat, hw)
     yq, r = mp.reconstruct(comp, psi, idx, model.offset(comp, rate, displacement),
                            gain=model.gain(comp, rate, displacement), y=y, residual=residual)
     return (yq.astype(np.float32) * np.float32(2.0 ** -mp.y_frac[comp])), r, yq
@@ -377,14 +378,12 @@ def decode_latents(model: Model, z_hat: dict, residual: dict, rate: int, image_h
     hw = latent_size(image_hw)
     out = {"idx": {}, "s": {}, "y_hat": {}, "y_hat_q": {}}
     for k, comp in enumerate(COMPONENTS):
+        idx, s, psi = _hyper(model, comp, z_hat[comp], hw, rate, displacement[k])
         if model.mean is not None:
-            s = hsd_forward(z_hat[comp], model.hsd_layers(comp), hw)
-            idx = scale_indices(s, model.offset(comp, rate, displacement[k]), model.skip_threshold)
-            y_hat, _, out["y_hat_q"][comp] = _fixed_mean(model, comp, z_hat[comp], idx, hw, rate, displacement[k],
+            y_hat, _, out["y_hat_q"][comp] = _fixed_mean(model, comp, psi, idx, rate, displacement[k],
                                                          residual=residual[comp])
             out["idx"][comp], out["s"][comp], out["y_hat"][comp] = idx, s, y_hat
             continue
-        idx, s, psi = _hyper(model, comp, z_hat[comp], hw, rate, displacement[k])
         gain = model.gain(comp, rate, displacement[k])
         if comp == "luma":
             y_hat, _ = _luma_stages(model, psi, idx, gain, residual=residual[comp])
@@ -406,14 +405,12 @@ def encode_latents(model: Model, rgb: np.ndarray, rate: int, displacement=(0, 0)
     for k, comp in enumerate(COMPONENTS):
         z = model.run(f"hyper_encoder_{comp}", y=lat[comp][None])[0]
         z_hat = np.round(np.clip(z, -model.z_offset, model.z_offset)).astype(np.int16)
+        idx, _, psi = _hyper(model, comp, z_hat, hw, rate, displacement[k])
         if model.mean is not None:
-            s = hsd_forward(z_hat, model.hsd_layers(comp), hw)
-            idx = scale_indices(s, model.offset(comp, rate, displacement[k]), model.skip_threshold)
-            y_hat, r, _ = _fixed_mean(model, comp, z_hat, idx, hw, rate, displacement[k], y=lat[comp])
+            y_hat, r, _ = _fixed_mean(model, comp, psi, idx, rate, displacement[k], y=lat[comp])
             out["z"][comp], out["z_hat"][comp], out["idx"][comp] = z, z_hat, idx
             out["residual"][comp], out["y_hat"][comp] = r.astype(np.int16), y_hat
             continue
-        idx, _, psi = _hyper(model, comp, z_hat, hw, rate, displacement[k])
         gain = model.gain(comp, rate, displacement[k])
         if comp == "luma":
             y_hat, r = _luma_stages(model, psi, idx, gain, y=lat[comp])
