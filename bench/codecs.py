@@ -466,7 +466,7 @@ STREAM_OP = "bop"  # operating point written in the header of our streams (both 
 OURS_ENV = "JPEGAI_BENCH_OURS"  # "0" leaves our decoder out (e.g. to time only the other codecs)
 
 
-ENCODER_SOURCES = ("encoder.py", "model.py", "container.py", "entropy.py", "reconstruction.py", "colour.py")
+ENCODER_SOURCES = ("encoder.py", "model.py", "container.py", "entropy.py", "synthesis.py", "colour.py")
 
 
 def _jpegai_digest() -> str:

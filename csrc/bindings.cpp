@@ -145,29 +145,45 @@ CArray<T> move_to_array(std::vector<T>&& v, std::vector<py::ssize_t> shape) {
   return CArray<T>(std::move(shape), owned->data(), free_when_done);
 }
 
-py::dict latents_to_dict(PictureLatents&& p) {
+py::tuple size_tuple(const LatentSize& s) { return py::make_tuple(s.h, s.w); }
+
+py::dict latents_to_dict(PictureLatents&& p, bool inspect) {
   py::dict d;
   d["header"] = p.header;
-  d["latent_hw"] = py::make_tuple(p.latent_h, p.latent_w);
-  d["z_hw"] = py::make_tuple(p.z_h, p.z_w);
   const char* names[2] = {"luma", "chroma"};
+  py::dict y_hat, latent_hw, z_hw;
   for (int c = 0; c < 2; ++c) {
     ComponentLatents& L = p.comp[c];
     const py::ssize_t ch = L.channels;
-    py::dict comp;
-    comp["z"] = move_to_array(std::move(L.z), {ch, p.z_h, p.z_w});
-    comp["log_sigma"] = move_to_array(std::move(L.log_sigma), {ch, p.latent_h, p.latent_w});
-    comp["index"] = move_to_array(std::move(L.index), {ch, p.latent_h, p.latent_w});
-    comp["residual"] = move_to_array(std::move(L.residual), {ch, p.latent_h, p.latent_w});
-    d[names[c]] = comp;
+    y_hat[names[c]] = move_to_array(std::move(L.y_hat), {ch, L.size.h, L.size.w});
+    latent_hw[names[c]] = size_tuple(L.size);
+    z_hw[names[c]] = py::make_tuple(L.size.z_h, L.size.z_w);
+    if (inspect) {
+      py::dict comp;
+      comp["z"] = move_to_array(std::move(L.z), {ch, L.size.z_h, L.size.z_w});
+      comp["log_sigma"] = move_to_array(std::move(L.log_sigma), {ch, L.size.h, L.size.w});
+      comp["index"] = move_to_array(std::move(L.index), {ch, L.size.h, L.size.w});
+      comp["residual"] = move_to_array(std::move(L.residual), {ch, L.size.h, L.size.w});
+      d[names[c]] = comp;
+    }
   }
+  d["y_hat"] = y_hat;
+  d["latent_hw"] = latent_hw;
+  d["z_hw"] = z_hw;
   py::dict seconds;
   seconds["parse"] = p.seconds.parse;
   seconds["z"] = p.seconds.z;
   seconds["hyper_scale"] = p.seconds.hyper_scale;
   seconds["residual"] = p.seconds.residual;
+  seconds["hyper_decoder"] = p.seconds.hyper_decoder;
+  seconds["context"] = p.seconds.context;
   d["seconds"] = seconds;
   return d;
+}
+
+int component_index(int comp) {
+  if (comp < 0 || comp > 1) throw ArgumentError("comp must be 0 (luma) or 1 (chroma)");
+  return comp;
 }
 
 }  // namespace
@@ -319,21 +335,98 @@ PYBIND11_MODULE(_core, m) {
              const ByteView v = byte_view(blob);
              return std::make_unique<LatentModel>(ModelBlob(std::vector<uint8_t>(v.data, v.data + v.size)));
            }),
-           py::arg("model_bin"), "The integer part of a model (model.bin bytes).")
+           py::arg("model_bin"), "The integer part of a model (model.bin bytes), parsed and checked once.")
       .def_property_readonly("skip_below", &LatentModel::skip_below)
       .def_property_readonly("rate_points", &LatentModel::rate_points)
-      .def("decode", [](const LatentModel& self, const py::object& data, uint64_t max_pixels, unsigned threads) {
+      .def_property_readonly("z_offset", &LatentModel::z_offset)
+      .def_property_readonly("channels", [](const LatentModel& self) {
+        return py::make_tuple(self.component(0).channels, self.component(1).channels);
+      })
+      .def_property_readonly("grid", [](const LatentModel& self) {
+        return py::make_tuple(self.component(0).grid, self.component(1).grid);
+      })
+      .def("y_frac", [](const LatentModel& self, int comp) { return self.mean_path().y_frac(component_index(comp)); },
+           py::arg("comp"))
+      .def("gain_q7", [](const LatentModel& self, int comp) {
+             const ComponentModel& c = self.component(component_index(comp));
+             CArray<int32_t> out({py::ssize_t(self.rate_points()), py::ssize_t(c.channels)});
+             std::copy(c.gain_q7.begin(), c.gain_q7.end(), out.mutable_data());
+             return out;
+           }, py::arg("comp"), "Q7 log gain offsets [rate points, C].")
+      .def("gain_f32", [](const LatentModel& self, int comp) {
+             const ComponentModel& c = self.component(component_index(comp));
+             CArray<float> out({py::ssize_t(self.rate_points()), py::ssize_t(c.channels)});
+             std::copy(c.gain_f32.begin(), c.gain_f32.end(), out.mutable_data());
+             return out;
+           }, py::arg("comp"), "Trained float32 gains [rate points, C].")
+      .def("latent_size", [](const LatentModel& self, int comp, uint32_t height, uint32_t width) {
+             const LatentSize s = self.latent_size(component_index(comp), height, width);
+             return py::make_tuple(s.h, s.w, s.z_h, s.z_w);
+           }, py::arg("comp"), py::arg("height"), py::arg("width"), "-> (h, w, z_h, z_w) of a picture size.")
+      .def("decode", [](const LatentModel& self, const py::object& data, uint64_t max_pixels, unsigned threads,
+                        bool inspect) {
              const ByteView buf = byte_view(data);
              PictureLatents p;
              {
                py::gil_scoped_release release;
-               p = decode_latents(self, buf.data, buf.size, max_pixels, threads);
+               p = decode_latents(self, buf.data, buf.size, max_pixels, threads, inspect);
              }
-             return latents_to_dict(std::move(p));
+             return latents_to_dict(std::move(p), inspect);
            },
            py::arg("data"), py::arg("max_pixels") = kDefaultMaxPixels, py::arg("threads") = 0,
-           "Codestream -> integer latents: z, log_sigma (Q7, gain applied), index, residual per component, "
-           "and 'seconds': wall-clock seconds of the stages parse, z, hyper_scale, residual.");
+           py::arg("inspect") = false,
+           "Codestream -> {'header', 'y_hat': {comp: float32 [C,h,w]}, 'latent_hw', 'z_hw', 'seconds'}: the whole "
+           "latent domain in one call (seconds of the stages parse, z, hyper_scale, residual, hyper_decoder, "
+           "context).  inspect=True adds per component z, log_sigma (Q7, gain applied), index and residual.")
+      .def("prepare_encode", [](const LatentModel& self, uint32_t height, uint32_t width, const py::array& z_l,
+                                const py::array& z_c, const py::array& y_l, const py::array& y_c, unsigned threads) {
+             CArray<int16_t> z[2] = {require<int16_t>(z_l, "z_luma"), require<int16_t>(z_c, "z_chroma")};
+             CArray<float> y[2] = {require<float>(y_l, "y_luma"), require<float>(y_c, "y_chroma")};
+             if (height < 1 || width < 1 || height > 65535 || width > 65535)
+               throw ArgumentError("picture size out of range");
+             for (int c = 0; c < 2; ++c) {
+               const LatentSize s = self.latent_size(c, height, width);
+               const py::ssize_t C = self.component(c).channels;
+               if (z[c].ndim() != 3 || z[c].shape(0) != C || z[c].shape(1) != s.z_h || z[c].shape(2) != s.z_w)
+                 throw ArgumentError("z_hat does not match the picture size and the model");
+               if (y[c].ndim() != 3 || y[c].shape(0) != C || y[c].shape(1) != s.h || y[c].shape(2) != s.w)
+                 throw ArgumentError("y does not match the picture size and the model");
+             }
+             const int16_t* zp[2] = {z[0].data(), z[1].data()};
+             const float* yp[2] = {y[0].data(), y[1].data()};
+             py::gil_scoped_release release;
+             return std::make_unique<PreparedLatents>(self, height, width, zp, yp, threads);
+           },
+           py::keep_alive<0, 1>(), py::arg("height"), py::arg("width"), py::arg("z_luma"), py::arg("z_chroma"),
+           py::arg("y_luma"), py::arg("y_chroma"), py::arg("threads") = 0,
+           "The encoder's rate-independent latent work (HSD, psi) for one picture; code() per rate trial.");
+
+  py::class_<PreparedLatents>(m, "PreparedLatents")
+      .def("code", [](const PreparedLatents& self, uint32_t rate_point, int32_t disp_luma, int32_t disp_chroma,
+                      const py::object& gain_luma, const py::object& gain_chroma, uint32_t substreams,
+                      unsigned threads) {
+             const int32_t disp[2] = {disp_luma, disp_chroma};
+             CArray<float> g[2];
+             const float* gp[2] = {nullptr, nullptr};
+             const py::object gains[2] = {gain_luma, gain_chroma};
+             for (int c = 0; c < 2; ++c)
+               if (!gains[c].is_none()) {
+                 g[c] = require<float>(gains[c].cast<py::array>(), "gain");
+                 if (g[c].ndim() != 1 || g[c].shape(0) != self.channels(c))
+                   throw ArgumentError("gain must be one value per channel");
+                 gp[c] = g[c].data();
+               }
+             PreparedLatents::Payloads p;
+             {
+               py::gil_scoped_release release;
+               p = self.code(rate_point, disp, gp, substreams, threads);
+             }
+             return py::make_tuple(to_bytes(p.soz), to_bytes(p.sorp), to_bytes(p.sors));
+           },
+           py::arg("rate_point"), py::arg("disp_luma") = 0, py::arg("disp_chroma") = 0, py::arg("gain_luma") = py::none(),
+           py::arg("gain_chroma") = py::none(), py::arg("substreams") = 1, py::arg("threads") = 0,
+           "-> (SOZ, SORP, SORS) payloads at a rate point plus Q7 displacements; gains: float32 [C] per component "
+           "(None: the trained gains, displacement 0 only).");
 
   m.def("inverse_gain", [](int32_t t) {
     const InverseGain g = inverse_gain(t);

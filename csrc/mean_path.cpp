@@ -32,6 +32,7 @@ int16_t requant(int16_t v, int from, int to) {
 int16_t activate(int64_t v, MeanActivation act, int frac_out) {
   int16_t x = sat16(v);
   if (act == MeanActivation::kNone) return x;
+  if (act == MeanActivation::kLeakyRelu) return x < 0 ? int16_t((int32_t(x) * 41 + 2048) >> 12) : x;
   if (x < 0) return 0;
   if (act == MeanActivation::kRelu6) x = int16_t(std::min<int32_t>(x, std::min<int32_t>(6 << frac_out, 32767)));
   return x;
@@ -80,6 +81,12 @@ std::vector<uint32_t> u32(std::initializer_list<int> dims) {
 
 MeanLayer load_mean_layer(const ModelBlob& blob, const std::string& prefix, int in, int out) {
   const std::vector<int32_t> meta = blob.int32(prefix + ".meta", {6});
+  if (out < 0) {
+    const BlobSection& w = blob.section(prefix + ".weight");
+    if (w.shape.size() != 4 || w.shape[0] < 1 || w.shape[0] > 4096)
+      throw ArgumentError("model: " + prefix + ".weight: bad shape");
+    out = int(w.shape[0]);
+  }
   MeanLayer L;
   L.kind = MeanLayerKind(meta[0]);
   L.k = meta[1];
@@ -90,7 +97,7 @@ MeanLayer load_mean_layer(const ModelBlob& blob, const std::string& prefix, int 
   L.in = in;
   L.out = out;
   const std::string n = "model: " + prefix;
-  if (meta[0] < 0 || meta[0] > 1 || meta[5] < 0 || meta[5] > 2) throw ArgumentError(n + ": unknown kind/activation");
+  if (meta[0] < 0 || meta[0] > 1 || meta[5] < 0 || meta[5] > 3) throw ArgumentError(n + ": unknown kind/activation");
   if (L.kind == MeanLayerKind::kConvTranspose4x4s2 ? (L.k != 4 || L.groups != 1) : (L.k != 1 && L.k != 3))
     throw ArgumentError(n + ": unsupported kernel size");
   if (L.groups < 1 || in % L.groups || out % L.groups) throw ArgumentError(n + ": bad group count");
@@ -233,22 +240,47 @@ MeanPath::MeanPath(const ModelBlob& blob, int luma_channels, int chroma_channels
     : channels_{luma_channels, chroma_channels} {
   const std::vector<int32_t> yf = blob.int32("mean.y_frac", {2});
   const char* comp_name[2] = {"luma", "chroma"};
+  // topology: hyper-mean output form, context residual, layer count luma, chroma (absent: psi form, the
+  // four named layers c1, up, c2, c3, no residual -- the format of the first fixed-point models)
+  int layers[2] = {4, 4};
+  if (blob.has("mean.topology")) {
+    const std::vector<int32_t> t = blob.int32("mean.topology", {4});
+    if (t[0] < 0 || t[0] > 1 || t[1] < 0 || t[1] > 1) throw ArgumentError("model: mean.topology: unknown form");
+    hyper_output_ = HyperMeanOutput(t[0]);
+    context_residual_ = t[1] != 0;
+    for (int c = 0; c < 2; ++c) {
+      if (t[2 + c] < 1 || t[2 + c] > 16) throw ArgumentError("model: mean.topology: 1..16 hyper-mean layers");
+      layers[c] = t[2 + c];
+    }
+  }
   for (int c = 0; c < 2; ++c) {
     const int C = channels_[c];
     y_frac_[c] = yf[c];
     if (yf[c] < 0 || yf[c] > kMaxFrac) throw ArgumentError("model: mean.y_frac outside [0, 15]");
     const std::string p = std::string("mean.hd_") + comp_name[c] + ".";
-    hyper_[c].push_back(load_mean_layer(blob, p + "c1", C, C));
-    hyper_[c].push_back(load_mean_layer(blob, p + "up", C, C));
-    hyper_[c].push_back(load_mean_layer(blob, p + "c2", C, C));
-    hyper_[c].push_back(load_mean_layer(blob, p + "c3", C, 4 * C));
-    if (hyper_[c][0].frac_in != 0 || hyper_[c][1].kind != MeanLayerKind::kConvTranspose4x4s2 ||
-        hyper_[c][0].kind != MeanLayerKind::kConv || hyper_[c][2].kind != MeanLayerKind::kConv ||
-        hyper_[c][3].kind != MeanLayerKind::kConv)
-      throw ArgumentError("model: hyper-mean decoder layers do not have the expected kinds");
-    for (int l = 1; l < 4; ++l)
-      if (hyper_[c][l].frac_in != hyper_[c][l - 1].frac_out)
+    const bool named = !blob.has("mean.topology");
+    const char* names[4] = {"c1", "up", "c2", "c3"};
+    int in = C;
+    for (int l = 0; l < layers[c]; ++l) {
+      const bool last = l == layers[c] - 1;
+      const int out = named ? (last ? 4 * C : C) : -1;
+      hyper_[c].push_back(load_mean_layer(blob, p + (named ? names[l] : std::to_string(l)), in, out));
+      in = hyper_[c].back().out;
+      if (hyper_[c].back().groups != 1) throw ArgumentError("model: grouped hyper-mean layers are not supported");
+      if (l > 0 && hyper_[c][l].frac_in != hyper_[c][l - 1].frac_out)
         throw ArgumentError("model: hyper-mean decoder fraction bits do not chain");
+    }
+    if (hyper_[c][0].frac_in != 0) throw ArgumentError("model: the hyper-mean decoder reads z_hat at frac 0");
+    if (named && (hyper_[c][1].kind != MeanLayerKind::kConvTranspose4x4s2 || hyper_[c][0].kind != MeanLayerKind::kConv ||
+                  hyper_[c][2].kind != MeanLayerKind::kConv || hyper_[c][3].kind != MeanLayerKind::kConv))
+      throw ArgumentError("model: hyper-mean decoder layers do not have the expected kinds");
+    int ups = 0;
+    for (const MeanLayer& L : hyper_[c]) ups += L.kind == MeanLayerKind::kConvTranspose4x4s2;
+    // psi is on the half latent grid (1 up-sampling from z at a quarter), mu on the latent grid (2)
+    const int want_ups = hyper_output_ == HyperMeanOutput::kPsi ? 1 : 2;
+    const int want_out = hyper_output_ == HyperMeanOutput::kPsi ? 4 * C : C;
+    if (ups != want_ups || in != want_out)
+      throw ArgumentError("model: hyper-mean decoder output does not match its form");
   }
   const int C = channels_[0];
   for (int s = 0; s < 4; ++s) {
@@ -259,7 +291,7 @@ MeanPath::MeanPath(const ModelBlob& blob, int luma_channels, int chroma_channels
     if (fusion_[s][1].frac_in != fusion_[s][0].frac_out || fusion_[s][2].frac_in != fusion_[s][1].frac_out ||
         fusion_[s][2].frac_out != y_frac_[0])
       throw ArgumentError("model: context fusion fraction bits do not chain to y_frac");
-    if (s == 0 && fusion_[0][0].frac_in != hyper_[0][3].frac_out)
+    if (s == 0 && fusion_[0][0].frac_in != psi_frac(0))
       throw ArgumentError("model: stage 0 does not read psi at its own scale");
     if (s > 0) {
       const std::string x = "mean.ctx" + std::to_string(s) + ".";
@@ -269,24 +301,39 @@ MeanPath::MeanPath(const ModelBlob& blob, int luma_channels, int chroma_channels
         throw ArgumentError("model: context fraction bits do not chain");
     }
   }
-  for (const auto* chain : {&hyper_[0], &hyper_[1]})
-    for (const MeanLayer& L : *chain)
-      if (L.groups != 1) throw ArgumentError("model: grouped hyper-mean layers are not supported");
 }
 
 Tensor16 MeanPath::hyper_decoder(int comp, const int16_t* z, int hz, int wz, int hl, int wl, unsigned threads) const {
   const int C = channels_[comp];
   const int h2 = (hl + 1) / 2, w2 = (wl + 1) / 2;
-  if (hz < 1 || wz < 1 || h2 > 2 * hz || w2 > 2 * wz || hl < 1 || wl < 1)
+  const bool from_mu = hyper_output_ == HyperMeanOutput::kMeanOnLatentGrid;
+  const int fh = from_mu ? hl : h2, fw = from_mu ? wl : w2;  // the chain's final grid
+  const int ups = from_mu ? 2 : 1;
+  if (hz < 1 || wz < 1 || hl < 1 || wl < 1 || fh > (hz << ups) || fw > (wz << ups))
     throw ArgumentError("hyper-mean decoder: latent size must be in [1, 4 x z size]");
   Tensor16 x = empty(hz, wz, C);
   for (int c = 0; c < C; ++c)
     for (int i = 0; i < hz * wz; ++i) x.v[size_t(i) * C + c] = z[size_t(c) * hz * wz + i];
-  const std::vector<MeanLayer>& H = hyper_[comp];
-  x = run_mean_layer(H[0], x, hz, wz, threads);
-  x = run_mean_layer(H[1], x, h2, w2, threads);
-  x = run_mean_layer(H[2], x, h2, w2, threads);
-  return run_mean_layer(H[3], x, h2, w2, threads);
+  int remaining = ups;
+  for (const MeanLayer& L : hyper_[comp]) {
+    if (L.kind == MeanLayerKind::kConvTranspose4x4s2) {
+      --remaining;  // crop to the grid this output feeds: ceil(final / 2^remaining)
+      x = run_mean_layer(L, x, -(-fh >> remaining), -(-fw >> remaining), threads);
+    } else {
+      x = run_mean_layer(L, x, x.h, x.w, threads);
+    }
+  }
+  if (!from_mu) return x;
+  // mu [hl][wl][C] -> psi [h2][w2][4C]: chunk s = mu at the phase of context stage s; the even padding is 0
+  Tensor16 psi = empty(h2, w2, 4 * C);
+  for (int s = 0; s < 4; ++s)
+    for (int i = 0; i < h2; ++i)
+      for (int j = 0; j < w2; ++j) {
+        const int Y = 2 * i + kStageDy[s], X = 2 * j + kStageDx[s];
+        if (Y >= hl || X >= wl) continue;
+        std::copy_n(x.v.data() + (size_t(Y) * wl + X) * C, C, psi.v.data() + (size_t(i) * w2 + j) * psi.c + s * C);
+      }
+  return psi;
 }
 
 void MeanPath::reconstruct(int comp, const Tensor16& psi, const uint8_t* index, const int32_t* offsets, int hl,
@@ -327,7 +374,7 @@ void MeanPath::reconstruct(int comp, const Tensor16& psi, const uint8_t* index, 
   };
 
   if (comp == 1) {  // chroma: mu = psi chunk of the position's phase, no context
-    const int fpsi = hyper_[1][3].frac_out;
+    const int fpsi = psi_frac(1);
     for (int Y = 0; Y < hl; ++Y)
       for (int X = 0; X < wl; ++X) {
         const int stage = kStageOfPhase[(Y & 1) * 2 + (X & 1)];
@@ -336,7 +383,7 @@ void MeanPath::reconstruct(int comp, const Tensor16& psi, const uint8_t* index, 
       }
     return;
   }
-  const int fpsi = hyper_[0][3].frac_out;
+  const int fpsi = psi_frac(0);
   Tensor16 decoded = empty(h2, w2, 3 * C);  // y_hat phases of stages 0..2, the context of the later ones
   for (int s = 0; s < 4; ++s) {
     Tensor16 in;
@@ -359,8 +406,11 @@ void MeanPath::reconstruct(int comp, const Tensor16& psi, const uint8_t* index, 
         const int Y = 2 * i + dy, X = 2 * j + dx;
         const bool inside = Y < hl && X < wl;  // padded positions are skipped: y_hat = mu
         const int16_t* m = mu.v.data() + (size_t(i) * w2 + j) * C;
+        const int16_t* p = psi.v.data() + (size_t(i) * w2 + j) * psi.c + s * C;
         for (int c = 0; c < C; ++c) {
-          const int16_t v = inside ? code(c, size_t(Y) * wl + X, m[c]) : m[c];
+          // residual context model: the stage predicts a correction to psi_s (the hyper-mean of the phase)
+          const int16_t mc = context_residual_ ? sat16(int32_t(m[c]) + requant(p[c], fpsi, fy)) : m[c];
+          const int16_t v = inside ? code(c, size_t(Y) * wl + X, mc) : mc;
           if (inside) y_hat_q[size_t(c) * plane + size_t(Y) * wl + X] = v;
           if (s < 3) decoded.v[(size_t(i) * w2 + j) * decoded.c + s * C + c] = v;
         }

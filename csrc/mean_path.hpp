@@ -11,6 +11,11 @@
 //  * The gain division is integer too: 1/g = m * 2^(n - 30) from the Q7 log offset t by a fixed integer
 //    exp2 (inverse_gain), so the encoder and every decoder rebuild the same y_hat, the context input
 //    of the next stage.  The encoder's r = round((y - mu) * g) is float and need not be exact.
+//  * Topology comes from the model file (docs/model_format.md): the hyper-mean decoder is a layer list
+//    (`mean.topology` absent: the four layers c1, up, c2, c3 making psi directly), and it either makes psi
+//    (4C channels on the half latent grid) or mu (C channels on the latent grid, then split into the four
+//    2x2 phases = psi).  A transposed conv's output is cropped to the grid it feeds: ceil(final / 2^u),
+//    u = transposed convs still to come.  `context_residual`: the luma stage mean is psi_s + fusion_s.
 //  * Internally tensors are HWC (channels innermost), so each output is one contiguous int16 dot
 //    product (the im2col row of a pixel against a weight row) that the compiler vectorises
 //    (target_clones: AVX-512/AVX2/baseline); integer sums do not depend on the order of addition.
@@ -26,7 +31,11 @@
 namespace jpegai {
 
 enum class MeanLayerKind : int32_t { kConv = 0, kConvTranspose4x4s2 = 1 };
-enum class MeanActivation : int32_t { kNone = 0, kRelu = 1, kRelu6 = 2 };
+// kLeakyRelu: q < 0 -> (41 q + 2^11) >> 12, i.e. slope 41/4096 = 0.01001 (the VM's 0.01) rounded half up.
+enum class MeanActivation : int32_t { kNone = 0, kRelu = 1, kRelu6 = 2, kLeakyRelu = 3 };
+
+// How the hyper-mean decoder's output becomes psi.
+enum class HyperMeanOutput : int32_t { kPsi = 0, kMeanOnLatentGrid = 1 };
 
 struct MeanLayer {
   MeanLayerKind kind = MeanLayerKind::kConv;
@@ -40,6 +49,7 @@ struct MeanLayer {
 };
 
 // A layer read from blob sections <prefix>.{weight,bias,shift,meta}; throws ArgumentError if inconsistent.
+// out < 0: the output channel count is taken from the weight section's shape.
 MeanLayer load_mean_layer(const ModelBlob& blob, const std::string& prefix, int in, int out);
 
 // 1/g of a Q7 log offset t as m * 2^(n - 30), m in [2^30, 2^31): g = exp(t * LOG_STEP / 128).
@@ -63,8 +73,11 @@ class MeanPath {
   MeanPath(const ModelBlob& blob, int luma_channels, int chroma_channels);  // ArgumentError if bad
 
   int y_frac(int comp) const { return y_frac_[comp]; }
+  HyperMeanOutput hyper_output() const { return hyper_output_; }
+  bool context_residual() const { return context_residual_; }
 
-  // z: channels x hz x wz (CHW, integer z_hat) -> psi HWC [ceil(hl/2)][ceil(wl/2)][4C].
+  // z: channels x hz x wz (CHW, integer z_hat) -> psi HWC [ceil(hl/2)][ceil(wl/2)][4C] (positions of the
+  // even-padded latent outside hl x wl are 0 when psi is made from mu).
   Tensor16 hyper_decoder(int comp, const int16_t* z, int hz, int wz, int hl, int wl, unsigned threads) const;
 
   // Latent reconstruction of one component.  psi from hyper_decoder; index C x hl x wl (255 = skip);
@@ -77,9 +90,13 @@ class MeanPath {
                    int16_t* y_hat_q, unsigned threads) const;
 
  private:
+  int psi_frac(int comp) const { return hyper_[comp].back().frac_out; }
+
   int channels_[2];
   int y_frac_[2];
-  std::vector<MeanLayer> hyper_[2];           // c1, up, c2, c3
+  HyperMeanOutput hyper_output_ = HyperMeanOutput::kPsi;
+  bool context_residual_ = false;
+  std::vector<MeanLayer> hyper_[2];           // the hyper-mean decoder's layers, in order
   std::vector<MeanLayer> context_[3];         // stage s+1: 1x1 sC->C, grouped 3x3
   std::vector<MeanLayer> fusion_[4];          // stage s: 1x1, 1x1, 1x1
 };

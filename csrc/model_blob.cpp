@@ -1,5 +1,7 @@
 #include "model_blob.hpp"
 
+#include <cstring>
+
 #include "crc32.hpp"
 #include "errors.hpp"
 
@@ -104,6 +106,16 @@ std::vector<int32_t> ModelBlob::int32(const std::string& name, const std::vector
   const BlobSection& s = typed(name, BlobType::kInt32, shape);
   std::vector<int32_t> v(s.count());
   for (size_t i = 0; i < v.size(); ++i) v[i] = int32_t(uint32_t(le(bytes_.data() + s.offset + 4 * i, 4)));
+  return v;
+}
+
+std::vector<float> ModelBlob::float32(const std::string& name, const std::vector<uint32_t>& shape) const {
+  const BlobSection& s = typed(name, BlobType::kFloat32, shape);
+  std::vector<float> v(s.count());
+  for (size_t i = 0; i < v.size(); ++i) {
+    const uint32_t bits = uint32_t(le(bytes_.data() + s.offset + 4 * i, 4));
+    std::memcpy(&v[i], &bits, 4);
+  }
   return v;
 }
 

@@ -33,6 +33,7 @@ class ModelBlob {
   std::vector<int8_t> int8(const std::string& name, const std::vector<uint32_t>& shape = {}) const;
   std::vector<uint16_t> uint16(const std::string& name, const std::vector<uint32_t>& shape = {}) const;
   std::vector<int32_t> int32(const std::string& name, const std::vector<uint32_t>& shape = {}) const;
+  std::vector<float> float32(const std::string& name, const std::vector<uint32_t>& shape = {}) const;
   const BlobSection& section(const std::string& name) const;
 
  private:

@@ -102,7 +102,8 @@ def test_yuv_output_and_timing(dec, photo):
     # the stages tile the decode: they add up to the total (to float rounding), whatever the machine load
     assert sum(v for k, v in t.items() if k != "total") == pytest.approx(t["total"], rel=1e-9)
     sec = dec.model.latent_model.decode(stream, threads=1)["seconds"]  # the C++ call's own stage timers
-    assert set(sec) == {"parse", "z", "hyper_scale", "residual"} and all(v >= 0 for v in sec.values())
+    assert set(sec) == {"parse", "z", "hyper_scale", "residual", "hyper_decoder", "context"} \
+        and all(v >= 0 for v in sec.values())
 
 
 def test_info(dec, photo):

@@ -42,15 +42,20 @@ def test_integers_match_the_reference_encoder(ref_model, latent_model, photo, ra
     rd, model = ref_model
     stream, enc = rd.encode_bitstream(model, photo, rate, substreams=substreams)
     for threads in (1, 2, 0):
-        out = latent_model.decode(stream, threads=threads)
-        assert out["latent_hw"] == rd.latent_size(photo.shape[:2])
+        out = latent_model.decode(stream, threads=threads, inspect=True)
         for comp in ("luma", "chroma"):
+            assert out["latent_hw"][comp] == rd.latent_size(photo.shape[:2])
             got = out[comp]
             np.testing.assert_array_equal(got["z"], enc["z_hat"][comp])
             np.testing.assert_array_equal(got["index"], enc["idx"][comp])
             np.testing.assert_array_equal(got["residual"], enc["residual"][comp])
-            s = rd.hsd_forward(enc["z_hat"][comp], model.hsd_layers(comp), out["latent_hw"])
+            s = rd.hsd_forward(enc["z_hat"][comp], model.hsd_layers(comp), out["latent_hw"][comp])
             np.testing.assert_array_equal(got["log_sigma"], s + model.offset(comp, rate)[:, None, None])
+            # the same call goes on to y_hat: equal to the oracle's, bit for bit
+            np.testing.assert_array_equal(out["y_hat"][comp], enc["y_hat"][comp])
+        # without inspect only y_hat comes back: the integer arrays are freed inside the call
+        plain = latent_model.decode(stream, threads=threads)
+        assert "luma" not in plain and all(np.array_equal(plain["y_hat"][c], out["y_hat"][c]) for c in out["y_hat"])
 
 
 def test_bad_streams_raise_our_errors(ref_model, latent_model, photo):

@@ -9,9 +9,8 @@ import pytest
 
 import jpegai_fast
 from jpegai_fast import _core
-from jpegai_fast.reconstruction import latent_size
-
-from shipped_model import MODELS, requires_model  # noqa: E402
+from shipped_model import MODELS, requires_model  # noqa: E402  (repository root on sys.path)
+from training.reference_decoder import latent_size  # noqa: E402
 
 pytestmark = requires_model
 skdata = pytest.importorskip("skimage.data")

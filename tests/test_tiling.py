@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import jpegai_fast
-from jpegai_fast import Decoder, colour, decoder as decmod, encoder as encmod, reconstruction as rec
+from jpegai_fast import Decoder, colour, decoder as decmod, encoder as encmod, synthesis as rec
 
 from shipped_model import MODELS, psnr  # noqa: E402
 

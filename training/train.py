@@ -1,7 +1,15 @@
 """Train the variable-rate codec (BOP synthesis first, then SOP against the frozen latent).
 
-    python -m training.train --resume [--crop 256] [--batch 8] [--time-limit-min 140]
+    python -m training.train --resume [--time-limit-min 140]          # the VM 3.3-based model (vm33)
+    python -m training.train --model vr --name vr_bop --resume --crop 128 --loss mse   # the older model
     python -m training.train --resume --op sop      # SOP synthesis only, everything else frozen
+
+Models: `vm33` (training/vm_codec.py, starts from the JPEG AI VM 3.3 networks; default) and `vr`
+(training/codec.py, trained from scratch). Recipe (vm33 defaults): loss = bpp/lambda_r - PSNR-YUV per
+image (the metric we report, normalised per rate point), crop 256, linear warm-up after every optimizer
+reset, cosine decay to --lr-min over the planned run (--time-limit-min or --steps), lr logged. With
+--frozen-analysis (default on the CPU) the analysis stays fixed and its latents come from
+training/latent_cache.py, so a CPU step skips ~85 % of the forward MACs.
 
 Checkpoints: training/checkpoints/<name>.pt (float16 weights + step; committed, overwritten) and
 <name>.opt.pt (float32 weights + Adam state; ignored by git, used when its step matches).
@@ -17,30 +25,48 @@ import time
 
 import torch
 
-from .codec import RATE_LAMBDAS, Codec, parameter_counts
-from .colour import psnr_yuv, rgb_to_yuv420, weighted_mse, yuv_mse
+from . import codec as vr_codec
+from . import vm_codec
+from .colour import psnr, psnr_yuv, rgb_to_yuv420, weighted_mse, yuv_mse
 from .data import TrainPool, load_kodak
 from .evaluate import evaluate_kodak
 
 HERE = pathlib.Path(__file__).resolve().parent
 LOG_COLUMNS = ("utc_time", "step", "device", "threads", "rate_point", "loss", "train_bpp",
-               "train_psnr_yuv", "kodak_bpp", "kodak_psnr_yuv", "kodak_images", "wall_s")
+               "train_psnr_yuv", "kodak_bpp", "kodak_psnr_yuv", "kodak_images", "wall_s", "lr")
+MODELS = {"vr": (vr_codec.Codec, vr_codec.RATE_LAMBDAS, "vr_bop"),
+          "vm33": (vm_codec.VMCodec, vm_codec.VM_RATE_LAMBDAS, "vm33")}
+# Per-image MSE floor (0-255 domain) before the log: a flat chroma crop must not dominate the
+# log-domain loss (MSE 0.05 = 61 dB).
+MSE_FLOOR = 0.05
 GAIN_LR_MULT = 10.0  # gain units move whole rate points; at the base lr they would take ~1e5 steps
 
 
 def parse_args():
     ap = argparse.ArgumentParser(description="Train the jpegai_fast codec.")
-    ap.add_argument("--name", default="vr_bop", help="model name: checkpoint and log file stem")
+    ap.add_argument("--model", default="vm33", choices=sorted(MODELS))
+    ap.add_argument("--name", default=None, help="checkpoint and log file stem (default: vm33 / vr_bop)")
     ap.add_argument("--op", default="bop", choices=["bop", "sop"])
     ap.add_argument("--checkpoint", default=None,
                     help="checkpoint file (default checkpoints/<name>.pt); a SOP run beside a BOP run uses its "
                          "own copy, merged back with `python -m training.merge_sop`")
+    ap.add_argument("--log-dir", default=None, help="folder of the TSV log (default training/logs)")
     ap.add_argument("--data", default="../shared/datasets/train")
     ap.add_argument("--subset-per-photo", type=int, default=0, help="crops per source photo (0 = all)")
     ap.add_argument("--kodak", default="../shared/datasets/kodak")
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--lr", type=float, default=1e-4, help="peak learning rate")
+    ap.add_argument("--lr-min", type=float, default=1e-5, help="learning rate at the end of the planned run")
+    ap.add_argument("--warmup-steps", type=int, default=300, help="linear warm-up after an optimizer reset")
+    ap.add_argument("--loss", default=None, choices=["psnr", "mse"],
+                    help="psnr: bpp/lambda - PSNR-YUV (vm33 default); mse: lambda·MSE_yuv(6:1:1) + bpp (vr)")
+    ap.add_argument("--frozen-analysis", default="auto", choices=["auto", "on", "off"],
+                    help="keep the analysis fixed and train on cached latents (auto: on for the vm33 model on CPU)")
+    ap.add_argument("--latent-cache", default=None, help="cache file of training.latent_cache")
+    ap.add_argument("--distill-steps", type=int, default=400,
+                    help="fresh vm33 model: steps distilling the VM scale decoder into the integer HSD first")
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast (default on CUDA)")
     ap.add_argument("--grad-clip", type=float, default=5.0, help="max gradient norm (0 = off)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:n]")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
@@ -62,11 +88,13 @@ class TsvLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             path.write_text("\t".join(LOG_COLUMNS) + "\n")
+        # an older log keeps its own columns
+        self.columns = path.read_text().split("\n", 1)[0].split("\t")
 
     def row(self, **fields):
         fields["utc_time"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         with open(self.path, "a") as f:
-            f.write("\t".join(str(fields.get(c, "")) for c in LOG_COLUMNS) + "\n")
+            f.write("\t".join(str(fields.get(c, "")) for c in self.columns) + "\n")
 
 
 def _atomic_save(obj, path):
@@ -82,18 +110,18 @@ def save_checkpoint(model, opt, op, meta, ckpt, opt_path):
                  opt_path)
 
 
-def adapt_rate_points(state_dict, meta):
+def adapt_rate_points(state_dict, meta, rate_lambdas):
     """A checkpoint trained with other rate points: each gain row of a lambda that is still in
-    RATE_LAMBDAS is kept; a new lambda's row is inter-/extrapolated linearly in log(lambda) from the two
+    rate_lambdas is kept; a new lambda's row is inter-/extrapolated linearly in log(lambda) from the two
     nearest old rows (log2 gain grows about linearly in log lambda). Returns True when rows changed."""
-    old = [float(x) for x in meta.get("rate_lambdas", RATE_LAMBDAS)]
-    if old == [float(x) for x in RATE_LAMBDAS]:
+    old = [float(x) for x in meta.get("rate_lambdas", rate_lambdas)]
+    if old == [float(x) for x in rate_lambdas]:
         return False
     log_old = torch.tensor(old, dtype=torch.float64).log()
     for key in [k for k in state_dict if k.endswith("gain.log2_gain")]:
         rows = state_dict[key].double()
         new_rows = []
-        for lam in RATE_LAMBDAS:
+        for lam in rate_lambdas:
             if float(lam) in old:
                 new_rows.append(rows[old.index(float(lam))])
                 continue
@@ -101,77 +129,133 @@ def adapt_rate_points(state_dict, meta):
             t = (math.log(lam) - log_old[a]) / (log_old[b] - log_old[a])
             new_rows.append(rows[a] + t * (rows[b] - rows[a]))
         state_dict[key] = torch.stack(new_rows).to(state_dict[key].dtype)
-    print(f"rate points {old} -> {list(RATE_LAMBDAS)}: gain rows adapted", flush=True)
-    meta["rate_lambdas"] = list(RATE_LAMBDAS)
+    print(f"rate points {old} -> {list(rate_lambdas)}: gain rows adapted", flush=True)
+    meta["rate_lambdas"] = list(rate_lambdas)
     return True
 
 
-def load_checkpoint(model, opt, op, ckpt, opt_path, device):
+def load_checkpoint(model, opt, op, ckpt, opt_path, device, rate_lambdas):
     """Prefer the full-precision local state when it belongs to the same steps; else the committed file.
-    Adam state is reused only by the stage (bop/sop) that wrote it and only for the same rate points."""
+    Adam state is reused only by the stage (bop/sop) that wrote it and only for the same rate points.
+    -> (meta, how, optimizer_state_kept)."""
     committed = torch.load(ckpt, map_location=device)
     initial_lrs = [group["lr"] for group in opt.param_groups]
-    if adapt_rate_points(committed["state_dict"], committed["meta"]):
+    if adapt_rate_points(committed["state_dict"], committed["meta"], rate_lambdas):
         model.load_state_dict(committed["state_dict"])
-        return committed["meta"], "float16 weights, rate points adapted, fresh optimizer"
+        return committed["meta"], "float16 weights, rate points adapted, fresh optimizer", False
     if opt_path.exists():
         full = torch.load(opt_path, map_location=device)
         if full["meta"]["steps"] == committed["meta"]["steps"]:
             model.load_state_dict(full["state_dict"])
             if full["op"] != op:
-                return full["meta"], "float32 weights, fresh optimizer"
+                return full["meta"], "float32 weights, fresh optimizer", False
             opt.load_state_dict(full["optimizer"])
             for group, lr in zip(opt.param_groups, initial_lrs):  # the saved state carries its own lr:
                 group["lr"] = lr                                    # --lr of this run wins
-            return full["meta"], "float32 weights + optimizer state"
+            return full["meta"], "float32 weights + optimizer state", True
     model.load_state_dict(committed["state_dict"])
-    return committed["meta"], "float16 weights, fresh optimizer"
+    return committed["meta"], "float16 weights, fresh optimizer", False
 
 
-def make_optimizer(model, op, lr):
+def make_optimizer(model, op, lr, frozen_analysis=False):
+    """Adam; SOP trains only its synthesis, a frozen analysis is left out; gain units get GAIN_LR_MULT."""
     if op == "sop":
         trainable = {id(p) for p in model.synthesis["sop"].parameters()}
         for p in model.parameters():
             p.requires_grad_(id(p) in trainable)
         return torch.optim.Adam(model.synthesis["sop"].parameters(), lr=lr)
+    if frozen_analysis:
+        for m in (model.luma_analysis, model.chroma_analysis):
+            m.requires_grad_(False)
     gains = [model.luma.gain.log2_gain, model.chroma.gain.log2_gain]
     ids = {id(p) for p in gains}
-    rest = [p for p in model.parameters() if id(p) not in ids]
-    return torch.optim.Adam([{"params": rest, "lr": lr}, {"params": gains, "lr": lr * GAIN_LR_MULT}])
+    rest = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
+    return torch.optim.Adam([{"params": rest, "lr": lr, "lr_mult": 1.0},
+                             {"params": gains, "lr": lr * GAIN_LR_MULT, "lr_mult": GAIN_LR_MULT}])
+
+
+def lr_factor(steps_since_reset, warmup_steps, progress):
+    """Linear warm-up over warmup_steps after an optimizer reset, times a cosine from 1 to 0 over the
+    planned run (progress in [0, 1]; None = no plan, no decay). The caller maps 0 to --lr-min."""
+    warm = min(1.0, (steps_since_reset + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    decay = 1.0 if progress is None else 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    return warm, decay
+
+
+def rd_loss(kind, lambdas, rate_idx, mse3, bpp):
+    """Per-batch training loss. psnr: mean of bpp/lambda_r - PSNR-YUV (6:1:1 of the per-image component
+    PSNRs, MSE floored at MSE_FLOOR); mse: mean of lambda_r·MSE_yuv(6:1:1) + bpp (the older recipe)."""
+    if kind == "psnr":
+        p = psnr(mse3.clamp_min(MSE_FLOOR))
+        p_yuv = (6.0 * p[:, 0] + p[:, 1] + p[:, 2]) / 8.0
+        return (bpp / lambdas[rate_idx] - p_yuv).mean()
+    return (lambdas[rate_idx] * weighted_mse(mse3) + bpp).mean()
+
+
+def distill_hsd(model, teacher, batches, steps, lr, log_every=50):
+    """Fit our integer HSD (QAT) to the VM's float scale decoder before the joint training starts."""
+    params = list(model.luma.hyper_scale.parameters()) + list(model.chroma.hyper_scale.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    t0 = time.time()
+    for i in range(steps):
+        y_lat, c_lat = batches()
+        loss = vm_codec.distillation_loss(model, teacher, y_lat, c_lat)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if (i + 1) % log_every == 0:
+            print(f"distill {i + 1}/{steps}: {float(loss):.4f} (sigma levels^2) {time.time() - t0:.0f} s", flush=True)
 
 
 def main():
     args = parse_args()
+    model_cls, rate_lambdas, default_name = MODELS[args.model]
+    args.name = args.name or default_name
+    loss_kind = args.loss or ("psnr" if args.model == "vm33" else "mse")
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
-    amp = device.type == "cuda"  # bfloat16 autocast; the entropy path runs in float32/float64 regardless
+    amp = device.type == "cuda" or args.bf16  # bfloat16 autocast; the entropy path stays float32/float64
+    frozen = args.frozen_analysis == "on" or (
+        args.frozen_analysis == "auto" and args.model == "vm33" and device.type == "cpu")
+    if frozen and args.model != "vm33":
+        raise SystemExit("--frozen-analysis needs the vm33 model (latent cache)")
 
-    model = Codec().to(device)
-    opt = make_optimizer(model, args.op, args.lr)
     ckpt_dir = HERE / "checkpoints"
-    ckpt_dir.mkdir(exist_ok=True)
     ckpt = pathlib.Path(args.checkpoint) if args.checkpoint else ckpt_dir / f"{args.name}.pt"
+    resuming = args.resume and ckpt.exists()
+    # a resumed vm33 model takes every weight from its checkpoint, so the VM ONNX files are not needed
+    model = (model_cls(pretrained=not resuming) if args.model == "vm33" else model_cls()).to(device)
+    opt = make_optimizer(model, args.op, args.lr, frozen)
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
     opt_path = ckpt.with_name(ckpt.stem + ".opt.pt")
-    meta = {"steps": {"bop": 0, "sop": 0}, "wall_s": 0.0, "rate_lambdas": list(RATE_LAMBDAS)}
-    if args.resume and ckpt.exists():
-        meta, how = load_checkpoint(model, opt, args.op, ckpt, opt_path, device)
+    meta = {"steps": {"bop": 0, "sop": 0}, "wall_s": 0.0, "rate_lambdas": list(rate_lambdas), "model": args.model}
+    opt_kept = False
+    if resuming:
+        meta, how, opt_kept = load_checkpoint(model, opt, args.op, ckpt, opt_path, device, rate_lambdas)
         print(f"resumed {ckpt} at steps {meta['steps']} ({how})", flush=True)
     # wall time per stage, so a SOP run trained beside BOP (its own --checkpoint, merged afterwards by
     # training.merge_sop) adds its own time to the record
     meta.setdefault("wall_s_by_op", {"bop": meta["wall_s"], "sop": 0.0})  # older checkpoints: all BOP
-    log = TsvLog(HERE / "logs" / (f"{args.name}.tsv" if args.op == "bop" else f"{args.name}_{args.op}.tsv"))
+    meta.setdefault("model", args.model)
+    log = TsvLog(pathlib.Path(args.log_dir or HERE / "logs") / (f"{args.name}.tsv" if args.op == "bop" else f"{args.name}_{args.op}.tsv"))
 
-    for part, n in parameter_counts(model).items():
+    counts = vm_codec.parameter_counts(model) if args.model == "vm33" else vr_codec.parameter_counts(model)
+    for part, n in counts.items():
         print(f"params {part:30s} {n:10,d}", flush=True)
     t0 = time.time()
-    pool = TrainPool(args.data, args.subset_per_photo)
-    print(f"pool: {len(pool)} crops from {pool.photos} photos, {pool.nbytes() / 2**20:.0f} MiB, "
-          f"loaded in {time.time() - t0:.1f} s", flush=True)
-    kodak = load_kodak(args.kodak, args.eval_images)
+    if frozen:
+        from .latent_cache import DEFAULT_OUT, LatentPool
+        pool = LatentPool(args.latent_cache or DEFAULT_OUT)
+        print(f"latent pool: {len(pool)} crops (frozen analysis), loaded in {time.time() - t0:.1f} s", flush=True)
+    else:
+        pool = TrainPool(args.data, args.subset_per_photo)
+        print(f"pool: {len(pool)} crops from {pool.photos} photos, {pool.nbytes() / 2**20:.0f} MiB, "
+              f"loaded in {time.time() - t0:.1f} s", flush=True)
+    kodak = load_kodak(args.kodak, args.eval_images) if args.eval_images > 0 else []
     eval_rates = [int(r) for r in args.eval_rates.split(",")]
-    lambdas = torch.tensor(RATE_LAMBDAS, device=device)
+    lambdas = torch.tensor(rate_lambdas, device=device)
 
     stop = {"signal": None}
 
@@ -185,9 +269,33 @@ def main():
     torch.manual_seed(args.seed * 1_000_003 + start_step + 1)
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     common = {"device": dev_name, "threads": args.threads}
+
+    def next_batch():
+        """-> (y, uv, latents or None) on the device."""
+        if frozen:
+            rgb, y_lat, c_lat = pool.batch(args.batch, args.crop, gen)
+            y, uv = rgb_to_yuv420(rgb.to(device))
+            return y, uv, (y_lat.to(device), c_lat.to(device))
+        y, uv = rgb_to_yuv420(pool.batch(args.batch, args.crop, gen).to(device))
+        return y, uv, None
+
+    if args.model == "vm33" and args.op == "bop" and start_step == 0 and args.distill_steps > 0:
+        teacher = vm_codec.ScaleTeacher().to(device)
+
+        def latents():
+            y, uv, lat = next_batch()
+            if lat is None:
+                with torch.no_grad():
+                    lat = model.analysis(y, uv)
+            return lat
+        distill_hsd(model, teacher, latents, args.distill_steps, lr=3e-4)
+        del teacher
+
     run_start = last_save = last_eval = time.time()
     wall0, op_wall0 = meta["wall_s"], meta["wall_s_by_op"].get(args.op, 0.0)
     step, window = start_step, []
+    warmup = 0 if opt_kept else args.warmup_steps
+    current_lr = args.lr
 
     def wall():
         return round(wall0 + time.time() - run_start, 1)
@@ -200,11 +308,18 @@ def main():
 
     def evaluate():
         t = time.time()
-        for r, (bpp, psnr) in evaluate_kodak(model, kodak, eval_rates, args.op, device).items():
-            log.row(step=step, rate_point=f"{r}:{RATE_LAMBDAS[r]:g}", kodak_bpp=f"{bpp:.4f}",
-                    kodak_psnr_yuv=f"{psnr:.3f}", kodak_images=len(kodak), wall_s=wall(), **common)
-            print(f"step {step} kodak rate {r}: {bpp:.4f} bpp {psnr:.2f} dB", flush=True)
+        for r, (bpp, psnr_) in evaluate_kodak(model, kodak, eval_rates, args.op, device).items():
+            log.row(step=step, rate_point=f"{r}:{rate_lambdas[r]:g}", kodak_bpp=f"{bpp:.4f}",
+                    kodak_psnr_yuv=f"{psnr_:.3f}", kodak_images=len(kodak), wall_s=wall(), **common)
+            print(f"step {step} kodak rate {r}: {bpp:.4f} bpp {psnr_:.2f} dB", flush=True)
         print(f"kodak eval took {time.time() - t:.1f} s", flush=True)
+
+    def progress():
+        if args.time_limit_min:
+            return (time.time() - run_start) / (60 * args.time_limit_min)
+        if args.steps:
+            return (step - start_step) / args.steps
+        return None
 
     model.train()
     while stop["signal"] is None:
@@ -212,21 +327,27 @@ def main():
         if (args.time_limit_min and elapsed >= 60 * args.time_limit_min) or \
                 (args.steps and step - start_step >= args.steps):
             break
-        rgb = pool.batch(args.batch, args.crop, gen).to(device)
-        y, uv = rgb_to_yuv420(rgb)
-        rate_idx = torch.randint(len(RATE_LAMBDAS), (args.batch,), device=device)
+        warm, decay = lr_factor(step - start_step, warmup, progress())
+        current_lr = warm * (args.lr_min + (args.lr - args.lr_min) * decay)
+        for group in opt.param_groups:
+            group["lr"] = current_lr * group.get("lr_mult", 1.0)
+        y, uv, lat = next_batch()
+        rate_idx = torch.randint(len(rate_lambdas), (args.batch,), device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            y_rec, uv_rec, bits = model(y, uv, rate_idx, args.op)
+            if lat is not None:
+                y_rec, uv_rec, bits = model.forward_latents(*lat, rate_idx, y.shape[-2:], args.op)
+            else:
+                y_rec, uv_rec, bits = model(y, uv, rate_idx, args.op)
         mse3 = yuv_mse(y_rec.float(), uv_rec.float(), y, uv)
         bpp = bits / (y.shape[-2] * y.shape[-1])
-        loss = (lambdas[rate_idx] * weighted_mse(mse3) + bpp).mean()
+        loss = rd_loss(loss_kind, lambdas, rate_idx, mse3, bpp)
         if not torch.isfinite(loss):
             print(f"step {step}: non-finite loss, batch skipped", flush=True)
             continue
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if args.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], args.grad_clip)
         opt.step()
         step += 1
         window.append((loss.item(), bpp.mean().item(), psnr_yuv(mse3.detach()).mean().item()))
@@ -234,18 +355,18 @@ def main():
             n = len(window)
             l, b, p = (sum(w[i] for w in window) / n for i in range(3))
             log.row(step=step, rate_point="mix", loss=f"{l:.4f}", train_bpp=f"{b:.4f}",
-                    train_psnr_yuv=f"{p:.3f}", wall_s=wall(), **common)
-            print(f"step {step} loss {l:.4f} bpp {b:.4f} psnr_yuv {p:.2f} "
+                    train_psnr_yuv=f"{p:.3f}", wall_s=wall(), lr=f"{current_lr:.3g}", **common)
+            print(f"step {step} loss {l:.4f} bpp {b:.4f} psnr_yuv {p:.2f} lr {current_lr:.3g} "
                   f"({(time.time() - run_start) / max(step - start_step, 1):.2f} s/step)", flush=True)
             window = []
-        if args.eval_every_min and time.time() - last_eval >= 60 * args.eval_every_min:
+        if kodak and args.eval_every_min and time.time() - last_eval >= 60 * args.eval_every_min:
             evaluate()
             last_eval = time.time()
         if time.time() - last_save >= 60 * args.save_every_min:
             save()
             last_save = time.time()
 
-    if stop["signal"] is None:
+    if stop["signal"] is None and kodak:
         evaluate()
     save()
     print(f"stopped at step {step} ({'signal ' + str(stop['signal']) if stop['signal'] else 'limit'}), "

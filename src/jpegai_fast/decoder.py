@@ -1,8 +1,9 @@
 """Decoder: codestream -> ŷ (compressed domain) -> RGB / YUV pixels, with per-stage timings.
 
-Integers (container, z, hyper-scale decoder, indices, residuals) come from one C++ call
-(``_core.LatentModel.decode``); the float stages (hyper decoder, luma context loop, synthesis) run in
-ONNX Runtime sessions created once per Decoder; colour conversion is numpy.
+The pipeline is three hops (docs/architecture.md): the whole latent domain in one C++ call
+(``_core.LatentModel.decode``: container, z, hyper-scale decoder, indices, residuals, fixed-point hyper-mean
+decoder, context model, ŷ), the synthesis graphs in ONNX Runtime (sessions created once per Decoder), and
+the colour conversion in numpy.
 """
 from __future__ import annotations
 
@@ -12,18 +13,21 @@ import time
 
 import numpy as np
 
-from . import colour, container, reconstruction as rec
+from . import colour, container, synthesis
 from .errors import BitstreamError
-from .model import Model
+from .model import OPERATING_POINTS, Model
 
 __all__ = ["Decoder", "decode", "header_dict", "read_input", "synthesis_tiling", "STAGES", "DEFAULT_TILE_SIZE",
            "DEFAULT_TILE_OVERLAP", "AUTO_TILE_PIXELS"]
 
 # Stage names of ``Decoder.last_timing`` (seconds), in decode order; "total" is the whole call.
-LATENT_STAGES = ("parse", "z", "hyper-scale", "residual")  # inside the one C++ call (steady_clock)
+# The latent stages run inside the one C++ call (steady_clock); key in its "seconds" -> stage name.
+_LATENT_TIMERS = {"parse": "parse", "z": "z", "hyper_scale": "hyper-scale", "residual": "residual",
+                  "hyper_decoder": "hyper decoder", "context": "context"}
+LATENT_STAGES = tuple(_LATENT_TIMERS.values())
 # "other": the Python glue between the timed stages (tiling set-up, array hand-over), so the stages add up to the
 # total exactly instead of leaving an unexplained remainder that grows when the machine is busy
-STAGES = LATENT_STAGES + ("hyper decoder", "context", "synthesis", "colour", "other")
+STAGES = LATENT_STAGES + ("synthesis", "colour", "other")
 
 # Synthesis tiling (docs/bitstream.md §2): luma samples, multiples of 16.  The overlap covers the
 # synthesis graphs' receptive field (about 4 latent samples each way): measured on kodim01 with 256-sample
@@ -43,13 +47,11 @@ def header_dict(h) -> dict:
 
 
 def _check_tiling(tile_size, tile_overlap):
-    if not (tile_size == "auto" or (isinstance(tile_size, int) and tile_size >= 0 and tile_size % 16 == 0)):
-        raise ValueError(f"tile_size must be 'auto' or a multiple of 16 >= 0 (0 = untiled), got {tile_size!r}")
-    if tile_overlap is not None and not (isinstance(tile_overlap, int) and tile_overlap >= 0
-                                         and tile_overlap % 16 == 0):
-        raise ValueError(f"tile_overlap must be None or a multiple of 16 >= 0, got {tile_overlap!r}")
-    if isinstance(tile_size, int) and tile_size and tile_overlap is not None and tile_overlap >= tile_size:
-        raise ValueError("tile_overlap must be smaller than tile_size")
+    """Decoder arguments: "auto" or a :class:`synthesis.Tiling`-valid size; overlap None or valid."""
+    if tile_size != "auto":
+        synthesis.Tiling(tile_size, 0 if tile_overlap is None or not tile_size else tile_overlap)
+    elif tile_overlap is not None:
+        synthesis.Tiling(1 << 30, tile_overlap)  # checks the overlap's own form
 
 
 def synthesis_tiling(header, tile_size="auto", tile_overlap=None) -> tuple[int, int]:
@@ -100,10 +102,15 @@ class Decoder:
     def __init__(self, model="default", operating_point: str | None = "bop", device: str = "cpu",
                  threads: int | None = None, max_pixels: int = container.DEFAULT_MAX_PIXELS,
                  tile_size="auto", tile_overlap: int | None = None):
-        if operating_point not in ("bop", "sop", None):
+        if operating_point not in (*OPERATING_POINTS.values(), None):
             raise ValueError(f"operating_point must be 'bop', 'sop' or None, got {operating_point!r}")
         _check_tiling(tile_size, tile_overlap)
-        self.model = model if isinstance(model, Model) else Model(model, device=device, threads=threads)
+        # a Model instance brings its directory; device and threads given here still apply
+        self.model = (model.configured(device, threads) if isinstance(model, Model)
+                      else Model(model, device=device, threads=threads))
+        if operating_point is not None and operating_point not in self.model.operating_points:
+            raise ValueError(f"model {self.model.name} has no {operating_point!r} synthesis "
+                             f"(it has {self.model.operating_points})")
         self.operating_point = operating_point
         self.max_pixels = int(max_pixels)
         self.tile_size, self.tile_overlap = tile_size, tile_overlap
@@ -114,38 +121,16 @@ class Decoder:
         return self.model.threads
 
     # -- compressed domain ------------------------------------------------------------------------
-    def _latents(self, data, timing: dict, keep: bool = True) -> dict:
-        """``keep=False`` (pixel decode): integer arrays are dropped as soon as they have been used, so a
-        large picture never holds them next to the float latents."""
+    def _latents(self, data, timing: dict, inspect: bool) -> dict:
+        """The one call into the C++ core: codestream -> ŷ (and, with ``inspect``, the integer arrays)."""
         data = read_input(data)
         t0 = time.perf_counter()
-        lat = self.model.latent_model.decode(data, self.max_pixels, self.threads)
-        t1 = time.perf_counter()
+        lat = self.model.latent_model.decode(data, self.max_pixels, self.threads, inspect)
+        elapsed = time.perf_counter() - t0
         sec = lat.pop("seconds")
-        timing["parse"] = sec["parse"]
-        timing["z"] = sec["z"]
-        timing["hyper-scale"] = sec["hyper_scale"]
-        timing["residual"] = sec["residual"]
-        timing["parse"] += max(0.0, (t1 - t0) - sum(sec.values()))  # the binding's own overhead (small)
-        h = lat["header"]
-        hw, rate = lat["latent_hw"], h.rate_point
-        disp = (h.gain_log_luma, h.gain_log_chroma)
-        if not keep:
-            for comp in COMPONENTS:
-                del lat[comp]["log_sigma"]
-        psi = {comp: rec.hyper_decoder(self.model, comp, lat[comp]["z"], hw) for comp in COMPONENTS}
-        t2 = time.perf_counter()
-        timing["hyper decoder"] = t2 - t1
-        y_hat = {}
-        g = {comp: rec.gain(self.model, comp, rate, disp[k]) for k, comp in enumerate(COMPONENTS)}
-        for k, comp in enumerate(COMPONENTS):
-            y_hat[comp], _ = rec.reconstruct(self.model, comp, psi.pop(comp), lat[comp]["index"], rate, disp[k],
-                                             residual=lat[comp]["residual"])
-            if not keep:
-                lat[comp] = {}
-        timing["context"] = time.perf_counter() - t2
-        lat["y_hat"] = y_hat
-        lat["gain"] = g
+        for key, stage in _LATENT_TIMERS.items():
+            timing[stage] = sec[key]
+        timing["parse"] += max(0.0, elapsed - sum(sec.values()))  # the binding's own overhead (small)
         return lat
 
     def decode_latents(self, data) -> dict:
@@ -153,17 +138,21 @@ class Decoder:
 
         Returns ``{"header": dict, "y_hat": {comp: float32 [C,Hl,Wl]}, "sigma": {comp: float32 σ of the
         entropy model}, "index": {comp: uint8}, "z": {comp: int16}, "residual": {comp: int16},
-        "gain": {comp: float32 [C]}, "latent_hw", "z_hw"}`` with comp in ("luma", "chroma")."""
+        "gain": {comp: float32 [C]}, "latent_hw": {comp: (Hl, Wl)}, "z_hw": {comp: (hz, wz)}}`` with comp in
+        ("luma", "chroma")."""
         timing: dict[str, float] = {}
         t0 = time.perf_counter()
-        lat = self._latents(data, timing)
+        lat = self._latents(data, timing, inspect=True)
         timing["total"] = time.perf_counter() - t0
         self.last_timing = timing
-        out = {"header": header_dict(lat["header"]), "latent_hw": lat["latent_hw"], "z_hw": lat["z_hw"],
-               "y_hat": lat["y_hat"], "gain": lat["gain"]}
+        h = lat["header"]
+        disp = (h.gain_log_luma, h.gain_log_chroma)
+        out = {"header": header_dict(h), "latent_hw": lat["latent_hw"], "z_hw": lat["z_hw"], "y_hat": lat["y_hat"],
+               "gain": {comp: synthesis.gain(self.model, comp, h.rate_point, disp[k])
+                        for k, comp in enumerate(COMPONENTS)}}
         for key in ("z", "index", "residual"):
             out[key] = {comp: lat[comp][key] for comp in COMPONENTS}
-        out["sigma"] = {comp: rec.sigma_from_log(lat[comp]["log_sigma"]) for comp in COMPONENTS}
+        out["sigma"] = {comp: synthesis.sigma_from_log(lat[comp]["log_sigma"]) for comp in COMPONENTS}
         return out
 
     # -- pixels -----------------------------------------------------------------------------------
@@ -174,22 +163,22 @@ class Decoder:
             raise ValueError("output must be 'rgb' or 'yuv'")
         timing: dict[str, float] = {}
         t0 = time.perf_counter()
-        lat = self._latents(data, timing, keep=False)
+        lat = self._latents(data, timing, inspect=False)
         h = lat["header"]
         op = self.operating_point
         if op is None:
-            if h.operating_point not in rec.OPERATING_POINTS:
+            op = OPERATING_POINTS.get(h.operating_point)
+            if op not in self.model.operating_points:
                 raise BitstreamError("this model has no synthesis for the stream's operating point "
                                      f"{h.operating_point}; pass operating_point='bop' or 'sop'", "operating_point")
-            op = rec.OPERATING_POINTS[h.operating_point]
         t1 = time.perf_counter()
         tile, overlap = synthesis_tiling(h, self.tile_size, self.tile_overlap)
         y_hat = lat.pop("y_hat")
         if tile:
-            yy, uv = rec.synthesise_tiled(self.model, y_hat["luma"], y_hat["chroma"], (h.height, h.width), op,
-                                          tile, overlap)
+            yy, uv = synthesis.synthesise_tiled(self.model, y_hat["luma"], y_hat["chroma"], (h.height, h.width), op,
+                                                tile, overlap)
         else:
-            yy, uv = rec.synthesise(self.model, y_hat["luma"], y_hat["chroma"], (h.height, h.width), op)
+            yy, uv = synthesis.synthesise(self.model, y_hat["luma"], y_hat["chroma"], (h.height, h.width), op)
         del y_hat
         t2 = time.perf_counter()
         timing["synthesis"] = t2 - t1
@@ -210,7 +199,7 @@ class Decoder:
         d.update(bytes=len(data), bpp=8 * len(data) / (h.width * h.height),
                  segments={k: len(v) for k, v in segs.items()},
                  operating_point_name={0: "sop", 1: "bop", 2: "hop"}.get(h.operating_point, "reserved"),
-                 latent_hw=rec.latent_size((h.height, h.width)),
+                 latent_hw={c: self.model.latent_size(c, (h.height, h.width)) for c in COMPONENTS},
                  synthesis_tiling=synthesis_tiling(h, self.tile_size, self.tile_overlap))
         return d
 

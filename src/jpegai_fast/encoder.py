@@ -1,9 +1,10 @@
-"""Encoder: RGB -> codestream with the exported analysis graphs and the C++ entropy coder.
+"""Encoder: RGB -> codestream with the exported analysis graphs and the C++ latent domain.
 
-Rate-independent work (colour, analysis, hyper encoder, z quantisation, hyper decoder, integer
-hyper-scale decoder) is done once per picture; each rate trial only re-runs the gain-dependent part
-(indices, the luma context loop that makes the residuals, entropy coding).  ``bpp=`` bisects over
-``quality`` (rate point + Q7 gain displacement in the header) on the real coded size.
+Rate-independent work is done once per picture: colour and the analysis / hyper encoder graphs here, then
+one C++ call (``LatentModel.prepare_encode``: integer hyper-scale decoder, hyper-mean decoder).  Each rate
+trial is one more C++ call (``PreparedLatents.code``: indices, the luma context loop that makes the
+residuals, entropy coding, the SOZ payload) and the container writer.  ``bpp=`` bisects over ``quality``
+(rate point + Q7 gain displacement in the header) on the real coded size.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import math
 
 import numpy as np
 
-from . import colour, container, entropy, reconstruction as rec
+from . import colour, container, entropy, synthesis as syn
 from .decoder import AUTO_TILE_PIXELS, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
 from .errors import LimitError
 from .model import Model
@@ -26,15 +27,6 @@ OPS = {"sop": 0, "bop": 1}
 # about 60 luma samples, so 64 samples of overlap cover it (docs/stages.md, "Encoder").  Used whenever the synthesis is tiled, and for untiled
 # streams above AUTO_TILE_PIXELS.
 ANALYSIS_OVERLAP = 64
-
-
-def _ue_bytes(v: int) -> bytes:
-    """ue(v) MSB-first, zero bits to a byte boundary (the SOZ luma-length prefix)."""
-    v += 1
-    n = v.bit_length()
-    bits = "0" * (n - 1) + format(v, "b")
-    bits += "0" * (-len(bits) % 8)
-    return int(bits, 2).to_bytes(len(bits) // 8, "big")
 
 
 def quality_to_params(model: Model, quality: float, extended: bool = False) -> tuple[int, tuple[int, int]]:
@@ -84,15 +76,16 @@ def _analyse(model: Model, y: np.ndarray, uv: np.ndarray, latent_hw, tile: int =
     tiles, an overlap of 32 or 64 gives a stream of the same size and PSNR as the untiled analysis."""
     hl, wl = latent_hw
     hp, wp = y.shape
-    t = tile // rec.LATENT_STRIDE
-    if not tile or (t >= hl and t >= wl):
+    t = tile // syn.LATENT_STRIDE
+    if not tile or (t >= hl and t >= wl) or model.grid["chroma"] != syn.LATENT_STRIDE:
+        # (a model whose chroma latent is on a coarser grid is analysed whole: tiles not yet supported)
         return {"luma": model.run("analysis_luma", image_y=y[None, None])[0],
                 "chroma": model.run("analysis_chroma", image_y=y[None, None], image_uv=uv[None])[0]}
-    s, o = rec.LATENT_STRIDE, overlap // rec.LATENT_STRIDE
+    s, o = syn.LATENT_STRIDE, overlap // syn.LATENT_STRIDE
     out = {comp: np.empty((model.channels[comp], hl, wl), np.float32) for comp in ("luma", "chroma")}
-    for iy0, iy1, cy0, cy1 in rec.tile_spans(hl, t, o):
+    for iy0, iy1, cy0, cy1 in syn.tile_spans(hl, t, o):
         py0, py1 = s * iy0, min(s * iy1, hp)
-        for ix0, ix1, cx0, cx1 in rec.tile_spans(wl, t, o):
+        for ix0, ix1, cx0, cx1 in syn.tile_spans(wl, t, o):
             px0, px1 = s * ix0, min(s * ix1, wp)
             yt = y[py0:py1, px0:px1][None, None]
             uvt = uv[:, py0 // 2:py1 // 2, px0 // 2:px1 // 2][None]
@@ -103,7 +96,7 @@ def _analyse(model: Model, y: np.ndarray, uv: np.ndarray, latent_hw, tile: int =
 
 
 class _Analysis:
-    """The rate-independent part of one picture."""
+    """The rate-independent part of one picture: the float graphs here, the integer part in C++."""
 
     def __init__(self, model: Model, rgb: np.ndarray, analysis_tile: int = 0):
         self.image_hw = rgb.shape[:2]
@@ -112,16 +105,14 @@ class _Analysis:
         padded = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") if h % 2 or w % 2 else rgb
         y, uv = colour.rgb_to_yuv420(padded)
         del padded
-        self.latent_hw = rec.latent_size(self.image_hw)
-        lat = _analyse(model, y, uv, self.latent_hw, analysis_tile)
+        lat = _analyse(model, y, uv, model.latent_size("luma", self.image_hw), analysis_tile)
         del y, uv
-        self.y, self.z_hat, self.psi, self.s = lat, {}, {}, {}
+        z_hat = {}
         for comp in ("luma", "chroma"):
             z = model.run(f"hyper_encoder_{comp}", y=lat[comp][None])[0]
-            z_hat = np.round(np.clip(z, -model.z_offset, model.z_offset)).astype(np.int16)  # half to even
-            self.z_hat[comp] = np.ascontiguousarray(z_hat)
-            self.s[comp] = model.hsd(comp).forward(self.z_hat[comp], *self.latent_hw, threads=model.threads)
-            self.psi[comp] = rec.hyper_decoder(model, comp, z_hat, self.latent_hw)
+            z_hat[comp] = np.round(np.clip(z, -model.z_offset, model.z_offset)).astype(np.int16)  # half to even
+        self.prepared = model.latent_model.prepare_encode(h, w, z_hat["luma"], z_hat["chroma"], lat["luma"],
+                                                          lat["chroma"], threads=model.threads)
 
 
 def header_tiling(image_hw, tile_size: int | None = None, tile_overlap: int | None = None) -> tuple[int, int]:
@@ -161,16 +152,10 @@ class Encoder:
 
     def _code(self, an: _Analysis, rate: int, disp, op: str, substreams: int, tiling=(0, 0)) -> bytes:
         m = self.model
-        segs_res = {}
-        for k, (comp, seg) in enumerate((("luma", "SORP"), ("chroma", "SORS"))):
-            idx = entropy.scale_index_map(an.s[comp], m.gain_q7(comp, rate).astype(np.int32) + disp[k],
-                                          m.skip_threshold)
-            _, r = rec.reconstruct(m, comp, an.psi[comp], idx, rate, disp[k], y=an.y[comp])
-            r = np.clip(r, -32768, 32767).astype(np.int16)
-            segs_res[seg] = entropy.encode_residual(r, idx, substreams=substreams, threads=m.threads)
-        zpay = [entropy.FactorizedModel(m.blob[f"zcdf.{comp}"], m.z_offset).encode(
-            an.z_hat[comp], substreams=substreams, threads=m.threads) for comp in ("luma", "chroma")]
-        segs = {"SOZ": _ue_bytes(len(zpay[0])) + zpay[0] + zpay[1], **segs_res}
+        gains = [None if d == 0 else syn.gain(m, comp, rate, d) for comp, d in zip(("luma", "chroma"), disp)]
+        soz, sorp, sors = an.prepared.code(rate, int(disp[0]), int(disp[1]), gains[0], gains[1],
+                                           substreams=substreams, threads=m.threads)
+        segs = {"SOZ": soz, "SORP": sorp, "SORS": sors}
         hd = container.PictureHeader()
         hd.height, hd.width = an.image_hw
         hd.bit_depth, hd.chroma_format, hd.colour_transform = 8, 1, 1

@@ -1,24 +1,28 @@
-"""Model directories (docs/model_format.md): locate one, read model.bin, open ONNX Runtime sessions.
+"""Model directories (docs/model_format.md): locate one, load its integer half once, open ONNX Runtime sessions.
 
-A :class:`Model` is what one Decoder / encoder holds: the integer tables of ``model.bin`` (as numpy
-arrays and as the C++ ``LatentModel``) and the float graphs, each ORT session created on first use
-and reused for every picture.  The ORT intra-op thread count is the same number the C++ pool gets,
-and the two never run at the same time, so the cores are not oversubscribed.
+Two layers:
+- the model directory's content, shared by every user in the process: ``model.bin`` parsed and checked once
+  by the C++ core (``_core.LatentModel``: tables, integer networks, gains, fixed-point mean path; see
+  :func:`latent_model`), and the operating points whose synthesis graphs the directory ships;
+- a :class:`Model` = that directory + a runtime: device, thread count and the ORT sessions (created on first
+  use, reused for every picture).  :meth:`Model.configured` gives the same directory under another runtime.
+The ORT intra-op thread count is the number the C++ pool gets, and the two never run at the same time,
+so the cores are not oversubscribed.
 """
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
-import struct
 import threading
-import zlib
 
 import numpy as np
 
 from . import _core
 from .errors import DeviceError
 
-__all__ = ["MODELS_DIR", "available_models", "model_dir", "Model", "session_options", "providers_for"]
+__all__ = ["MODELS_DIR", "available_models", "model_dir", "latent_model", "Model", "session_options", "providers_for",
+           "OPERATING_POINTS"]
 
 MODELS_DIR = pathlib.Path(__file__).resolve().parent / "models"
 COMPONENTS = ("luma", "chroma")
@@ -46,37 +50,22 @@ def model_dir(model: str | os.PathLike = "default") -> pathlib.Path:
                             "with a model.bin")
 
 
-# model.bin layout (docs/model_format.md); the C++ LatentModel validates the same file again.
-_HEADER = struct.Struct("<8sIIQ")
-_ENTRY = struct.Struct("<48sII4IQQ")
-_DTYPES = {1: np.int8, 2: np.uint8, 3: np.int16, 4: np.uint16, 5: np.int32, 6: np.uint32, 7: np.float32}
+# Synthesis operating points: header code -> name.  A model ships an operating point when it has both of
+# its graphs; adding one (HOP) is an entry here plus its graphs.
+OPERATING_POINTS = {0: "sop", 1: "bop"}
 
 
-def read_blob(data: bytes) -> dict[str, np.ndarray]:
-    """model.bin -> {section name: read-only array}; ValueError on any inconsistency."""
-    if len(data) < _HEADER.size + 4:
-        raise ValueError("model.bin: too short")
-    magic, version, n, total = _HEADER.unpack_from(data, 0)
-    if magic != b"JAIFMDL\0" or version != 1 or total != len(data):
-        raise ValueError("model.bin: bad magic, version or size")
-    if zlib.crc32(data[:-4]) & 0xFFFFFFFF != struct.unpack_from("<I", data, len(data) - 4)[0]:
-        raise ValueError("model.bin: CRC-32 mismatch")
-    if _HEADER.size + n * _ENTRY.size > len(data) - 4:
-        raise ValueError("model.bin: section table runs past the data")
-    out = {}
-    for i in range(n):
-        name, code, ndim, *rest = _ENTRY.unpack_from(data, _HEADER.size + i * _ENTRY.size)
-        shape, off, nbytes = tuple(rest[:ndim]), rest[4], rest[5]
-        if code not in _DTYPES or ndim > 4:
-            raise ValueError("model.bin: bad section entry")
-        dt = np.dtype(_DTYPES[code]).newbyteorder("<")
-        if int(np.prod(shape, dtype=np.int64)) * dt.itemsize != nbytes or off % 16 or off + nbytes > len(data) - 4:
-            raise ValueError("model.bin: inconsistent section size/offset")
-        arr = np.frombuffer(data, dtype=dt, count=nbytes // dt.itemsize, offset=off).reshape(shape)
-        arr = arr.astype(dt.newbyteorder("="))
-        arr.setflags(write=False)
-        out[name.rstrip(b"\0").decode()] = arr
-    return out
+@functools.lru_cache(maxsize=None)
+def _latent_model_at(path: pathlib.Path, mtime_ns: int, size: int):
+    return _core.LatentModel(path.read_bytes())
+
+
+def latent_model(directory: pathlib.Path):
+    """The model directory's ``model.bin`` as the C++ LatentModel, parsed once per process (and again only if
+    the file changes)."""
+    f = pathlib.Path(directory).resolve() / "model.bin"
+    st = f.stat()
+    return _latent_model_at(f, st.st_mtime_ns, st.st_size)
 
 
 def providers_for(device: str) -> list[str]:
@@ -122,42 +111,50 @@ def resolve_threads(threads: int | None) -> int:
 
 
 class Model:
-    """One exported model directory, its tables and its lazily created ORT sessions."""
+    """One model directory under one runtime (device, threads, lazily created ORT sessions)."""
 
     def __init__(self, model: str | os.PathLike = "default", device: str = "cpu", threads: int | None = None):
         self.path = model_dir(model)
         self.device = device
         self.providers = providers_for(device)  # fail early on a missing CUDA EP
         self.threads = resolve_threads(threads)
-        raw = (self.path / "model.bin").read_bytes()
-        self.latent_model = _core.LatentModel(raw)  # validates the file; the decoder's integer half
-        self.blob = read_blob(raw)
-        b = self.blob
-        self.channels = {"luma": int(b["meta.channels"][0]), "chroma": int(b["meta.channels"][1])}
-        self.skip_threshold, self.z_offset, self.z_symbols, self.num_rates = (int(v) for v in b["meta.consts"][:4])
-        # The fixed-point mean path (C++, bit-exact) when the model has one; else the float ONNX graphs.
-        self.mean_path = (_core.MeanPath(raw, self.channels["luma"], self.channels["chroma"])
-                          if "mean.y_frac" in b else None)
+        self.latent_model = latent_model(self.path)  # validated once; the decoder's integer half
+        lm = self.latent_model
+        self.channels = dict(zip(COMPONENTS, lm.channels))
+        self.grid = dict(zip(COMPONENTS, lm.grid))  # luma samples per latent sample
+        self.skip_threshold, self.z_offset, self.num_rates = lm.skip_below, lm.z_offset, lm.rate_points
+        self._gain_q7 = {c: lm.gain_q7(k) for k, c in enumerate(COMPONENTS)}
+        self._gain_f32 = {c: lm.gain_f32(k) for k, c in enumerate(COMPONENTS)}
+        for table in (*self._gain_q7.values(), *self._gain_f32.values()):
+            table.setflags(write=False)
+        self.operating_points = [op for op in OPERATING_POINTS.values()
+                                 if all((self.path / f"synthesis_{op}_{c}.onnx").is_file() for c in COMPONENTS)]
         self._sessions: dict = {}
-        self._hsd: dict = {}
         self._lock = threading.Lock()
+
+    def configured(self, device: str | None = None, threads: int | None = None) -> "Model":
+        """This model directory under another runtime (``None``: keep this one's setting)."""
+        device = self.device if device is None else device
+        want = self.threads if threads is None else resolve_threads(threads)
+        if device == self.device and want == self.threads:
+            return self
+        return Model(self.path, device=device, threads=want)
 
     @property
     def name(self) -> str:
         return self.path.name
 
     def gain_q7(self, comp: str, rate: int) -> np.ndarray:
-        return self.blob[f"gain.{comp}.q7"][rate]
+        """int32 [C] Q7 log gain offsets of a rate point."""
+        return self._gain_q7[comp][rate]
 
-    def hsd(self, comp: str):
-        """The C++ integer hyper-scale decoder of one component (encoder side)."""
-        if comp not in self._hsd:
-            b = self.blob
-            args = []
-            for i in (1, 2, 3):
-                args += [b[f"hsd.{comp}.conv{i}.{k}"] for k in ("weight", "bias", "shift")]
-            self._hsd[comp] = _core.HyperScaleDecoder(*args)
-        return self._hsd[comp]
+    def gain_f32(self, comp: str, rate: int) -> np.ndarray:
+        """float32 [C] trained quantisation gains of a rate point."""
+        return self._gain_f32[comp][rate]
+
+    def latent_size(self, comp: str, image_hw) -> tuple[int, int]:
+        h, w, _, _ = self.latent_model.latent_size(COMPONENTS.index(comp), int(image_hw[0]), int(image_hw[1]))
+        return h, w
 
     def session(self, name: str):
         with self._lock:

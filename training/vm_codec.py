@@ -1,0 +1,201 @@
+"""The variable-rate codec built on the JPEG AI VM 3.3 networks (training/vm33.py).
+
+Stage by stage (which part comes from where):
+- analysis, hyper encoder, hyper (mean) decoder, synthesis: the VM graphs, weights imported, fine-tuned;
+- z prior: our factorised prior (the VM files have no z tables), fitted from scratch;
+- scales: our integer hyper-scale decoder (QAT, training/hyper_scale_int.py), distilled from the VM's
+  float scale decoder (sigma = |s|, floored at 0.11) onto our 64 sigma levels, then trained on the rate;
+- mean: the VM hyper decoder's mu, refined by our 4-stage luma context model as a residual
+  (mu_s = psi_s + fusion_s(...), the last conv of each fusion net starts at zero, so step 0 is the VM);
+  psi = mu split into the four 2x2 phases, which is the shape our context model and fixed-point mean path
+  already use; chroma mu = the VM mu (no context, as before);
+- gain units per rate point and channel (variable rate), skip mode, residual coding: as codec.py.
+
+Grids: luma latent 128 ch at H/16, chroma latent 64 ch at H/32 (the VM's chroma analysis works at chroma
+resolution), z at a quarter of each.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import vm33
+from .blocks import crop
+from .codec import GainUnit, code_residual
+from .colour import denormalise
+from .context_model import LumaContextModel, merge_phases, split_phases
+from .entropy_model import FactorizedPrior, ste_round
+from .hyper import Z_BOUND
+from .hyper_scale_int import HyperScaleDecoderInt
+from .sigma_levels import LOG_STEP, Q7, S_MAX, SIGMA_MIN
+
+# Rate points as RD slopes: lambda_r in bpp per dB of PSNR-YUV, loss_r = bpp / lambda_r - PSNR_YUV
+# (log-domain distortion = the metric we report; dividing by lambda_r normalises the rate points so
+# the distortion gradient is the same at every point). Slopes fitted to the VVC anchor's Kodak curve
+# (slope ≈ 0.15·bpp^0.68 bpp/dB between QP 47 and 22) at 0.04 … 1.6 bpp, the top ones raised because a
+# weaker codec has a steeper curve at the same PSNR.
+VM_RATE_LAMBDAS = (0.017, 0.027, 0.042, 0.065, 0.095, 0.135, 0.19, 0.28)
+# log2 quantiser gain at the start: the VM alone is at g = 1 (0.116 bpp on Kodak); 0.35 gives ~0.03 bpp.
+GAIN_INIT_LOG2 = (-1.4, 3.2)
+GRID = {"luma": 16, "chroma": 32}  # latent grid step in luma pixels
+
+
+def phases_to_psi(mu):
+    """mu [B,C,Hl,Wl] -> psi [B,4C,ceil(Hl/2),ceil(Wl/2)]: chunk s = mu at the phase of context stage s."""
+    h, w = mu.shape[-2:]
+    return torch.cat(split_phases(F.pad(mu, (0, w % 2, 0, h % 2))), dim=1)
+
+
+def s_target_from_vm_scale(scale):
+    """The VM's float scale -> our Q7 log-sigma level (float, unrounded), the distillation target."""
+    sigma = scale.abs().clamp_min(SIGMA_MIN)
+    return (torch.log(sigma / SIGMA_MIN) / LOG_STEP * Q7).clamp(0, S_MAX)
+
+
+class VMComponent(nn.Module):
+    """Hyper prior of one component."""
+
+    def __init__(self, suffix, channels, num_rates, pretrained=True):
+        super().__init__()
+        self.hyper_encoder = vm33.make_graph(f"hyper_encoder_{suffix}", pretrained)
+        self.hyper_decoder = vm33.make_graph(f"hyper_decoder_{suffix}", pretrained)
+        self.z_prior = FactorizedPrior(channels)
+        self.hyper_scale = HyperScaleDecoderInt(channels)
+        self.gain = GainUnit(num_rates, channels)
+        with torch.no_grad():
+            self.gain.log2_gain.copy_(torch.linspace(*GAIN_INIT_LOG2, num_rates)[:, None].expand_as(self.gain.log2_gain))
+
+    def z_hat(self, y):
+        z = self.hyper_encoder(y).float().clamp(-Z_BOUND, Z_BOUND)
+        return z, ste_round(z)
+
+    def forward(self, y, rate_idx):
+        """-> s (Q7 log-sigma incl. gain offset, float64), mu (VM hyper decoder), gain, z bits per image."""
+        latent_hw = y.shape[-2:]
+        z, z_hat = self.z_hat(y)
+        offset, gain = self.gain(rate_idx)
+        with torch.autocast(z.device.type, enabled=False):  # rates and integer scales stay exact
+            z_bits = self.z_prior.bits(z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else z_hat)
+            s = self.hyper_scale(z_hat, latent_hw) + offset.double()
+        mu = self.hyper_decoder(z_hat, latent_hw)
+        return s, mu, gain, z_bits
+
+
+class ResidualContextModel(LumaContextModel):
+    """Our 4-stage context model predicting a correction to the VM mean of each phase."""
+
+    def __init__(self, c):
+        super().__init__(c)
+        for net in self.fusion:
+            nn.init.zeros_(net[-1].weight)
+
+    def stage_mean(self, stage, psi_chunk, decoded):
+        return psi_chunk + super().stage_mean(stage, psi_chunk, decoded)
+
+
+class VMSynthesis(nn.Module):
+    """Luma and chroma synthesis of one operating point (BOP: the VM decoders)."""
+
+    def __init__(self, pretrained=True):
+        super().__init__()
+        self.luma = vm33.make_graph("decoder_y", pretrained)
+        self.chroma = vm33.make_graph("decoder_uv", pretrained)
+
+    def forward(self, y_hat, c_hat, hw):
+        h, w = hw
+        y_rec = crop(F.pixel_shuffle(self.luma(y_hat), 4), h, w)
+        uv_rec = crop(F.pixel_shuffle(self.chroma(vm33.chroma_synthesis_input(y_hat, c_hat)), 4),
+                      -(-h // 2), -(-w // 2))
+        return denormalise(y_rec), denormalise(uv_rec)
+
+
+class VMCodec(nn.Module):
+    rate_lambdas = VM_RATE_LAMBDAS
+    name = "vm33"
+
+    def __init__(self, num_rates=len(VM_RATE_LAMBDAS), pretrained=True):
+        """pretrained: start from the VM 3.3 ONNX weights (../shared/pretrained/jpegai_vm33); False builds
+        the same modules with random weights, to load a checkpoint into (no ONNX files needed)."""
+        super().__init__()
+        self.luma_analysis = vm33.make_graph("single_encode_y", pretrained)
+        self.chroma_analysis = vm33.make_graph("single_encode_uv", pretrained)
+        self.luma = VMComponent("y", vm33.LUMA_LATENT, num_rates, pretrained)
+        self.chroma = VMComponent("uv", vm33.CHROMA_LATENT, num_rates, pretrained)
+        self.context_model = ResidualContextModel(vm33.LUMA_LATENT)
+        self.synthesis = nn.ModuleDict({"bop": VMSynthesis(pretrained)})
+
+    def analysis(self, y_img, uv_img):
+        return self.luma_analysis(y_img), self.chroma_analysis(vm33.chroma_analysis_input(y_img, uv_img))
+
+    def _code_luma(self, y, rate_idx):
+        s, mu, gain, bits = self.luma(y, rate_idx)
+        h, w = y.shape[-2:]
+        pad = (0, w % 2, 0, h % 2)  # padded positions get s = 0 -> skipped
+        ys, ss, psis = split_phases(F.pad(y, pad)), split_phases(F.pad(s, pad)), phases_to_psi(mu).chunk(4, dim=1)
+        decoded = []
+        for stage in range(4):
+            mu_s = self.context_model.stage_mean(stage, psis[stage], decoded)
+            y_hat, b = code_residual(ys[stage], mu_s, ss[stage], gain, self.training)
+            decoded.append(y_hat)
+            bits = bits + b.sum(dim=(1, 2, 3))
+        return crop(merge_phases(decoded), h, w), bits
+
+    def _code_chroma(self, c, rate_idx):
+        s, mu, gain, bits = self.chroma(c, rate_idx)
+        c_hat, b = code_residual(c, mu, s, gain, self.training)
+        return c_hat, bits + b.sum(dim=(1, 2, 3))
+
+    def forward_latents(self, y_lat, c_lat, rate_idx, hw, op="bop"):
+        y_hat, bits_y = self._code_luma(y_lat, rate_idx)
+        c_hat, bits_c = self._code_chroma(c_lat, rate_idx)
+        y_rec, uv_rec = self.synthesis[op](y_hat, c_hat, hw)
+        return y_rec, uv_rec, bits_y + bits_c
+
+    def forward(self, y_img, uv_img, rate_idx, op="bop"):
+        """Same contract as codec.Codec: 0-255 4:2:0 in -> (y_rec, uv_rec) 0-255 unclamped, bits [B]."""
+        y_lat, c_lat = self.analysis(y_img, uv_img)
+        return self.forward_latents(y_lat, c_lat, rate_idx, y_img.shape[-2:], op)
+
+    def encoder_modules(self):
+        return [self.luma_analysis, self.chroma_analysis]
+
+
+class ScaleTeacher(nn.Module):
+    """The VM's float hyper-scale decoders: only the distillation target of our integer HSD."""
+
+    def __init__(self):
+        super().__init__()
+        self.luma = vm33.load_graph("hyper_scale_decoder_y")
+        self.chroma = vm33.load_graph("hyper_scale_decoder_uv")
+        self.requires_grad_(False)
+
+
+def distillation_loss(model: VMCodec, teacher: ScaleTeacher, y_lat, c_lat):
+    """Mean squared error in Q7 levels between our integer HSD (QAT, gain offset excluded) and the VM scale."""
+    total = 0.0
+    for comp, t, lat in ((model.luma, teacher.luma, y_lat), (model.chroma, teacher.chroma, c_lat)):
+        with torch.no_grad():
+            _, z_hat = comp.z_hat(lat)
+            target = s_target_from_vm_scale(crop(t(z_hat), *lat.shape[-2:])).double()
+        s = comp.hyper_scale(z_hat, lat.shape[-2:])
+        total = total + ((s - target) ** 2).mean() / (Q7 * Q7)
+    return total
+
+
+def parameter_counts(model: VMCodec):
+    def n(module):
+        return sum(p.numel() for p in module.parameters())
+
+    parts = {
+        "luma_analysis (enc, VM)": n(model.luma_analysis),
+        "chroma_analysis (enc, VM)": n(model.chroma_analysis),
+        "hyper_encoders (enc, VM)": n(model.luma.hyper_encoder) + n(model.chroma.hyper_encoder),
+        "z_priors (dec)": n(model.luma.z_prior) + n(model.chroma.z_prior),
+        "hyper_scale_int (dec, int8)": n(model.luma.hyper_scale) + n(model.chroma.hyper_scale),
+        "hyper_decoders (dec, VM)": n(model.luma.hyper_decoder) + n(model.chroma.hyper_decoder),
+        "gain_units (dec)": n(model.luma.gain) + n(model.chroma.gain),
+        "context_model (dec)": n(model.context_model),
+    }
+    for op in model.synthesis:
+        parts[f"synthesis_{op} (dec, VM)"] = n(model.synthesis[op])
+    parts["total"] = n(model)
+    return parts
