@@ -426,7 +426,8 @@ def encode_latents(model: Model, rgb: np.ndarray, rate: int, displacement=(0, 0)
 # context model, chroma mean, y_hat = mu + r / g -- integers only, CHW, int64 arithmetic
 # ----------------------------------------------------------------------------------------------
 MEAN_KIND_CONV, MEAN_KIND_CONVT = 0, 1
-MEAN_ACT_NONE, MEAN_ACT_RELU, MEAN_ACT_RELU6 = 0, 1, 2
+MEAN_ACT_NONE, MEAN_ACT_RELU, MEAN_ACT_RELU6, MEAN_ACT_LEAKY = 0, 1, 2, 3
+HYPER_MEAN_PSI, HYPER_MEAN_MU = 0, 1  # mean.topology[0]: the hyper-mean decoder makes psi, or mu on the latent grid
 LOG2_PER_Q7_Q32 = 4842126    # round(2^32 * ln(60/0.11) / 63 / 128 / ln 2)
 LN2_Q32 = 2977044472         # round(2^32 * ln 2)
 ACC_LIMIT = 2**31
@@ -500,6 +501,8 @@ def mean_layer_forward(layer, x, out_hw=None):
         y = np.maximum(y, 0)
     elif layer["act"] == MEAN_ACT_RELU6:
         y = np.clip(y, 0, min(6 << layer["frac_out"], 32767))
+    elif layer["act"] == MEAN_ACT_LEAKY:  # slope 41/4096, rounded half up (arithmetic shift = floor)
+        y = np.where(y < 0, (y * 41 + 2048) >> 12, y)
     return y
 
 
@@ -508,17 +511,43 @@ class MeanPathInt:
 
     def __init__(self, blob):
         self.y_frac = {"luma": int(blob["mean.y_frac"][0]), "chroma": int(blob["mean.y_frac"][1])}
-        self.hyper = {c: [mean_layer(blob, f"mean.hd_{c}.{n}") for n in ("c1", "up", "c2", "c3")] for c in COMPONENTS}
+        # topology (docs/model_format.md): hyper-mean output form (0 psi, 1 mu on the latent grid), residual
+        # context model, layer counts; absent: the first fixed-point models' four named layers
+        if "mean.topology" in blob:
+            form, residual, n_luma, n_chroma = (int(v) for v in blob["mean.topology"])
+            names = {"luma": [str(i) for i in range(n_luma)], "chroma": [str(i) for i in range(n_chroma)]}
+        else:
+            form, residual = HYPER_MEAN_PSI, 0
+            names = {c: ["c1", "up", "c2", "c3"] for c in COMPONENTS}
+        self.form, self.context_residual = form, bool(residual)
+        self.hyper = {c: [mean_layer(blob, f"mean.hd_{c}.{n}") for n in names[c]] for c in COMPONENTS}
         self.fusion = [[mean_layer(blob, f"mean.fuse{s}.{n}") for n in "abc"] for s in range(4)]
         self.context = [[mean_layer(blob, f"mean.ctx{s}.{n}") for n in "ab"] for s in range(1, 4)]
 
+    def psi_frac(self, comp):
+        return self.hyper[comp][-1]["frac_out"]
+
     def psi(self, comp, z_hat, latent_hw):
-        """z_hat int [C,hz,wz] -> psi int16-valued [4C, ceil(Hl/2), ceil(Wl/2)] at hyper[comp][3]['frac_out']."""
-        h2, w2 = -(-latent_hw[0] // 2), -(-latent_hw[1] // 2)
-        c1, up, c2, c3 = self.hyper[comp]
-        x = mean_layer_forward(c1, z_hat)
-        x = mean_layer_forward(up, x, (h2, w2))
-        return mean_layer_forward(c3, mean_layer_forward(c2, x))
+        """z_hat int [C,hz,wz] -> psi int16-valued [4C, ceil(Hl/2), ceil(Wl/2)] at psi_frac(comp).
+
+        The layer list runs in order; a transposed conv's output is cropped to the grid it feeds,
+        ceil(final / 2^u) with u the transposed convs still to come (final: the half latent grid for the
+        psi form, the latent grid for the mu form, whose mu is then split into the four phases, 0 where
+        the even-padded latent lies outside the picture)."""
+        hl, wl = latent_hw
+        final = (-(-hl // 2), -(-wl // 2)) if self.form == HYPER_MEAN_PSI else (hl, wl)
+        layers = self.hyper[comp]
+        remaining = sum(layer["kind"] == MEAN_KIND_CONVT for layer in layers)
+        x = np.asarray(z_hat, np.int64)
+        for layer in layers:
+            if layer["kind"] == MEAN_KIND_CONVT:
+                remaining -= 1
+                x = mean_layer_forward(layer, x, (-(-final[0] // 2 ** remaining), -(-final[1] // 2 ** remaining)))
+            else:
+                x = mean_layer_forward(layer, x)
+        if self.form == HYPER_MEAN_PSI:
+            return x
+        return np.concatenate(split_phases(_pad_even(x)), axis=0)
 
     def _contrib(self, r, offsets, comp):
         m, n = inverse_gain(offsets)
@@ -544,11 +573,11 @@ class MeanPathInt:
         g = None if gain is None else np.asarray(gain, np.float32)[:, None, None]
         fy = self.y_frac[comp]
         if comp == "chroma":
-            fpsi = self.hyper["chroma"][3]["frac_out"]
+            fpsi = self.psi_frac("chroma")
             mu = requant(merge_phases(np.split(psi, 4, axis=0))[:, :hl, :wl], fpsi, fy)
             y_hat, r = self._code(comp, mu, idx != SKIP_INDEX, offsets, g, y, residual)
             return y_hat.astype(np.int16), r.astype(np.int16)
-        fpsi = self.hyper["luma"][3]["frac_out"]
+        fpsi = self.psi_frac("luma")
         coded = split_phases(_pad_even(idx != SKIP_INDEX, False))
         src = split_phases(_pad_even(y if y is not None else residual))
         psis = np.split(psi, 4, axis=0)
@@ -565,6 +594,8 @@ class MeanPathInt:
                 x = np.concatenate([requant(ctx, self.context[s - 1][1]["frac_out"], f), requant(psis[s], fpsi, f)])
             for layer in fuse:
                 x = mean_layer_forward(layer, x)
+            if self.context_residual:  # the stage predicts a correction to the phase's hyper-mean
+                x = _sat16(x + requant(psis[s], fpsi, fy))
             yh, r = self._code(comp, x, coded[s], offsets, g,
                                src[s] if y is not None else None, None if y is not None else src[s])
             decoded.append(yh)

@@ -13,8 +13,9 @@ from .errors import BitstreamError, DeviceError, JpegAiError, LimitError
 from . import container, entropy
 from .decoder import Decoder, decode
 from .encoder import Encoder, encode
+from .model import Model
 from . import pillow_plugin  # registers ".jai" with Pillow (open and save)
 
 __version__ = "0.1.0"
 __all__ = ["BitstreamError", "DeviceError", "JpegAiError", "LimitError", "container", "entropy", "Decoder", "decode", "Encoder",
-           "encode", "__version__"]
+           "encode", "Model", "__version__"]
