@@ -12,7 +12,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-MODELS = sorted(p.parent for p in (ROOT / "src" / "jpegai_fast" / "models").glob("*/model.bin"))
+# the default model first: MODELS[0] is what jpegai_fast.encode/decode use without a model argument
+MODELS = sorted((p.parent for p in (ROOT / "src" / "jpegai_fast" / "models").glob("*/model.bin")),
+                key=lambda d: (d.name != "vr_bop", d.name))
 requires_model = pytest.mark.skipif(not MODELS, reason="no exported model under src/jpegai_fast/models/")
 
 

@@ -84,7 +84,7 @@ def test_threads_and_substreams_give_identical_latents(dec, photo):
             for key in ("z", "index", "residual"):
                 np.testing.assert_array_equal(lat[key][comp], outs[0][0][key][comp])
             # equal integers through the same graphs: ORT's CPU kernels split work by output, so ŷ is
-            # bit-identical for any thread count (issue 4 acceptance)
+            # bit-identical for any thread count
             np.testing.assert_array_equal(lat["y_hat"][comp], outs[0][0]["y_hat"][comp])
         assert np.abs(rgb.astype(int) - outs[0][1]).max() <= 1
 

@@ -1,4 +1,4 @@
-"""Export a trained checkpoint to the runtime model directory (issue 3, point 7).
+"""Export a trained checkpoint of the from-scratch model (training/codec.py) to the runtime model directory.
 
     python -m training.export --checkpoint training/checkpoints/vr_bop.pt --name vr_bop \
         [--out src/jpegai_fast/models/vr_bop] [--rd training/results/rd_eval.json]

@@ -24,7 +24,19 @@ MAX_FRAC = 15
 RELU6_MAX_FRAC = 12  # 6 << 12 = 24576 still fits int16
 ACC_LIMIT = 2**31
 KIND_CONV, KIND_CONVT = 0, 1
-ACT_NONE, ACT_RELU, ACT_RELU6 = 0, 1, 2
+ACT_NONE, ACT_RELU, ACT_RELU6, ACT_LEAKY = 0, 1, 2, 3
+FORM_PSI, FORM_MU = 0, 1  # mean.topology[0]: the hyper-mean decoder makes psi, or mu on the latent grid
+
+
+def hyper_mean_layers(hd):
+    """The hyper-mean decoder as the layer list the fixed-point format stores:
+    -> (form, named, [(blob name, module, activation)]).  `named`: the first format's fixed names (no
+    mean.topology section); otherwise layers are numbered and mean.topology describes them."""
+    if hasattr(hd, "up1"):  # training/vm33.py HyperDecoder (the VM 3.3 mean decoder)
+        return FORM_MU, False, [("0", hd.c1, ACT_NONE), ("1", hd.up1, ACT_LEAKY), ("2", hd.c3, ACT_NONE),
+                                ("3", hd.up2, ACT_LEAKY), ("4", hd.c5, ACT_LEAKY)]
+    return FORM_PSI, True, [("c1", hd.c1, ACT_NONE), ("up", hd.up, ACT_RELU6), ("c2", hd.c2, ACT_RELU6),
+                            ("c3", hd.c3, ACT_NONE)]
 
 
 def act_frac_bits(max_abs: float, headroom: float = HEADROOM) -> int:
@@ -58,10 +70,12 @@ def calibrate(model, images, rates):
     """images: uint8 RGB [H,W,3] arrays -> {tensor name: max |value|} of the float model (eval mode)."""
     mx = _Max()
     handles = []
+    relu6 = []
     for comp in ("luma", "chroma"):
-        hd = getattr(model, comp).hyper_decoder
-        for n in ("c1", "up", "c2", "c3"):
-            handles.append(getattr(hd, n).register_forward_hook(mx.hook(f"hd_{comp}.{n}")))
+        for n, module, act in hyper_mean_layers(getattr(model, comp).hyper_decoder)[2]:
+            handles.append(module.register_forward_hook(mx.hook(f"hd_{comp}.{n}")))
+            if act == ACT_RELU6:
+                relu6.append(f"hd_{comp}.{n}")
     cm = model.context_model
     for s in range(4):
         for i, n in ((0, "a"), (2, "b"), (4, "c")):
@@ -80,10 +94,8 @@ def calibrate(model, images, rates):
     finally:
         for h in handles:
             h.remove()
-    # relu6 outputs never exceed 6
-    for comp in ("luma", "chroma"):
-        for n in ("up", "c2"):
-            mx.v[f"hd_{comp}.{n}"] = min(mx.v[f"hd_{comp}.{n}"], 6.0)
+    for key in relu6:  # relu6 outputs never exceed 6
+        mx.v[key] = min(mx.v[key], 6.0)
     return mx.v
 
 
@@ -136,14 +148,18 @@ def mean_sections(model, calib: dict) -> dict:
         for k, v in d.items():
             sec[f"{prefix}.{k}"] = v
 
-    f_psi = {}
+    f_psi, last, counts = {}, {}, []
     for comp in ("luma", "chroma"):
-        hd = getattr(model, comp).hyper_decoder
+        form, named, layers = hyper_mean_layers(getattr(model, comp).hyper_decoder)
         f = 0  # z_hat: integers
-        for n, act in (("c1", ACT_NONE), ("up", ACT_RELU6), ("c2", ACT_RELU6), ("c3", ACT_NONE)):
-            d, f = quantise_layer(getattr(hd, n), f, act_frac_bits(calib[f"hd_{comp}.{n}"]), act)
+        for n, module, act in layers:
+            d, f = quantise_layer(module, f, act_frac_bits(calib[f"hd_{comp}.{n}"]), act)
             put(f"mean.hd_{comp}.{n}", d)
-        f_psi[comp] = f
+        f_psi[comp], last[comp] = f, f"hd_{comp}.{layers[-1][0]}"
+        counts.append(len(layers))
+    if not named:
+        residual = int(getattr(model.context_model, "residual", False))
+        sec["mean.topology"] = np.array([form, residual, *counts], np.int32)
     cm = model.context_model
     f_y = act_frac_bits(max(calib["y_luma"], max(calib[f"fuse{s}.c"] for s in range(4))))
     while True:  # lower f_y until every stage's last layer reaches it exactly
@@ -170,6 +186,6 @@ def mean_sections(model, calib: dict) -> dict:
             break
     for prefix, d in staged.items():
         put(prefix, d)
-    f_yc = act_frac_bits(max(calib["y_chroma"], calib["hd_chroma.c3"]))
+    f_yc = act_frac_bits(max(calib["y_chroma"], calib[last["chroma"]]))
     sec["mean.y_frac"] = np.array([f_y, f_yc], np.int32)
     return sec

@@ -83,6 +83,8 @@ class VMComponent(nn.Module):
 class ResidualContextModel(LumaContextModel):
     """Our 4-stage context model predicting a correction to the VM mean of each phase."""
 
+    residual = True  # the fixed-point export marks it in mean.topology
+
     def __init__(self, c):
         super().__init__(c)
         for net in self.fusion:

@@ -25,6 +25,8 @@ __all__ = ["MODELS_DIR", "available_models", "model_dir", "latent_model", "Model
            "OPERATING_POINTS"]
 
 MODELS_DIR = pathlib.Path(__file__).resolve().parent / "models"
+# The model "default" names; another shipped model is chosen by name (the stream's header carries the model id).
+DEFAULT_MODEL = "vr_bop"
 COMPONENTS = ("luma", "chroma")
 DEVICES = ("cpu", "cuda")
 
@@ -40,7 +42,7 @@ def model_dir(model: str | os.PathLike = "default") -> pathlib.Path:
         names = available_models()
         if not names:
             raise FileNotFoundError(f"no model directory with a model.bin under {MODELS_DIR}")
-        return MODELS_DIR / names[0]
+        return MODELS_DIR / (DEFAULT_MODEL if DEFAULT_MODEL in names else names[0])
     p = pathlib.Path(model)
     if not p.is_absolute() and (MODELS_DIR / p / "model.bin").is_file():
         return MODELS_DIR / p

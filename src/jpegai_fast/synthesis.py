@@ -88,16 +88,18 @@ def synthesise_tiled(model, y_hat_l, y_hat_c, image_hw, op: str = "bop", tile: i
     of synthesis is bounded by the tile, not the picture.  A tile that reaches the picture's bottom or
     right edge is given the picture's true remaining size, so the graphs' edge crops are the untiled
     ones; with one tile covering the picture this is :func:`synthesise` itself.
+    A model whose chroma latent is on a coarser grid (``model.grid["chroma"]`` = 32) gets tiles and
+    overlaps rounded up to that grid, so every tile starts on a chroma latent sample.
     ``out``: optional (Y float32 [H,W], UV float32 [2,ceil(H/2),ceil(W/2)]) to write into."""
     if op not in model.operating_points:
         raise ValueError(f"operating_point must be one of {model.operating_points}, got {op!r}")
-    if model.grid["chroma"] != LATENT_STRIDE:
-        raise NotImplementedError("tiled synthesis of a model whose chroma latent grid is not the luma grid")
+    ratio = model.grid["chroma"] // LATENT_STRIDE  # luma latent samples per chroma latent sample
     if tile <= 0 or tile % LATENT_STRIDE or overlap < 0 or overlap % LATENT_STRIDE:
         raise ValueError(f"tile and overlap must be multiples of {LATENT_STRIDE} (tile > 0), got {tile}, {overlap}")
     h, w = int(image_hw[0]), int(image_hw[1])
     hl, wl = y_hat_l.shape[-2:]
     t, o = tile // LATENT_STRIDE, overlap // LATENT_STRIDE
+    t, o = -(-t // ratio) * ratio, -(-o // ratio) * ratio
     if t >= hl and t >= wl:
         yy, uv = synthesise(model, y_hat_l, y_hat_c, image_hw, op)
         if out is not None:
@@ -113,7 +115,8 @@ def synthesise_tiled(model, y_hat_l, y_hat_c, image_hw, op: str = "bop", tile: i
         th = min(s * iy1, h) - s * iy0  # the picture's rows under the extended tile
         for ix0, ix1, cx0, cx1 in tile_spans(wl, t, o):
             tw = min(s * ix1, w) - s * ix0
-            yt, uvt = synthesise(model, y_hat_l[:, iy0:iy1, ix0:ix1], y_hat_c[:, iy0:iy1, ix0:ix1], (th, tw), op)
+            chroma = y_hat_c[:, iy0 // ratio:-(-iy1 // ratio), ix0 // ratio:-(-ix1 // ratio)]
+            yt, uvt = synthesise(model, y_hat_l[:, iy0:iy1, ix0:ix1], chroma, (th, tw), op)
             # core rows/columns of the tile, in luma and in chroma samples, relative to the tile
             ly0, ly1 = s * (cy0 - iy0), min(s * cy1, h) - s * iy0
             lx0, lx1 = s * (cx0 - ix0), min(s * cx1, w) - s * ix0

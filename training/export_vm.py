@@ -1,0 +1,255 @@
+"""Export the VM 3.3-based model (training/vm_codec.py) to a runtime model directory.
+
+    python -m training.export_vm [--checkpoint training/checkpoints/vm33.pt] [--name vm33] [--rd JSON]
+
+Same directory layout and model.bin format as training/export.py (docs/model_format.md), with the newer
+mean-path topology: `mean.topology` = [1 (the hyper-mean decoder makes mu on the latent grid), 1 (residual
+context model), 5, 5 layers], LeakyReLU layers, and `meta.grid` = [16, 32] (chroma latent at H/32).
+Graphs (float32 ONNX, dynamic H/W): analysis_{luma,chroma}, hyper_encoder_{luma,chroma},
+synthesis_bop_{luma,chroma}; the chroma synthesis graph takes the luma latent on its own grid and
+subsamples it [::2, ::2] itself, so the runtime hands both latents over unchanged.
+Every graph is checked against its torch module with ONNX Runtime at two sizes (export_validation.json).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import pathlib
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import vm33
+from .colour import denormalise
+from .export import OPSET, ROOT, _cdiv, calibration_images, export_onnx, graph_macs, hsd_macs
+from .hyper import Z_BOUND
+from .reference_decoder import BLOB_VERSION, pmf_to_cdf, write_blob
+from .sigma_levels import SKIP_INDEX_THRESHOLD
+from .vm_codec import GRID, VM_RATE_LAMBDAS, VMCodec, parameter_counts
+
+
+class AnalysisLuma(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, image_y):  # [1,1,H,W] 0-255 -> [1,128,ceil(H/16),ceil(W/16)]
+        return self.m(image_y)
+
+
+class AnalysisChroma(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, image_y, image_uv):  # even H, W (the encoder pads) -> [1,64,H/32,W/32] (ceil)
+        return self.m(torch.cat([F.avg_pool2d(image_y, 2, ceil_mode=True), image_uv], dim=1))
+
+
+class SynLuma(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, y_hat, image_ref):
+        h, w = image_ref.shape[-2], image_ref.shape[-1]
+        return denormalise(F.pixel_shuffle(self.m(y_hat), 4)[..., :h, :w])
+
+
+class SynChroma(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, y_hat_luma, y_hat_chroma, image_ref):
+        h, w = image_ref.shape[-2], image_ref.shape[-1]
+        x = self.m(torch.cat([y_hat_luma[..., ::2, ::2], y_hat_chroma], dim=1))
+        return denormalise(F.pixel_shuffle(x, 4)[..., :_cdiv(h, 2), :_cdiv(w, 2)])
+
+
+def graphs(model: VMCodec):
+    """name -> (wrapper, input maker(hl, wl of the luma latent) -> arrays, torch reference fn)."""
+    cl, cc = vm33.LUMA_LATENT, vm33.CHROMA_LATENT
+    rng = np.random.default_rng(0)
+    syn = model.synthesis["bop"]
+
+    def f32(*shape, scale=1.0):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    def img(h, w):
+        return {"image_y": rng.uniform(0, 255, (1, 1, 16 * h - 5, 16 * w - 3)).astype(np.float32)}
+
+    def img2(h, w):
+        hh, ww = 16 * h - 6, 16 * w - 2
+        return {"image_y": rng.uniform(0, 255, (1, 1, hh, ww)).astype(np.float32),
+                "image_uv": rng.uniform(0, 255, (1, 2, hh // 2, ww // 2)).astype(np.float32)}
+
+    def yl(h, w):
+        return {"y_hat": f32(1, cl, h, w, scale=2), "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
+
+    def yc(h, w):
+        return {"y_hat_luma": f32(1, cl, h, w, scale=2), "y_hat_chroma": f32(1, cc, -(-h // 2), -(-w // 2), scale=2),
+                "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
+
+    return {
+        "analysis_luma": (AnalysisLuma(model.luma_analysis), img, lambda d: model.luma_analysis(d["image_y"])),
+        "analysis_chroma": (AnalysisChroma(model.chroma_analysis), img2,
+                            lambda d: model.chroma_analysis(vm33.chroma_analysis_input(d["image_y"], d["image_uv"]))),
+        "hyper_encoder_luma": (model.luma.hyper_encoder, lambda h, w: {"y": f32(1, cl, h, w, scale=2)},
+                               lambda d: model.luma.hyper_encoder(d["y"])),
+        "hyper_encoder_chroma": (model.chroma.hyper_encoder, lambda h, w: {"y": f32(1, cc, h, w, scale=2)},
+                                 lambda d: model.chroma.hyper_encoder(d["y"])),
+        "synthesis_bop_luma": (SynLuma(syn.luma), yl,
+                               lambda d: syn(d["y_hat"], torch.zeros(1, cc, 1, 1), d["image_ref"].shape[-2:])[0]),
+        "synthesis_bop_chroma": (SynChroma(syn.chroma), yc,
+                                 lambda d: syn(d["y_hat_luma"], d["y_hat_chroma"], d["image_ref"].shape[-2:])[1]),
+    }
+
+
+def blob_sections(model: VMCodec, calib) -> dict:
+    from .mean_fixed import mean_sections
+
+    rates = len(VM_RATE_LAMBDAS)
+    sec = {"meta.channels": np.array([vm33.LUMA_LATENT, vm33.CHROMA_LATENT], np.int32),
+           "meta.consts": np.array([SKIP_INDEX_THRESHOLD, Z_BOUND, 2 * Z_BOUND + 1, rates, 128, 12], np.int32),
+           "meta.rate_lambdas": np.array(VM_RATE_LAMBDAS, np.float32),
+           "meta.grid": np.array([GRID["luma"], GRID["chroma"]], np.int32)}
+    for comp in ("luma", "chroma"):
+        m = getattr(model, comp)
+        for k, v in m.hyper_scale.export_int().items():
+            sec[f"hsd.{comp}.{k}"] = v.numpy()
+        with torch.no_grad():
+            sec[f"zcdf.{comp}"] = pmf_to_cdf(m.z_prior.pmf().double().numpy())
+            o = m.gain.offsets()
+            sec[f"gain.{comp}.q7"] = o.numpy().astype(np.int32)
+            sec[f"gain.{comp}.f32"] = np.stack([m.gain(torch.tensor([r]))[1].reshape(-1).numpy()
+                                                for r in range(rates)]).astype(np.float32)
+    sec.update(mean_sections(model, calib))
+    return sec
+
+
+def measure_macs(out_dir, hw=(512, 768)):
+    h, w = hw
+    hl, wl, hc, wc = h // 16, w // 16, h // 32, w // 32
+    z = np.zeros
+    feeds = {
+        "analysis_luma": {"image_y": z((1, 1, h, w), np.float32)},
+        "analysis_chroma": {"image_y": z((1, 1, h, w), np.float32), "image_uv": z((1, 2, h // 2, w // 2), np.float32)},
+        "hyper_encoder_luma": {"y": z((1, vm33.LUMA_LATENT, hl, wl), np.float32)},
+        "hyper_encoder_chroma": {"y": z((1, vm33.CHROMA_LATENT, hc, wc), np.float32)},
+        "synthesis_bop_luma": {"y_hat": z((1, vm33.LUMA_LATENT, hl, wl), np.float32),
+                               "image_ref": z((1, 0, h, w), np.float32)},
+        "synthesis_bop_chroma": {"y_hat_luma": z((1, vm33.LUMA_LATENT, hl, wl), np.float32),
+                                 "y_hat_chroma": z((1, vm33.CHROMA_LATENT, hc, wc), np.float32),
+                                 "image_ref": z((1, 0, h, w), np.float32)},
+    }
+    px = h * w
+    res = {name: graph_macs(out_dir / f"{name}.onnx", f) / px / 1000 for name, f in feeds.items()}
+    for comp, c, (ll, lw) in (("luma", vm33.LUMA_LATENT, (hl, wl)), ("chroma", vm33.CHROMA_LATENT, (hc, wc))):
+        hz, wz = -(-ll // 4), -(-lw // 4)
+        # hyper-mean decoder (int): 1x1 at z, convT to 2x, 3x3 at 2x, convT to 4x, 3x3 at 4x
+        macs = c * c * hz * wz + 16 * c * c * hz * wz + 9 * c * c * 4 * hz * wz + 16 * c * c * 4 * hz * wz \
+            + 9 * c * c * ll * lw
+        res[f"hyper_decoder_{comp} (int, analytic)"] = macs / px / 1000
+        res[f"hyper_scale_int_{comp} (int8, analytic)"] = hsd_macs(c, hz, wz) / px / 1000
+    return {k: round(v, 3) for k, v in res.items()}
+
+
+CARD_ATTRIBUTION = ("Starts from the JPEG AI verification model 3.3 networks (analysis, hyper encoder, hyper "
+                    "(mean) decoder, synthesis; ONNX export by Smart Harmony LLC, JPEG-AI-OPT, licensed CC BY 4.0), "
+                    "fine-tuned by this project; the z prior, integer hyper-scale decoder (distilled from the VM's "
+                    "float scale decoder), context model and gain units are this project's.")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default=str(ROOT / "training/checkpoints/vm33.pt"))
+    ap.add_argument("--name", default="vm33")
+    ap.add_argument("--out", default=None, help="default src/jpegai_fast/models/<name>")
+    ap.add_argument("--rd", default=None, help="rd_eval JSON whose points go into the card")
+    ap.add_argument("--data", default="../shared/datasets/train", help="training pool: fixed-point calibration")
+    ap.add_argument("--calib-images", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    out_dir = pathlib.Path(args.out or ROOT / "src" / "jpegai_fast" / "models" / args.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ck = torch.load(args.checkpoint, map_location="cpu")
+    model = VMCodec(pretrained=False)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
+    model.eval()
+    meta = dict(ck.get("meta", {}))
+    meta["checkpoint_sha256"] = hashlib.sha256(pathlib.Path(args.checkpoint).read_bytes()).hexdigest()
+
+    from .mean_fixed import calibrate
+    calib = calibrate(model, calibration_images(args.data, args.calib_images), range(len(VM_RATE_LAMBDAS)))
+    validation = {}
+    for name, (wrapper, make, ref_fn) in graphs(model).items():
+        validation[name] = export_onnx(name, wrapper.eval(), make, ref_fn, out_dir)
+        worst = max(v["max_abs_diff"] for v in validation[name].values())
+        print(f"{name:28s} max|onnx - torch| = {worst:.3g}", flush=True)
+    (out_dir / "model.bin").write_bytes(write_blob(blob_sections(model, calib)))
+    (out_dir / "export_validation.json").write_text(json.dumps(validation, indent=1) + "\n")
+    macs = measure_macs(out_dir)
+    rd = None
+    if args.rd:
+        full = json.loads(pathlib.Path(args.rd).read_text())
+        rd = {"source": args.rd, "images": full["images"], "points": full["ours"]["mean_points"],
+              "bd_rate": {k: (v["mean_percent"] if isinstance(v, dict) else v) for k, v in full.get("bd_rate", {}).items()}}
+    for _ in range(2):  # second pass: the file table includes the card files' own sizes
+        write_card(out_dir, args.name, args.checkpoint, meta, model, macs, validation, rd)
+    total = sum(p.stat().st_size for p in out_dir.iterdir())
+    print(f"wrote {out_dir}: {total / 2**20:.2f} MiB", flush=True)
+
+
+def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd):
+    counts = parameter_counts(model)
+    files = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file()}
+    card = {"name": name, "format": {"onnx_opset": OPSET, "onnx_dtype": "float32", "blob_version": BLOB_VERSION},
+            "exported_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "checkpoint": str(pathlib.Path(ckpt).relative_to(ROOT)) if pathlib.Path(ckpt).is_absolute() else str(ckpt),
+            "checkpoint_sha256": meta.get("checkpoint_sha256"),
+            "training": {"steps": meta.get("steps"), "wall_s": meta.get("wall_s"),
+                         "data": "../shared/datasets/train (1411 crops; research-use licences), crop 256, batch 8",
+                         "rate_lambdas_bpp_per_db": list(VM_RATE_LAMBDAS)},
+            "attribution": CARD_ATTRIBUTION, "parameters_torch": counts, "kmac_per_px_768x512": macs,
+            "validation_max_abs_diff": validation, "files_bytes": files, "kodak_rd": rd}
+    (out_dir / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
+    md = [f"# Model card: `{name}`", "",
+          f"- {CARD_ATTRIBUTION}",
+          f"- Checkpoint `{card['checkpoint']}`, steps {meta.get('steps')}, training wall time {meta.get('wall_s')} s "
+          "(CPU, 1 thread, analysis frozen so far; log training/logs/vm33.tsv).",
+          f"- Training data: {card['training']['data']}. The sources of these photos state research-use licences "
+          "(provenance per crop in the pool's MANIFEST.tsv), and the VM weights are CC BY 4.0: **these weights are a "
+          "research artefact**. The code is Apache-2.0.",
+          f"- Rate points as RD slopes λ (bpp per dB of PSNR-YUV): {', '.join(f'{x:g}' for x in VM_RATE_LAMBDAS)}.",
+          "- Format: ONNX opset 17 float32 (dynamic H/W) + model.bin (docs/model_format.md; mean.topology [1, 1, 5, 5], "
+          "meta.grid [16, 32]). Mean path fixed-point (calibrated on 16 training crops at every rate point).",
+          "", "## Parameters", "", "| part | parameters |", "|---|---:|"]
+    md += [f"| {k} | {v:,} |" for k, v in counts.items()]
+    md += ["", "## kMAC per luma pixel (graphs measured at 768x512; integer parts analytic)", "",
+           "| part | kMAC/px |", "|---|---:|"] + [f"| {k} | {v:.3f} |" for k, v in macs.items()]
+    dec = sum(v for k, v in macs.items() if not k.startswith(("analysis", "hyper_encoder")))
+    md += [f"| **decoder total, BOP** | {dec:.3f} |", "", "## Kodak RD", ""]
+    if rd:
+        md += [f"From `{rd.get('source')}` ({rd.get('images')} images; real bytes through jpegai_fast).", "",
+               "| rate point | bpp | PSNR-YUV (dB) | MS-SSIM-Y | MS-SSIM-Y (dB) |", "|---:|---:|---:|---:|---:|"]
+        md += [f"| {p['rate']} | {p['bpp']:.4f} | {p['psnr_yuv']:.3f} | {p['msssim_y']:.4f} | {p['msssim_db']:.2f} |"
+               for p in rd["points"]]
+        bd = rd.get("bd_rate") or {}
+        if bd:
+            md += ["", "| BD-rate | % |", "|---|---:|"] + [f"| {k} | {v:+.2f} |" for k, v in bd.items()]
+    else:
+        md += ["Not measured at export time (`python -m training.rd_eval --model src/jpegai_fast/models/vm33`, then "
+               "re-export with `--rd`)."]
+    md += ["", "## Files", "", "| file | bytes |", "|---|---:|"] + [f"| {k} | {v:,} |" for k, v in files.items()]
+    (out_dir / "MODEL_CARD.md").write_text("\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    main()
