@@ -339,6 +339,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("skip_below", &LatentModel::skip_below)
       .def_property_readonly("rate_points", &LatentModel::rate_points)
       .def_property_readonly("z_offset", &LatentModel::z_offset)
+      .def_property_readonly("model_id", &LatentModel::model_id)
       .def_property_readonly("channels", [](const LatentModel& self) {
         return py::make_tuple(self.component(0).channels, self.component(1).channels);
       })

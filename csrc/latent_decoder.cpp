@@ -47,6 +47,10 @@ LatentModel::LatentModel(const ModelBlob& blob) {
   if (consts[4] != 1 << tables::kLogSigmaFracBits || consts[5] != tables::kProbBits)
     throw ArgumentError("model: Q7 / probability precision do not match this decoder");
   if (rate_points_ < 1 || rate_points_ > 256) throw ArgumentError("model: rate points out of range");
+  if (blob.has("meta.model_id")) {
+    model_id_ = blob.int32("meta.model_id", {1})[0];
+    if (model_id_ < 1 || model_id_ > 255) throw ArgumentError("model: meta.model_id outside [1, 255]");
+  }
   if (!blob.has("mean.y_frac"))
     throw ArgumentError("model: no fixed-point mean path (mean.*): float-mean models are not supported");
   const std::vector<int32_t> grid = blob.has("meta.grid") ? blob.int32("meta.grid", {2})
@@ -117,6 +121,9 @@ PictureLatents decode_latents(const LatentModel& model, const uint8_t* data, siz
   PictureLatents out;
   out.header = cs.header;
   const PictureHeader& h = out.header;
+  if (h.model_id != model.model_id())
+    throw BitstreamError("model_id", "the stream was made by model " + std::to_string(h.model_id) +
+                                         ", this decoder holds model " + std::to_string(model.model_id()));
   if (h.rate_point >= uint32_t(model.rate_points())) throw BitstreamError("rate_point", "the model has no such rate point");
   const uint32_t latent_channels[2] = {h.latent_channels_luma, h.latent_channels_chroma};
   const uint32_t coded_channels[2] = {h.coded_channels_luma, h.coded_channels_chroma};

@@ -54,6 +54,8 @@ class LatentModel {
   int skip_below() const { return skip_below_; }
   int rate_points() const { return rate_points_; }
   int z_offset() const { return z_offset_; }
+  // The id streams of this model carry in their header (`meta.model_id`; absent: 1, the first model).
+  int model_id() const { return model_id_; }
   LatentSize latent_size(int c, uint32_t height, uint32_t width) const;
   // Q7 log gain offsets of a rate point plus a header displacement, one per channel.
   std::vector<int32_t> offsets(int c, uint32_t rate_point, int32_t displacement) const;
@@ -61,7 +63,7 @@ class LatentModel {
  private:
   ComponentModel comp_[2];
   std::unique_ptr<MeanPath> mean_;
-  int skip_below_ = 0, rate_points_ = 0, z_offset_ = 0;
+  int skip_below_ = 0, rate_points_ = 0, z_offset_ = 0, model_id_ = 1;
 };
 
 struct ComponentLatents {

@@ -22,8 +22,16 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import jpegai_fast  # noqa: E402
 from jpegai_fast import container, entropy  # noqa: E402
-from streamutil import (KERNELS, OUR_ERRORS, decode, flip_bits, gaussian_residual, guarded_arena,  # noqa: E402
-                        smooth_cdf, valid_header)
+from streamutil import (  # noqa: E402
+    KERNELS,
+    OUR_ERRORS,
+    decode,
+    flip_bits,
+    gaussian_residual,
+    guarded_arena,
+    smooth_cdf,
+    valid_header,
+)
 
 
 class Campaign:
@@ -92,7 +100,7 @@ def mutate_all(c: Campaign, valid: bytes, rng: np.random.Generator, scale: float
         family("flip1", ((f"bit={b}", flip_bits(valid, [b])) for b in range(n_bits)))
 
     def multi():
-        for i in range(int(multi_flips * scale)):
+        for _ in range(int(multi_flips * scale)):
             k = int(rng.integers(2, 17))
             pos = rng.choice(n_bits, size=min(k, n_bits), replace=False)
             yield f"bits={sorted(pos.tolist())}", flip_bits(valid, pos)

@@ -33,23 +33,23 @@ class BitWriter:
     def __init__(self) -> None:
         self.bits: list[int] = []
 
-    def put(self, value: int, count: int) -> "BitWriter":
+    def put(self, value: int, count: int) -> BitWriter:
         for i in range(count - 1, -1, -1):
             self.bits.append((value >> i) & 1)
         return self
 
-    def ue(self, value: int) -> "BitWriter":
+    def ue(self, value: int) -> BitWriter:
         v = value + 1
         k = v.bit_length() - 1
         return self.put(0, k).put(v, k + 1)
 
-    def se(self, value: int) -> "BitWriter":
+    def se(self, value: int) -> BitWriter:
         return self.ue(2 * value - 1 if value > 0 else -2 * value)
 
-    def raw_zeros(self, count: int) -> "BitWriter":
+    def raw_zeros(self, count: int) -> BitWriter:
         return self.put(0, count)
 
-    def align(self, pad_bit: int = 0) -> "BitWriter":
+    def align(self, pad_bit: int = 0) -> BitWriter:
         while len(self.bits) % 8:
             self.bits.append(pad_bit)
         return self

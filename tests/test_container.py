@@ -10,8 +10,22 @@ from hypothesis import strategies as st
 
 import jpegai_fast
 from jpegai_fast import container
-from streamutil import (OUR_ERRORS, PIH, SOC, SORP, SORS, SOZ, UDI, codestream,
-                        header_dict, pih_payload, segment, ue_bytes, valid_header, walk_codestream)
+from streamutil import (
+    OUR_ERRORS,
+    PIH,
+    SOC,
+    SORP,
+    SORS,
+    SOZ,
+    UDI,
+    codestream,
+    header_dict,
+    pih_payload,
+    segment,
+    ue_bytes,
+    valid_header,
+    walk_codestream,
+)
 
 MARKER_OF = container.MARKERS
 

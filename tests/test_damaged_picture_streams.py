@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 import jpegai_fast
-
 from shipped_model import requires_model  # noqa: E402
 
 pytestmark = requires_model

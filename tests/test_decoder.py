@@ -5,13 +5,11 @@ substreams); the integers must be identical, the pixels equal to ONNX Runtime pr
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 import jpegai_fast
 from jpegai_fast import Decoder
-
 from shipped_model import MODELS, psnr, requires_model  # noqa: E402
 
 pytestmark = requires_model

@@ -22,7 +22,8 @@ CUDA = "CUDAExecutionProvider"
 
 
 @pytest.mark.skipif(CUDA in ort.get_available_providers(), reason="this onnxruntime has the CUDA provider")
-@pytest.mark.parametrize("make", [lambda: jpegai_fast.Decoder(device="cuda"), lambda: jpegai_fast.Encoder(device="cuda"),
+@pytest.mark.parametrize("make", [lambda: jpegai_fast.Decoder(device="cuda"),
+                                  lambda: jpegai_fast.Encoder(device="cuda"),
                                   lambda: jpegai_fast.decode(b"", device="cuda")])
 def test_cuda_without_onnxruntime_gpu_names_the_fix(make):
     with pytest.raises(DeviceError, match="pip install onnxruntime-gpu") as e:

@@ -2,13 +2,11 @@
 control, any picture size, input validation."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 import jpegai_fast
 from jpegai_fast import encoder
-
 from shipped_model import MODELS, requires_model  # noqa: E402
 
 pytestmark = requires_model
@@ -83,7 +81,8 @@ def test_input_validation(enc, photo):
     with pytest.raises(jpegai_fast.LimitError):
         encoder.Encoder(model=enc.model, max_pixels=1000).encode(photo)
     top = enc.model.num_rates - 1
-    for kwargs in ({"quality": -0.1}, {"quality": top + 0.5}, {"bpp": 0}, {"bpp": float("nan")}, {"rate_point": top + 1},
-                   {"rate_point": 1.5}, {"bpp": 1, "quality": 2}, {"operating_point": "hop"}, {"substreams": 0}):
+    for kwargs in ({"quality": -0.1}, {"quality": top + 0.5}, {"bpp": 0}, {"bpp": float("nan")},
+                   {"rate_point": top + 1}, {"rate_point": 1.5}, {"bpp": 1, "quality": 2}, {"operating_point": "hop"},
+                   {"substreams": 0}):
         with pytest.raises(ValueError):
             enc.encode(photo, **kwargs)

@@ -23,8 +23,17 @@ from hypothesis import strategies as st
 
 import jpegai_fast
 from jpegai_fast import container, entropy
-from streamutil import (KERNELS, OUR_ERRORS, BitWriter, decode, flip_bits, gaussian_residual, read_ue,
-                        smooth_cdf, valid_header)
+from streamutil import (
+    KERNELS,
+    OUR_ERRORS,
+    BitWriter,
+    decode,
+    flip_bits,
+    gaussian_residual,
+    read_ue,
+    smooth_cdf,
+    valid_header,
+)
 
 HERE = pathlib.Path(__file__).resolve().parent
 SKIP = entropy.SKIP_INDEX
@@ -176,7 +185,7 @@ def test_wrong_scale_map_is_detected_or_harmless():
     data = entropy.encode_residual(sym, idx, substreams=2)
     detected = 0
     rng = np.random.default_rng(0)
-    for trial in range(200):
+    for _ in range(200):
         other = idx.copy()
         where = rng.choice(idx.size, size=int(rng.integers(1, 20)), replace=False)
         other[where] = rng.integers(0, 64, where.size).astype(np.uint8)

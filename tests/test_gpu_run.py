@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import pathlib
 import subprocess
 import sys
 
@@ -21,7 +20,7 @@ def _photos(folder, size=288):
     from PIL import Image
     from skimage import data
     folder.mkdir()
-    for i, name in enumerate(("astronaut", "coffee", "chelsea", "rocket")):
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
         im = getattr(data, name)()
         Image.fromarray(im[:size, :size]).save(folder / f"skimage__{name}__0__y0x0.jpg", quality=95, subsampling=0)
     return folder

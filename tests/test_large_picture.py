@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 
 import jpegai_fast
-
 from shipped_model import ROOT, requires_model  # noqa: E402
 
 pytestmark = [pytest.mark.slow, requires_model]
@@ -77,12 +76,14 @@ def test_8160x6120_decode_peak_rss_within_2gb(tmp_path, record_property):
     decoded = np.load(tmp_path / "decoded.npy", mmap_mode="r")
     quality = psnr_banded(decoded, photo)
     encoder_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    for k, v in dict(peak_rss_mb=res["peak_rss_mb"], vm_hwm_mb=res["vm_hwm_mb"], decode_s=res["seconds"], encode_s=round(encode_s, 1),
-                     bpp=h["bpp"], psnr=round(quality, 2), test_process_peak_rss_mb=round(encoder_rss_mb)).items():
+    for k, v in dict(peak_rss_mb=res["peak_rss_mb"], vm_hwm_mb=res["vm_hwm_mb"], decode_s=res["seconds"],
+                     encode_s=round(encode_s, 1), bpp=h["bpp"], psnr=round(quality, 2),
+                     test_process_peak_rss_mb=round(encoder_rss_mb)).items():
         record_property(k, v)
     print(f"\n8160x6120: {len(data)} B ({h['bpp']:.4f} bpp), PSNR {quality:.2f} dB, encode {encode_s:.1f} s "
           f"(test process peak RSS {encoder_rss_mb:.0f} MiB); decode {res['seconds']:.1f} s, peak RSS "
-          f"{res['peak_rss_mb']:.0f} MiB (VmHWM {res['vm_hwm_mb']} MiB), {res['threads']} threads, stages (ms) {res['timing_ms']}")
+          f"{res['peak_rss_mb']:.0f} MiB (VmHWM {res['vm_hwm_mb']} MiB), {res['threads']} threads, "
+          f"stages (ms) {res['timing_ms']}")
     assert decoded.shape == photo.shape
     assert quality > 22.0
     assert res["peak_rss_mb"] <= PEAK_RSS_LIMIT_MB

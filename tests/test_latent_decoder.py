@@ -6,13 +6,11 @@ call; every integer must match.
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 import jpegai_fast
 from jpegai_fast import _core
-
 from shipped_model import MODELS, requires_model  # noqa: E402
 
 pytestmark = requires_model
@@ -80,6 +78,10 @@ def test_stream_must_match_the_model(latent_model):
 
     h = container.PictureHeader()
     h.width = h.height = 64
+    h.model_id = 7
+    with pytest.raises(jpegai_fast.BitstreamError, match="model_id.*made by model 7.*holds model 1"):
+        latent_model.decode(container.write(h, {"SOZ": b"\x80", "SORP": b"", "SORS": b""}))
+    h.model_id = latent_model.model_id
     h.latent_channels_luma = h.coded_channels_luma = 128  # the model has 160
     with pytest.raises(jpegai_fast.BitstreamError, match="latent_channels_luma"):
         latent_model.decode(container.write(h, {"SOZ": b"\x80", "SORP": b"", "SORS": b""}))

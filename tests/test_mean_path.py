@@ -54,8 +54,8 @@ def _latents(rd, model, photo, rate):
 @pytest.mark.parametrize("crop,rate", [((0, 0, 78, 94), 0), ((100, 60, 130, 102), 3), ((20, 200, 64, 64), 7)])
 def test_cpp_equals_numpy(ref, core_mean, crop, rate):
     rd, model = ref
-    t, l, h, w = crop
-    photo = np.ascontiguousarray(skdata.astronaut()[t:t + h, l:l + w])
+    top, left, h, w = crop
+    photo = np.ascontiguousarray(skdata.astronaut()[top:top + h, left:left + w])
     enc, y_float = _latents(rd, model, photo, min(rate, model.num_rates - 1))
     hw = latent_size(photo.shape[:2])
     for k, comp in enumerate(rd.COMPONENTS):

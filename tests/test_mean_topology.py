@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from shipped_model import ROOT  # noqa: F401  (repository root on sys.path)
 from jpegai_fast import _core, container, entropy
+from shipped_model import ROOT  # noqa: F401  (repository root on sys.path)
 from training import reference_decoder as rd
 
 C_LUMA, C_CHROMA, RATES, Y_FRAC, PSI_FRAC = 32, 32, 2, 8, 8

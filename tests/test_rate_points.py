@@ -5,12 +5,10 @@ Crops keep the suite fast; sizes are deliberately not multiples of 16 (padding a
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 import jpegai_fast
-
 from shipped_model import MODELS, psnr, requires_model  # noqa: E402
 
 pytestmark = requires_model
@@ -36,8 +34,8 @@ def decoder():
 
 
 def _photo(name):
-    t, l, h, w = PHOTOS[name]
-    return np.ascontiguousarray(getattr(skdata, name)()[t:t + h, l:l + w, :3])
+    top, left, h, w = PHOTOS[name]
+    return np.ascontiguousarray(getattr(skdata, name)()[top:top + h, left:left + w, :3])
 
 
 @pytest.mark.parametrize("name", sorted(PHOTOS))

@@ -19,9 +19,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from reference.hyper_scale_decoder import hyper_scale_decode  # noqa: E402  (tests/reference oracle)
+from shipped_model import MODELS  # noqa: E402
+from shipped_model import requires_model as needs_model  # noqa: E402
 from training import reference_decoder as rd  # noqa: E402
-
-from shipped_model import MODELS, requires_model as needs_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,14 @@
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 import jpegai_fast
-from jpegai_fast import Decoder, colour, decoder as decmod, encoder as encmod, synthesis as rec
-
+from jpegai_fast import Decoder, colour
+from jpegai_fast import decoder as decmod
+from jpegai_fast import encoder as encmod
+from jpegai_fast import synthesis as rec
 from shipped_model import MODELS, psnr  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------- colour

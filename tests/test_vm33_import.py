@@ -89,6 +89,7 @@ def test_glue_reconstructs_the_photo(latents):
     """The README's glue — z = round(hyper_encoder(y)), mu = hyper_decoder(z), y_hat = round(y - mu) + mu,
     PixelShuffle(4), ×128 + 127.5 — gives the photo back at the VM's quality, and mu matters."""
     from skimage import data
+
     from training.colour import psnr, rgb_to_yuv420
     rgb = torch.from_numpy(data.astronaut()[:192, 64:320].copy()).permute(2, 0, 1)[None].float()
     y, _ = rgb_to_yuv420(rgb)

@@ -32,6 +32,8 @@ from .reference_decoder import BLOB_VERSION, pmf_to_cdf, write_blob
 from .sigma_levels import SKIP_INDEX_THRESHOLD
 from .vm_codec import GRID, VM_RATE_LAMBDAS, VMCodec, parameter_counts
 
+MODEL_ID = 2  # the header's model_id of vm33 streams (vr_bop: 1)
+
 
 class AnalysisLuma(nn.Module):
     def __init__(self, m):
@@ -118,7 +120,8 @@ def blob_sections(model: VMCodec, calib) -> dict:
     sec = {"meta.channels": np.array([vm33.LUMA_LATENT, vm33.CHROMA_LATENT], np.int32),
            "meta.consts": np.array([SKIP_INDEX_THRESHOLD, Z_BOUND, 2 * Z_BOUND + 1, rates, 128, 12], np.int32),
            "meta.rate_lambdas": np.array(VM_RATE_LAMBDAS, np.float32),
-           "meta.grid": np.array([GRID["luma"], GRID["chroma"]], np.int32)}
+           "meta.grid": np.array([GRID["luma"], GRID["chroma"]], np.int32),
+           "meta.model_id": np.array([MODEL_ID], np.int32)}
     for comp in ("luma", "chroma"):
         m = getattr(model, comp)
         for k, v in m.hyper_scale.export_int().items():

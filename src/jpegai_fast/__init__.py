@@ -9,13 +9,13 @@ pixel domain runs in ONNX Runtime.  Nothing here imports torch.
     dec = jpegai_fast.Decoder(operating_point="sop")  # sessions kept for many pictures
     latents = dec.decode_latents(data)                # ŷ, σ, indices: compressed-domain tasks
 """
-from .errors import BitstreamError, DeviceError, JpegAiError, LimitError
 from . import container, entropy
+from . import pillow_plugin as pillow_plugin  # registers ".jai" with Pillow (open and save) on import
 from .decoder import Decoder, decode
 from .encoder import Encoder, encode
+from .errors import BitstreamError, DeviceError, JpegAiError, LimitError
 from .model import Model
-from . import pillow_plugin  # registers ".jai" with Pillow (open and save)
 
 __version__ = "0.1.0"
-__all__ = ["BitstreamError", "DeviceError", "JpegAiError", "LimitError", "container", "entropy", "Decoder", "decode", "Encoder",
-           "encode", "Model", "__version__"]
+__all__ = ["BitstreamError", "DeviceError", "JpegAiError", "LimitError", "container", "entropy", "Decoder", "decode",
+           "Encoder", "encode", "Model", "__version__"]

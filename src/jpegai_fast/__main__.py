@@ -65,8 +65,8 @@ def _photo(name: str) -> tuple[str, np.ndarray]:
         return str(p), _load_rgb(p)
     try:
         from skimage import data as skdata
-    except ImportError:
-        raise SystemExit(f"{name}: not a file (scikit-image photos need: pip install 'jpegai_fast[demo]')")
+    except ImportError as e:
+        raise SystemExit(f"{name}: not a file (scikit-image photos need: pip install 'jpegai_fast[demo]')") from e
     if not hasattr(skdata, name):
         raise SystemExit(f"{name}: not a file nor a scikit-image data photo")
     img = getattr(skdata, name)()

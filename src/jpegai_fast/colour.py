@@ -48,7 +48,8 @@ def _rgb_to_yuv420_band(rgb: np.ndarray):
     return y.astype(np.float32), uv.astype(np.float32)
 
 
-def yuv420_to_rgb(y: np.ndarray, uv: np.ndarray, band_rows: int = BAND_ROWS, out: np.ndarray | None = None) -> np.ndarray:
+def yuv420_to_rgb(y: np.ndarray, uv: np.ndarray, band_rows: int = BAND_ROWS,
+                  out: np.ndarray | None = None) -> np.ndarray:
     """Y [H,W], UV [2,ceil(H/2),ceil(W/2)] 0-255 full range -> uint8 RGB [H,W,3].
 
     Rows: 2i <- ¼C[i−1] + ¾C[i], 2i+1 <- ¾C[i] + ¼C[i+1]; columns: 2j <- C[j], 2j+1 <- ½(C[j] + C[j+1])

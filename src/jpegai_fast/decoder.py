@@ -15,7 +15,7 @@ import numpy as np
 
 from . import colour, container, synthesis
 from .errors import BitstreamError
-from .model import OPERATING_POINTS, Model
+from .model import OPERATING_POINTS, Model, providers_for, shipped_model_for_id
 
 __all__ = ["Decoder", "decode", "header_dict", "read_input", "synthesis_tiling", "STAGES", "DEFAULT_TILE_SIZE",
            "DEFAULT_TILE_OVERLAP", "AUTO_TILE_PIXELS"]
@@ -217,6 +217,12 @@ def _cached_decoder(model, operating_point, device, threads, tile_size="auto", t
 
 def decode(data, model="default", operating_point="bop", device="cpu", threads=None, output="rgb",
            tile_size="auto", tile_overlap=None):
-    """One-shot decode (the Decoder and its sessions are cached per argument set)."""
+    """One-shot decode (the Decoder and its sessions are cached per argument set).  ``model="default"``: the
+    shipped model whose id the stream's header carries, so streams of every shipped model decode."""
+    providers_for(device)  # a missing CUDA provider is named before the stream is looked at
+    data = read_input(data)
+    if isinstance(model, str) and model == "default":
+        h, _ = container.parse(data, container.DEFAULT_MAX_PIXELS)
+        model = shipped_model_for_id(h.model_id) or "default"  # unknown id: the default model refuses it
     return _cached_decoder(model, operating_point, device, threads, tile_size, tile_overlap).decode(
         data, output=output)

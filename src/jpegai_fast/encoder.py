@@ -12,20 +12,21 @@ import math
 
 import numpy as np
 
-from . import colour, container, entropy, synthesis as syn
+from . import colour, container, entropy
+from . import synthesis as syn
 from .decoder import AUTO_TILE_PIXELS, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
 from .errors import LimitError
 from .model import Model
 
 __all__ = ["Encoder", "encode", "quality_to_params", "header_tiling", "MODEL_ID", "ANALYSIS_OVERLAP"]
 
-MODEL_ID = 1  # as the reference codec writes it
+MODEL_ID = 1  # the header model id of the first model (vr_bop); each model's own is LatentModel.model_id
 MAX_SIDE = 65536
 QUALITY_BELOW, QUALITY_ABOVE = 4.0, 2.0  # how far bpp rate control may go past the trained rate points
 OPS = {"sop": 0, "bop": 1}
 # Analysis tiling (encoder memory): the analysis graphs see a stride-16 grid with a receptive field of
-# about 60 luma samples, so 64 samples of overlap cover it (docs/stages.md, "Encoder").  Used whenever the synthesis is tiled, and for untiled
-# streams above AUTO_TILE_PIXELS.
+# about 60 luma samples, so 64 samples of overlap cover it (docs/stages.md, "Encoder").  Used whenever the
+# synthesis is tiled, and for untiled streams above AUTO_TILE_PIXELS.
 ANALYSIS_OVERLAP = 64
 
 
@@ -159,7 +160,7 @@ class Encoder:
         hd = container.PictureHeader()
         hd.height, hd.width = an.image_hw
         hd.bit_depth, hd.chroma_format, hd.colour_transform = 8, 1, 1
-        hd.model_id, hd.operating_point, hd.rate_point = MODEL_ID, OPS[op], rate
+        hd.model_id, hd.operating_point, hd.rate_point = m.latent_model.model_id, OPS[op], rate
         hd.gain_log_luma, hd.gain_log_chroma = int(disp[0]), int(disp[1])
         hd.latent_channels_luma = hd.coded_channels_luma = m.channels["luma"]
         hd.latent_channels_chroma = hd.coded_channels_chroma = m.channels["chroma"]

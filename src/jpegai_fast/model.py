@@ -21,7 +21,7 @@ import numpy as np
 from . import _core
 from .errors import DeviceError
 
-__all__ = ["MODELS_DIR", "available_models", "model_dir", "latent_model", "Model", "session_options", "providers_for",
+__all__ = ["MODELS_DIR", "available_models", "model_dir", "latent_model", "shipped_model_for_id", "Model", "session_options", "providers_for",
            "OPERATING_POINTS"]
 
 MODELS_DIR = pathlib.Path(__file__).resolve().parent / "models"
@@ -57,9 +57,17 @@ def model_dir(model: str | os.PathLike = "default") -> pathlib.Path:
 OPERATING_POINTS = {0: "sop", 1: "bop"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _latent_model_at(path: pathlib.Path, mtime_ns: int, size: int):
     return _core.LatentModel(path.read_bytes())
+
+
+def shipped_model_for_id(model_id: int) -> str | None:
+    """The name of the shipped model whose streams carry ``model_id`` in their header (None: no such model)."""
+    for name in available_models():
+        if latent_model(MODELS_DIR / name).model_id == model_id:
+            return name
+    return None
 
 
 def latent_model(directory: pathlib.Path):
@@ -134,7 +142,7 @@ class Model:
         self._sessions: dict = {}
         self._lock = threading.Lock()
 
-    def configured(self, device: str | None = None, threads: int | None = None) -> "Model":
+    def configured(self, device: str | None = None, threads: int | None = None) -> Model:
         """This model directory under another runtime (``None``: keep this one's setting)."""
         device = self.device if device is None else device
         want = self.threads if threads is None else resolve_threads(threads)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .entropy import SIGMA_MAX, SIGMA_MIN, NUM_LEVELS
+from .entropy import NUM_LEVELS, SIGMA_MAX, SIGMA_MIN
 
 __all__ = ["Tiling", "gain", "synthesise", "synthesise_tiled", "tile_spans", "sigma_from_log", "LATENT_STRIDE"]
 
