@@ -19,7 +19,6 @@ import json
 import pathlib
 
 import numpy as np
-import onnx
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -92,10 +91,10 @@ def graphs(model: VMCodec):
                 "image_uv": rng.uniform(0, 255, (1, 2, hh // 2, ww // 2)).astype(np.float32)}
 
     def yl(h, w):
-        return {"y_hat": f32(1, cl, h, w, scale=2), "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
+        return {"y_hat": f32(1, cl, h, w, scale=0.3), "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
 
     def yc(h, w):
-        return {"y_hat_luma": f32(1, cl, h, w, scale=2), "y_hat_chroma": f32(1, cc, -(-h // 2), -(-w // 2), scale=2),
+        return {"y_hat_luma": f32(1, cl, h, w, scale=0.3), "y_hat_chroma": f32(1, cc, -(-h // 2), -(-w // 2), scale=0.3),
                 "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
 
     return {
@@ -107,7 +106,8 @@ def graphs(model: VMCodec):
         "hyper_encoder_chroma": (model.chroma.hyper_encoder, lambda h, w: {"y": f32(1, cc, h, w, scale=2)},
                                  lambda d: model.chroma.hyper_encoder(d["y"])),
         "synthesis_bop_luma": (SynLuma(syn.luma), yl,
-                               lambda d: syn(d["y_hat"], torch.zeros(1, cc, 1, 1), d["image_ref"].shape[-2:])[0]),
+                               lambda d: denormalise(F.pixel_shuffle(syn.luma(d["y_hat"]), 4)[
+                                   ..., :d["image_ref"].shape[-2], :d["image_ref"].shape[-1]])),
         "synthesis_bop_chroma": (SynChroma(syn.chroma), yc,
                                  lambda d: syn(d["y_hat_luma"], d["y_hat_chroma"], d["image_ref"].shape[-2:])[1]),
     }
@@ -203,7 +203,8 @@ def main():
     if args.rd:
         full = json.loads(pathlib.Path(args.rd).read_text())
         rd = {"source": args.rd, "images": full["images"], "points": full["ours"]["mean_points"],
-              "bd_rate": {k: (v["mean_percent"] if isinstance(v, dict) else v) for k, v in full.get("bd_rate", {}).items()}}
+              "bd_rate": {k: (v["mean_percent"] if isinstance(v, dict) else v)
+                          for k, v in full.get("bd_rate", {}).items()}}
     for _ in range(2):  # second pass: the file table includes the card files' own sizes
         write_card(out_dir, args.name, args.checkpoint, meta, model, macs, validation, rd)
     total = sum(p.stat().st_size for p in out_dir.iterdir())
@@ -231,8 +232,9 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd):
           "(provenance per crop in the pool's MANIFEST.tsv), and the VM weights are CC BY 4.0: **these weights are a "
           "research artefact**. The code is Apache-2.0.",
           f"- Rate points as RD slopes λ (bpp per dB of PSNR-YUV): {', '.join(f'{x:g}' for x in VM_RATE_LAMBDAS)}.",
-          "- Format: ONNX opset 17 float32 (dynamic H/W) + model.bin (docs/model_format.md; mean.topology [1, 1, 5, 5], "
-          "meta.grid [16, 32]). Mean path fixed-point (calibrated on 16 training crops at every rate point).",
+          "- Format: ONNX opset 17 float32 (dynamic H/W) + model.bin (docs/model_format.md; "
+          "mean.topology [1, 1, 5, 5], meta.grid [16, 32]). Mean path fixed-point (calibrated on 16 training crops "
+          "at every rate point).",
           "", "## Parameters", "", "| part | parameters |", "|---|---:|"]
     md += [f"| {k} | {v:,} |" for k, v in counts.items()]
     md += ["", "## kMAC per luma pixel (graphs measured at 768x512; integer parts analytic)", "",
