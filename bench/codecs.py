@@ -27,10 +27,11 @@ from __future__ import annotations
 import io
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -296,7 +297,8 @@ class HEVC(_FFmpegYuvCodec):
     def encode(self, rgb: np.ndarray, param) -> bytes:
         return _ffmpeg_encode_yuv420p10(
             "libx265", rgb_to_yuv420p10(rgb),
-            {"preset": "medium", "tune": "psnr", "x265-params": f"qp={int(param)}:ipratio=1:keyint=1:info=0:log-level=error"},
+            {"preset": "medium", "tune": "psnr",
+             "x265-params": f"qp={int(param)}:ipratio=1:keyint=1:info=0:log-level=error"},
         )
 
 
@@ -501,7 +503,8 @@ class JpegAiFast(Codec):
     streams of the decode benchmark (target = the VVC stream's bpp).  The coded latents do not depend on the
     operating point (the encoder only writes it into the header), so BOP and SOP share one set of streams
     (``operating_point="bop"`` in the header, cache namespace "jpegai_fast"): the SOP rows decode them with
-    ``Decoder(operating_point="sop")``, which picks the SOP synthesis whatever the header says.  Decode: one ``jpegai_fast.Decoder(operating_point=op, threads=1 or None)`` per thread setting,
+    ``Decoder(operating_point="sop")``, which picks the SOP synthesis whatever the header says.  Decode: one
+    ``jpegai_fast.Decoder(operating_point=op, threads=1 or None)`` per thread setting,
     created once and kept (as a user decoding many pictures would); its ORT sessions are created at the first
     decode, which is the untimed check / warm-up.  After every decode ``Decoder.last_timing`` (seconds per
     stage) is appended to :attr:`stage_log` for the stage breakdown.

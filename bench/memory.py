@@ -235,7 +235,8 @@ def measure(sizes=tuple(SIZES), ops=OPS, threads: int = 0, image: str = DEFAULT_
                         "encoder peak RSS MB": enc.get("encoder_peak_rss_mb", enc.get("child_peak_rss_mb")),
                         "error": enc.get("error")})
         if path is None:
-            log(f"  {label}: encode failed ({enc.get('error')}; encoder peak {enc.get('child_peak_rss_mb') or 0:.0f} MB)")
+            log(f"  {label}: encode failed ({enc.get('error')}; "
+                f"encoder peak {enc.get('child_peak_rss_mb') or 0:.0f} MB)")
         for op in ops:
             row = {"size": label, "width": w, "height": h, "MP": w * h / 1e6, "codec": f"jpegai_fast-{op}",
                    "threads": tlabel}

@@ -187,7 +187,8 @@ def run_benchmark(quick: bool, results_dir: Path, extra: list[str], log=print) -
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     dt = time.perf_counter() - t0
     tail = "\n".join(proc.stdout.strip().splitlines()[-3:])
-    written = [line.split(": ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("bench results written: ")]
+    written = [line.split(": ", 1)[1] for line in proc.stdout.splitlines()
+               if line.startswith("bench results written: ")]
     js = [p for p in written if p.endswith(".json")]
     if proc.returncode != 0 or not js:
         log(proc.stdout[-4000:] + proc.stderr[-2000:])
@@ -439,7 +440,8 @@ def write_docs(path: Path, data: dict, plot_paths: dict, quick: bool, cmd: str) 
         "",
         "```sh",
         'pip install -e ".[bench]"                      # the bench extra of pyproject.toml',
-        "python -m bench.report                         # full: this page, plots, bench/results/* (budget 30 min, 2 cores)",
+        "python -m bench.report                         # full: this page, plots, bench/results/* "
+        "(budget 30 min, 2 cores)",
         "python -m bench.report --quick                 # 3 images, 2 QPs, memory at 0.4 and 3 MP (budget 3 min)",
         "python -m pytest bench/test_codecs.py --benchmark-only [--quick] [--images all]   # decode time alone",
         "python -m bench.memory [--quick]               # peak RSS alone",

@@ -14,7 +14,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -59,12 +59,12 @@ class Stream:
         return _bpp(len(self.data), self.width, self.height)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _image_digest(name: str) -> str:
     return hashlib.sha256((C.kodak_dir() / f"{name}.png").read_bytes()).hexdigest()[:16]
 
 
-@lru_cache(maxsize=None)
+@cache
 def image_rgb(name: str) -> np.ndarray:
     rgb = C.load_rgb(name)
     rgb.setflags(write=False)
@@ -115,7 +115,7 @@ def matched(codec: C.Codec, name: str, target_bpp: float) -> Stream:
     return min(streams, key=lambda s: abs(math.log(s.bpp / target_bpp)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def anchor_csv() -> dict[tuple[str, int], dict]:
     """anchor_rgb.csv rows keyed by (image, qp), numbers as float."""
     out = {}

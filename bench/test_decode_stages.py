@@ -2,7 +2,8 @@
 
 Picture: kodim01 when the Kodak set is there (``--kodak`` / $JPEGAI_BENCH_KODAK, default
 ../shared/datasets/kodak), else scikit-image's "coffee" photo resized to 768 x 512 (bicubic), so the
-suite runs anywhere.  Encoded once at quality 4 (λ 0.0113; quality 3 of the older 6-point model) (untiled: the picture fits one synthesis tile).
+suite runs anywhere.  Encoded once at quality 4 (λ 0.0113; quality 3 of the older 6-point model) (untiled: the
+picture fits one synthesis tile).
 Each round is one ``Decoder.decode`` (RGB out); the stage times are ``Decoder.last_timing`` (the C++
 latent call's own steady_clock timers for parse / z / hyper-scale / residual, perf_counter around
 the rest).  Reported: median ms and % of the median total per stage, and whether every latent-domain

@@ -91,7 +91,8 @@ def compressai(wl, one_torch_thread):
     np.testing.assert_array_equal(coder.to_int16(coder.decode(strings)), wl.symbols)
     _record_size("compressai GaussianConditional", coder.nbytes(strings), wl.n)
     _REPORT["baselines"]["compressai"] = {
-        "api": "GaussianConditional(scale_table=SIGMA_LEVELS).update(); compress/decompress(indexes=scale_index, means=None)",
+        "api": "GaussianConditional(scale_table=SIGMA_LEVELS).update(); "
+               "compress/decompress(indexes=scale_index, means=None)",
         "import": coder.import_mode,
         "torch_threads": 1,
     }

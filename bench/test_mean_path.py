@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 
 from bench.results_writer import register_suite

@@ -54,7 +54,8 @@ def bd_quality(anchor_rate, anchor_quality, test_rate, test_quality) -> float:
     lo, hi = max(xa[0], xt[0]), min(xa[-1], xt[-1])
     if not hi > lo:
         return math.nan
-    return float((PchipInterpolator(xt, yt).integrate(lo, hi) - PchipInterpolator(xa, ya).integrate(lo, hi)) / (hi - lo))
+    area = PchipInterpolator(xt, yt).integrate(lo, hi) - PchipInterpolator(xa, ya).integrate(lo, hi)
+    return float(area / (hi - lo))
 
 
 if __name__ == "__main__":

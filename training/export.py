@@ -194,17 +194,20 @@ def graphs(model: Codec):
         syn = model.synthesis[op]
 
         def yl(h, w):
-            return {"y_hat": f32(1, cl, h, w, scale=2), "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
+            return {"y_hat": f32(1, cl, h, w, scale=2),
+                    "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
 
         def yc(h, w):
             return {"y_hat_luma": f32(1, cl, h, w, scale=2), "y_hat_chroma": f32(1, cc, h, w, scale=2),
                     "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
 
-        out[f"synthesis_{op}_luma"] = (SynLuma(syn["luma"]), yl,
-                                       lambda d, syn=syn: denormalise(syn["luma"](d["y_hat"], d["image_ref"].shape[-2:])))
+        out[f"synthesis_{op}_luma"] = (
+            SynLuma(syn["luma"]), yl,
+            lambda d, syn=syn: denormalise(syn["luma"](d["y_hat"], d["image_ref"].shape[-2:])))
         out[f"synthesis_{op}_chroma"] = (
             SynChroma(syn["chroma"]), yc,
-            lambda d, syn=syn: denormalise(syn["chroma"](d["y_hat_luma"], d["y_hat_chroma"], d["image_ref"].shape[-2:])))
+            lambda d, syn=syn: denormalise(
+                syn["chroma"](d["y_hat_luma"], d["y_hat_chroma"], d["image_ref"].shape[-2:])))
     return out
 
 
@@ -292,7 +295,8 @@ def measure_macs(out_dir, model, hw=(512, 768)):
         if s:
             feeds[f"context_luma_stage{s}"]["prev"] = z((1, cl * s, h2, w2), np.float32)
     for op in ("bop", "sop"):
-        feeds[f"synthesis_{op}_luma"] = {"y_hat": z((1, cl, hl, wl), np.float32), "image_ref": z((1, 0, h, w), np.float32)}
+        feeds[f"synthesis_{op}_luma"] = {"y_hat": z((1, cl, hl, wl), np.float32),
+                                         "image_ref": z((1, 0, h, w), np.float32)}
         feeds[f"synthesis_{op}_chroma"] = {"y_hat_luma": z((1, cl, hl, wl), np.float32),
                                            "y_hat_chroma": z((1, cc, hl, wl), np.float32),
                                            "image_ref": z((1, 0, h, w), np.float32)}
@@ -423,7 +427,8 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd):
            "- Mean path (hyper-mean decoders, luma context model, ŷ = μ + r/g): **fixed-point** in model.bin "
            "(int8 weights per output channel, int16 activations, int32 accumulators, power-of-two scales "
            "calibrated on 16 training crops at every rate point; post-training, no fine-tuning), decoded "
-           "bit-exactly by the C++ core; its cost against the float path: the vs_baseline rows of training/results/rd_eval.md."),
+           "bit-exactly by the C++ core; its cost against the float path: the vs_baseline rows of "
+           "training/results/rd_eval.md."),
           "",
           "## Parameters", "", "| part | parameters |", "|---|---:|"]
     md += [f"| {k} | {v:,} |" for k, v in counts.items()]
@@ -499,7 +504,8 @@ def main():
     if args.rd:
         full = json.loads(pathlib.Path(args.rd).read_text())
         rd = {"source": args.rd, "images": full["images"], "points": full["ours"]["mean_points"],
-              "bd_rate": {k: (v["mean_percent"] if isinstance(v, dict) else v) for k, v in full.get("bd_rate", {}).items()}}
+              "bd_rate": {k: (v["mean_percent"] if isinstance(v, dict) else v)
+                          for k, v in full.get("bd_rate", {}).items()}}
     (out_dir / "README.md").write_text(MODEL_README.format(name=args.name, ckpt=label,
                                                            steps=meta.get("steps", {}).get("bop")))
     for _ in range(2):  # second pass: the file table then includes the card files' own sizes
@@ -590,17 +596,20 @@ def compare(model: Codec, model_dir, kodak, names, rates):
             row["a_hsd_numpy_equals_qat"] = all(
                 np.array_equal(dec["s"][c].astype(np.float64), tr["s_qat"][c]) for c in rd.COMPONENTS)
             row["a_idx_equal"] = all(np.array_equal(dec["idx"][c], tr["idx"][c]) for c in rd.COMPONENTS)
-            row["a_yhat_max_abs_diff"] = max(float(np.abs(dec["y_hat"][c] - tr["y_hat"][c]).max()) for c in rd.COMPONENTS)
+            row["a_yhat_max_abs_diff"] = max(float(np.abs(dec["y_hat"][c] - tr["y_hat"][c]).max())
+                                             for c in rd.COMPONENTS)
             row["a_ref_psnr_yuv420"] = _psnr_yuv420(dec["Y"], dec["UV"], tr["orig_y"], tr["orig_uv"])
             # (b) full reference encoder -> rANS bitstream -> reference decoder
             data, enc = rd.encode_bitstream(ref, rgb, rate)
             back = rd.decode_bitstream(ref, data)
             row["b_z_hat_mismatch"] = int(sum((enc["z_hat"][c] != tr["z_hat"][c]).sum() for c in rd.COMPONENTS))
             row["b_idx_mismatch"] = int(sum((enc["idx"][c] != tr["idx"][c]).sum() for c in rd.COMPONENTS))
-            row["b_residual_mismatch"] = int(sum((enc["residual"][c] != tr["residual"][c]).sum() for c in rd.COMPONENTS))
+            row["b_residual_mismatch"] = int(sum((enc["residual"][c] != tr["residual"][c]).sum()
+                                                 for c in rd.COMPONENTS))
             row["b_residual_elements"] = int(sum(tr["residual"][c].size for c in rd.COMPONENTS))
             row["b_roundtrip_integers_exact"] = all(
-                np.array_equal(back["z_hat"][c], enc["z_hat"][c]) and np.array_equal(back["residual"][c], enc["residual"][c])
+                np.array_equal(back["z_hat"][c], enc["z_hat"][c])
+                and np.array_equal(back["residual"][c], enc["residual"][c])
                 for c in rd.COMPONENTS)
             row["b_bytes"] = len(data)
             row["b_bpp"] = 8 * len(data) / hw[0] / hw[1]

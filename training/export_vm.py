@@ -91,10 +91,12 @@ def graphs(model: VMCodec):
                 "image_uv": rng.uniform(0, 255, (1, 2, hh // 2, ww // 2)).astype(np.float32)}
 
     def yl(h, w):
-        return {"y_hat": f32(1, cl, h, w, scale=0.3), "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
+        return {"y_hat": f32(1, cl, h, w, scale=0.3),
+                "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
 
     def yc(h, w):
-        return {"y_hat_luma": f32(1, cl, h, w, scale=0.3), "y_hat_chroma": f32(1, cc, -(-h // 2), -(-w // 2), scale=0.3),
+        return {"y_hat_luma": f32(1, cl, h, w, scale=0.3),
+                "y_hat_chroma": f32(1, cc, -(-h // 2), -(-w // 2), scale=0.3),
                 "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
 
     return {

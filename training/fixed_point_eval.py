@@ -26,7 +26,6 @@ import pathlib
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .bd_rate import bd_rate
 from .codec import RATE_LAMBDAS, Codec

@@ -39,6 +39,7 @@ def tracked_bytes():
 def prepare(data, out, budget, size=288, quality=92):
     """Write one centre crop per source photo (JPEG 4:4:4) until `budget` bytes; -> (files, bytes)."""
     from PIL import Image
+
     from .data import pool_files
     out = pathlib.Path(out)
     if out.exists():
@@ -60,8 +61,8 @@ def prepare(data, out, budget, size=288, quality=92):
 
 def smoke_test(device, steps=3):
     """A few bf16 training steps of the vm33 model on random pixels: finite loss, gradients, device named."""
+    from .colour import rgb_to_yuv420, weighted_mse, yuv_mse
     from .vm_codec import VMCodec
-    from .colour import rgb_to_yuv420, yuv_mse, weighted_mse
     t0 = time.time()
     model = VMCodec(pretrained=False).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-5)
@@ -96,7 +97,8 @@ def main():
     ap.add_argument("--prepare", action="store_true", help="write the carried data subset and exit")
     ap.add_argument("--merge", default=None, help="take a finished run's checkpoint and log into training/")
     ap.add_argument("--pool", default="../shared/datasets/train", help="--prepare: the full pool")
-    ap.add_argument("--budget-mb", type=float, default=0, help="--prepare: subset size (0: what the 64 MiB leaves, <= 25)")
+    ap.add_argument("--budget-mb", type=float, default=0,
+                    help="--prepare: subset size (0: what the 64 MiB leaves, <= 25)")
     ap.add_argument("--minutes", type=float, default=7.0)
     ap.add_argument("--out", default=None)
     ap.add_argument("--device", default="cuda")

@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from .colour import rgb_to_yuv420
-from .data import pool_files, _load_rgb
 from . import vm33
+from .colour import rgb_to_yuv420
+from .data import _load_rgb, pool_files
 
 DEFAULT_OUT = pathlib.Path(__file__).resolve().parent / "cache" / "vm33_latents.pt"
 

@@ -38,6 +38,7 @@ from .bd_rate import bd_rate
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 JPEG_QUALITIES = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+METRICS = ("bpp", "psnr_yuv", "psnr_y", "msssim_y", "msssim_db")  # per point, in every rate table
 
 
 def rgb_to_ycbcr(rgb):
@@ -99,7 +100,7 @@ def vvc_points(csv_path, names):
         for row in csv.DictReader(f):
             if row["image"] in out:
                 out[row["image"]].append({"qp": int(row["qp"]), "bytes": int(row["bytes"]),
-                                          **{k: float(row[k]) for k in ("bpp", "psnr_yuv", "psnr_y", "msssim_y", "msssim_db")}})
+                                          **{k: float(row[k]) for k in METRICS}})
     return out
 
 
@@ -109,7 +110,7 @@ def mean_points(per_image, key):
     for k in keys:
         rows = [p for pts in per_image.values() for p in pts if p[key] == k]
         res.append({key: k, "images": len(rows),
-                    **{m: float(np.mean([r[m] for r in rows])) for m in ("bpp", "psnr_yuv", "psnr_y", "msssim_y", "msssim_db")}})
+                    **{m: float(np.mean([r[m] for r in rows])) for m in METRICS}})
     return res
 
 
@@ -199,13 +200,15 @@ def main():
     md = [f"# Kodak RD: `{args.model}` ({args.op})", "",
           f"{len(names)} images ({', '.join(names)}); real codestream bytes; metrics as "
           "../shared/anchors/vvc/README.md (RGB domain). Means of per-image values.", "",
-          "## Ours", "", "| rate point | bpp | PSNR-YUV | PSNR-Y | MS-SSIM-Y | MS-SSIM-Y (dB) |", "|---:|---:|---:|---:|---:|---:|"]
-    md += [f"| {p['rate']} | {p['bpp']:.4f} | {p['psnr_yuv']:.3f} | {p['psnr_y']:.3f} | {p['msssim_y']:.4f} | {p['msssim_db']:.2f} |"
-           for p in res["ours"]["mean_points"]]
+          "## Ours", "", "| rate point | bpp | PSNR-YUV | PSNR-Y | MS-SSIM-Y | MS-SSIM-Y (dB) |",
+          "|---:|---:|---:|---:|---:|---:|"]
+    md += [f"| {p['rate']} | {p['bpp']:.4f} | {p['psnr_yuv']:.3f} | {p['psnr_y']:.3f} | {p['msssim_y']:.4f} "
+           f"| {p['msssim_db']:.2f} |" for p in res["ours"]["mean_points"]]
     for label, key, col in (("JPEG (Pillow 4:2:0)", "jpeg", "quality"), ("VVC anchor (vvenc medium)", "vvc", "qp")):
-        md += ["", f"## {label}", "", f"| {col} | bpp | PSNR-YUV | PSNR-Y | MS-SSIM-Y | MS-SSIM-Y (dB) |", "|---:|---:|---:|---:|---:|---:|"]
-        md += [f"| {p[col]} | {p['bpp']:.4f} | {p['psnr_yuv']:.3f} | {p['psnr_y']:.3f} | {p['msssim_y']:.4f} | {p['msssim_db']:.2f} |"
-               for p in res[key]["mean_points"]]
+        md += ["", f"## {label}", "", f"| {col} | bpp | PSNR-YUV | PSNR-Y | MS-SSIM-Y | MS-SSIM-Y (dB) |",
+               "|---:|---:|---:|---:|---:|---:|"]
+        md += [f"| {p[col]} | {p['bpp']:.4f} | {p['psnr_yuv']:.3f} | {p['psnr_y']:.3f} | {p['msssim_y']:.4f} "
+               f"| {p['msssim_db']:.2f} |" for p in res[key]["mean_points"]]
     md += ["", "## BD-rate (per image, then mean; negative = fewer bits than the anchor)", "",
            "| comparison | BD-rate % | images with overlap |", "|---|---:|---:|"]
     md += [f"| {k} | {v['mean_percent']:.2f} | {v['images_used']}/{v['images']} |" for k, v in res["bd_rate"].items()]

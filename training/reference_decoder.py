@@ -16,8 +16,8 @@ Parts (each usable on its own):
 
 Models with the fixed-point mean path (model.bin sections mean.*): :class:`MeanPathInt` computes psi,
 the context model, mu and y_hat in integers (the definition csrc/mean_path.cpp is tested against).
-Float-mean models: the float parts follow training/codec.py operation for operation in float32: luma y_hat = r / g + mu per
-context-model stage (phases (0,0),(1,1),(0,1),(1,0)), chroma y_hat = r / g + mu with mu = psi
+Float-mean models: the float parts follow training/codec.py operation for operation in float32: luma
+y_hat = r / g + mu per context-model stage (phases (0,0),(1,1),(0,1),(1,0)), chroma y_hat = r / g + mu with mu = psi
 up-shuffled; g is the float32 gain stored in the blob (what torch computes from the Q7 offset).
 """
 from __future__ import annotations
@@ -568,7 +568,6 @@ class MeanPathInt:
     def reconstruct(self, comp, psi, idx, offsets, gain=None, y=None, residual=None):
         """-> (y_hat int16 [C,Hl,Wl] at y_frac[comp], residual int16).  Decoder: residual; encoder: y, gain."""
         hl, wl = idx.shape[-2:]
-        c = idx.shape[0]
         offsets = np.asarray(offsets, np.int64)
         g = None if gain is None else np.asarray(gain, np.float32)[:, None, None]
         fy = self.y_frac[comp]

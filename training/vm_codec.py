@@ -62,7 +62,8 @@ class VMComponent(nn.Module):
         self.hyper_scale = HyperScaleDecoderInt(channels)
         self.gain = GainUnit(num_rates, channels)
         with torch.no_grad():
-            self.gain.log2_gain.copy_(torch.linspace(*GAIN_INIT_LOG2, num_rates)[:, None].expand_as(self.gain.log2_gain))
+            init = torch.linspace(*GAIN_INIT_LOG2, num_rates)[:, None]
+            self.gain.log2_gain.copy_(init.expand_as(self.gain.log2_gain))
 
     def z_hat(self, y):
         z = self.hyper_encoder(y).float().clamp(-Z_BOUND, Z_BOUND)

@@ -200,6 +200,7 @@ def cmd_roundtrip(argv) -> int:
         out = dec.decode(data)
         if best is None or dec.last_timing["total"] < best["total"]:
             best = dict(dec.last_timing)
+    assert best is not None  # the loop ran
     h, w = rgb.shape[:2]
     print(f"{name} {w}x{h}: {len(data)} B = {8 * len(data) / (h * w):.4f} bpp"
           + (f" (target {bpp})" if a.quality is None else f" (quality {a.quality})")

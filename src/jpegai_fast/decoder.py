@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import pathlib
 import time
+from typing import Literal, TypeAlias, overload
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import colour, container, synthesis
 from .errors import BitstreamError
@@ -37,6 +39,11 @@ DEFAULT_TILE_OVERLAP = 48
 AUTO_TILE_PIXELS = 1 << 22  # untiled streams above ~4 MP are tiled anyway (bounded decoder memory)
 
 COMPONENTS = ("luma", "chroma")
+
+# What decode() reads a codestream from (:func:`read_input`): bytes-like, a 1-D uint8 array, or a file path.
+StreamInput: TypeAlias = "bytes | bytearray | memoryview | NDArray[np.uint8] | str | os.PathLike[str]"
+# Decoder.decode(output="yuv"): {"Y": float32 [H,W], "UV": float32 [2,ceil(H/2),ceil(W/2)]}
+YuvPlanes: TypeAlias = "dict[str, NDArray[np.float32]]"
 HEADER_FIELDS = ("width", "height", "bit_depth", "chroma_format", "colour_transform", "model_id", "operating_point",
                  "rate_point", "gain_log_luma", "gain_log_chroma", "latent_channels_luma", "latent_channels_chroma",
                  "coded_channels_luma", "coded_channels_chroma", "tile_size", "tile_overlap")
@@ -77,7 +84,7 @@ def synthesis_tiling(header, tile_size="auto", tile_overlap=None) -> tuple[int, 
     return tile, min(overlap, tile - 16)
 
 
-def read_input(data) -> bytes:
+def read_input(data: StreamInput) -> bytes:
     """bytes-like or a path -> bytes."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
@@ -99,9 +106,9 @@ class Decoder:
     ``last_timing`` holds the seconds per stage of the latest decode (keys :data:`STAGES`, "total").
     """
 
-    def __init__(self, model="default", operating_point: str | None = "bop", device: str = "cpu",
-                 threads: int | None = None, max_pixels: int = container.DEFAULT_MAX_PIXELS,
-                 tile_size="auto", tile_overlap: int | None = None):
+    def __init__(self, model: str | os.PathLike[str] | Model = "default", operating_point: str | None = "bop",
+                 device: str = "cpu", threads: int | None = None, max_pixels: int = container.DEFAULT_MAX_PIXELS,
+                 tile_size: int | str = "auto", tile_overlap: int | None = None):
         if operating_point not in (*OPERATING_POINTS.values(), None):
             raise ValueError(f"operating_point must be 'bop', 'sop' or None, got {operating_point!r}")
         _check_tiling(tile_size, tile_overlap)
@@ -121,7 +128,7 @@ class Decoder:
         return self.model.threads
 
     # -- compressed domain ------------------------------------------------------------------------
-    def _latents(self, data, timing: dict, inspect: bool) -> dict:
+    def _latents(self, data: StreamInput, timing: dict, inspect: bool) -> dict:
         """The one call into the C++ core: codestream -> ŷ (and, with ``inspect``, the integer arrays)."""
         data = read_input(data)
         t0 = time.perf_counter()
@@ -133,7 +140,7 @@ class Decoder:
         timing["parse"] += max(0.0, elapsed - sum(sec.values()))  # the binding's own overhead (small)
         return lat
 
-    def decode_latents(self, data) -> dict:
+    def decode_latents(self, data: StreamInput) -> dict:
         """Codestream -> compressed-domain representation, without synthesis.
 
         Returns ``{"header": dict, "y_hat": {comp: float32 [C,Hl,Wl]}, "sigma": {comp: float32 σ of the
@@ -156,7 +163,14 @@ class Decoder:
         return out
 
     # -- pixels -----------------------------------------------------------------------------------
-    def decode(self, data, output: str = "rgb"):
+    @overload
+    def decode(self, data: StreamInput, output: Literal["rgb"] = "rgb") -> NDArray[np.uint8]: ...
+    @overload
+    def decode(self, data: StreamInput, output: Literal["yuv"]) -> YuvPlanes: ...
+    @overload
+    def decode(self, data: StreamInput, output: str) -> NDArray[np.uint8] | YuvPlanes: ...
+
+    def decode(self, data: StreamInput, output: str = "rgb") -> NDArray[np.uint8] | YuvPlanes:
         """Codestream (bytes or path) -> uint8 RGB [H, W, 3]; ``output="yuv"``: {"Y": [H,W], "UV": [2,⌈H/2⌉,⌈W/2⌉]}
         float32 0-255 planes (clamped) instead.  Raises BitstreamError / LimitError on bad streams."""
         if output not in ("rgb", "yuv"):
@@ -191,7 +205,7 @@ class Decoder:
         self.last_timing = {k: timing[k] for k in (*STAGES, "total")}
         return out
 
-    def info(self, data) -> dict:
+    def info(self, data: StreamInput) -> dict:
         """Header fields, size, bpp and segment sizes (parses the container only; no decoding)."""
         data = read_input(data)
         h, segs = container.parse(data, self.max_pixels)
@@ -215,8 +229,23 @@ def _cached_decoder(model, operating_point, device, threads, tile_size="auto", t
     return _DECODERS[key]
 
 
-def decode(data, model="default", operating_point="bop", device="cpu", threads=None, output="rgb",
-           tile_size="auto", tile_overlap=None):
+@overload
+def decode(data: StreamInput, model: str | os.PathLike[str] | Model = ..., operating_point: str | None = ...,
+           device: str = ..., threads: int | None = ..., output: Literal["rgb"] = ..., tile_size: int | str = ...,
+           tile_overlap: int | None = ...) -> NDArray[np.uint8]: ...
+@overload
+def decode(data: StreamInput, model: str | os.PathLike[str] | Model = ..., operating_point: str | None = ...,
+           device: str = ..., threads: int | None = ..., *, output: Literal["yuv"], tile_size: int | str = ...,
+           tile_overlap: int | None = ...) -> YuvPlanes: ...
+@overload
+def decode(data: StreamInput, model: str | os.PathLike[str] | Model = ..., operating_point: str | None = ...,
+           device: str = ..., threads: int | None = ..., output: str = ..., tile_size: int | str = ...,
+           tile_overlap: int | None = ...) -> NDArray[np.uint8] | YuvPlanes: ...
+
+
+def decode(data: StreamInput, model: str | os.PathLike[str] | Model = "default", operating_point: str | None = "bop",
+           device: str = "cpu", threads: int | None = None, output: str = "rgb", tile_size: int | str = "auto",
+           tile_overlap: int | None = None) -> NDArray[np.uint8] | YuvPlanes:
     """One-shot decode (the Decoder and its sessions are cached per argument set).  ``model="default"``: the
     shipped model whose id the stream's header carries, so streams of every shipped model decode."""
     providers_for(device)  # a missing CUDA provider is named before the stream is looked at

@@ -9,8 +9,10 @@ residuals, entropy coding, the SOZ payload) and the container writer.  ``bpp=`` 
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import colour, container, entropy
 from . import synthesis as syn
@@ -47,10 +49,10 @@ def quality_to_params(model: Model, quality: float, extended: bool = False) -> t
     if frac == 0.0:
         return rate, (0, 0)
     a = min(rate, r_max - 1)  # the gap used: to the next rate point, or the last gap beyond the end
-    disp = tuple(int(round(frac * float(np.mean(model.gain_q7(c, a + 1).astype(np.int64)
-                                                - model.gain_q7(c, a)))))
-                 for c in ("luma", "chroma"))
-    return rate, disp
+    disp_luma, disp_chroma = (int(round(frac * float(np.mean(model.gain_q7(c, a + 1).astype(np.int64)
+                                                             - model.gain_q7(c, a)))))
+                              for c in ("luma", "chroma"))
+    return rate, (disp_luma, disp_chroma)
 
 
 def _validate(rgb, max_pixels: int) -> np.ndarray:
@@ -145,8 +147,8 @@ def header_tiling(image_hw, tile_size: int | None = None, tile_overlap: int | No
 class Encoder:
     """Holds the model and its sessions; :meth:`encode` as the module-level :func:`encode`."""
 
-    def __init__(self, model="default", device: str = "cpu", threads: int | None = None,
-                 max_pixels: int = container.DEFAULT_MAX_PIXELS):
+    def __init__(self, model: str | os.PathLike[str] | Model = "default", device: str = "cpu",
+                 threads: int | None = None, max_pixels: int = container.DEFAULT_MAX_PIXELS):
         self.model = model if isinstance(model, Model) else Model(model, device=device, threads=threads)
         self.max_pixels = int(max_pixels)
         self.last_trials: list[tuple[float, float]] = []  # (quality, bpp) of the latest rate control
@@ -167,9 +169,9 @@ class Encoder:
         hd.tile_size, hd.tile_overlap = tiling
         return container.write(hd, segs)
 
-    def encode(self, rgb, bpp: float | None = None, quality: float | None = None, rate_point: int | None = None,
-               operating_point: str = "bop", substreams: int = 1, tile_size: int | None = None,
-               tile_overlap: int | None = None) -> bytes:
+    def encode(self, rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | None = None,
+               rate_point: int | None = None, operating_point: str = "bop", substreams: int = 1,
+               tile_size: int | None = None, tile_overlap: int | None = None) -> bytes:
         rgb = _validate(rgb, self.max_pixels)
         tiling = header_tiling(rgb.shape[:2], tile_size, tile_overlap)
         if operating_point not in OPS:
@@ -229,9 +231,10 @@ class Encoder:
 _ENCODERS: dict = {}
 
 
-def encode(rgb, bpp: float | None = None, quality: float | None = None, rate_point: int | None = None,
-           operating_point: str = "bop", substreams: int = 1, threads: int | None = None, model="default",
-           device: str = "cpu", tile_size: int | None = None, tile_overlap: int | None = None) -> bytes:
+def encode(rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | None = None,
+           rate_point: int | None = None, operating_point: str = "bop", substreams: int = 1,
+           threads: int | None = None, model: str | os.PathLike[str] | Model = "default", device: str = "cpu",
+           tile_size: int | None = None, tile_overlap: int | None = None) -> bytes:
     """uint8 RGB (H, W, 3) -> codestream bytes.
 
     ``bpp``: target bits per pixel of the whole stream (never above it; within 10 % below when reachable);

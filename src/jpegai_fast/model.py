@@ -21,8 +21,8 @@ import numpy as np
 from . import _core
 from .errors import DeviceError
 
-__all__ = ["MODELS_DIR", "available_models", "model_dir", "latent_model", "shipped_model_for_id", "Model", "session_options", "providers_for",
-           "OPERATING_POINTS"]
+__all__ = ["MODELS_DIR", "available_models", "model_dir", "latent_model", "shipped_model_for_id", "Model",
+           "session_options", "providers_for", "OPERATING_POINTS"]
 
 MODELS_DIR = pathlib.Path(__file__).resolve().parent / "models"
 # The model "default" names; another shipped model is chosen by name (the stream's header carries the model id).

@@ -25,6 +25,7 @@ class JaiImageFile(ImageFile.ImageFile):
     operating_point = "bop"  # class-wide default; change before load() for SOP synthesis
 
     def _open(self):
+        assert self.fp is not None  # Pillow opens plugins with the file set
         data = self.fp.read()
         if not _accept(data):
             raise SyntaxError("not a jpegai_fast codestream")
@@ -43,6 +44,7 @@ class JaiDecoder(ImageFile.PyDecoder):
     def decode(self, buffer):
         from .decoder import decode
 
+        assert self.fd is not None  # _pulls_fd: Pillow hands the file over before decode()
         self.fd.seek(0)
         rgb = decode(self.fd.read(), operating_point=self.args[0])
         self.set_as_raw(np.ascontiguousarray(rgb).tobytes())
