@@ -122,7 +122,9 @@ def test_bad_arguments_raise_value_error(core_mean):
 def _mutated_blob(rd, name, fn):
     sections = dict(rd.read_blob((MODELS[0] / "model.bin").read_bytes()))
     sections[name] = fn(np.array(sections[name]))
-    return rd.write_blob(sections)
+    from training import model_file
+
+    return model_file.write_blob(sections)
 
 
 @pytest.mark.parametrize("section,mutate", [

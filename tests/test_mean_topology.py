@@ -12,6 +12,7 @@ import pytest
 
 from jpegai_fast import _core, container, entropy
 from shipped_model import ROOT  # noqa: F401  (repository root on sys.path)
+from training import model_file
 from training import reference_decoder as rd
 
 C_LUMA, C_CHROMA, RATES, Y_FRAC, PSI_FRAC = 32, 32, 2, 8, 8
@@ -63,7 +64,7 @@ def synthetic_blob(seed=0, grid_chroma=32):
         if st:
             _layer(rng, s, f"mean.ctx{st}.a", st * c, c, conv, 1, Y_FRAC, 7, 0, bias=False)
             _layer(rng, s, f"mean.ctx{st}.b", c, c, conv, 3, 7, 6, 0, groups=2, bias=False)
-    return rd.write_blob(s)
+    return model_file.write_blob(s)
 
 
 @pytest.fixture(scope="module")
@@ -190,4 +191,4 @@ def test_inconsistent_topology_is_refused(section, mutate):
     sections = dict(rd.read_blob(synthetic_blob()))
     sections[section] = mutate(np.array(sections[section]))
     with pytest.raises(ValueError):
-        _core.LatentModel(rd.write_blob(sections))
+        _core.LatentModel(model_file.write_blob(sections))

@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:
 from reference.hyper_scale_decoder import hyper_scale_decode  # noqa: E402  (tests/reference oracle)
 from shipped_model import MODELS  # noqa: E402
 from shipped_model import requires_model as needs_model  # noqa: E402
+from training import model_file  # noqa: E402
 from training import reference_decoder as rd  # noqa: E402
 
 
@@ -44,7 +45,7 @@ def _sections():
 
 def test_blob_round_trip():
     secs = _sections()
-    blob = rd.write_blob(secs)
+    blob = model_file.write_blob(secs)
     assert blob[:8] == rd.MAGIC and len(blob) % 16 == 4
     assert struct.unpack_from("<I", blob, len(blob) - 4)[0] == zlib.crc32(blob[:-4])
     back = rd.read_blob(blob)
@@ -55,14 +56,14 @@ def test_blob_round_trip():
 
 @pytest.mark.parametrize("where", [0, 9, 30, -10, -1])
 def test_blob_rejects_any_flipped_byte(where):
-    blob = bytearray(rd.write_blob(_sections()))
+    blob = bytearray(model_file.write_blob(_sections()))
     blob[where] ^= 0x40
     with pytest.raises(rd.BlobError):
         rd.read_blob(bytes(blob))
 
 
 def test_blob_rejects_truncation_version_and_bad_table():
-    blob = rd.write_blob(_sections())
+    blob = model_file.write_blob(_sections())
     for cut in (0, 10, len(blob) - 1):
         with pytest.raises(rd.BlobError):
             rd.read_blob(blob[:cut])
@@ -86,11 +87,11 @@ def test_pmf_to_cdf():
     p = rng.dirichlet(np.full(63, 0.05), size=20)
     p[0] = 0.0
     p[0, 31] = 1.0  # a degenerate channel still gets every frequency >= 1
-    cdf = rd.pmf_to_cdf(p)
+    cdf = model_file.pmf_to_cdf(p)
     assert cdf.dtype == np.uint16 and cdf.shape == (20, 64)
     f = np.diff(cdf.astype(np.int64), axis=1)
     assert (cdf[:, 0] == 0).all() and (cdf[:, -1] == 4096).all() and (f >= 1).all()
-    assert np.array_equal(rd.pmf_to_cdf(p), cdf)
+    assert np.array_equal(model_file.pmf_to_cdf(p), cdf)
     assert f[0, 31] == 4096 - 62
 
 

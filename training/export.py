@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from .codec import RATE_LAMBDAS, Codec, parameter_counts
 from .colour import denormalise, normalise
 from .hyper import Z_BOUND
-from .reference_decoder import BLOB_VERSION, pmf_to_cdf, write_blob
+from .model_file import BLOB_VERSION, pmf_to_cdf, write_blob
 from .sigma_levels import SKIP_INDEX_THRESHOLD
 
 OPSET = 17

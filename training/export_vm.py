@@ -1,6 +1,7 @@
 """Export the VM 3.3-based model (training/vm_codec.py) to a runtime model directory.
 
     python -m training.export_vm [--checkpoint training/checkpoints/vm33.pt] [--name vm33] [--rd JSON]
+    python -m training.export_vm compare [--model-dir src/jpegai_fast/models/vm33]   # torch vs runtime
 
 Same directory layout and model.bin format as training/export.py (docs/model_format.md), with the newer
 mean-path topology: `mean.topology` = [1 (the hyper-mean decoder makes mu on the latent grid), 1 (residual
@@ -17,6 +18,7 @@ import datetime
 import hashlib
 import json
 import pathlib
+import sys
 
 import numpy as np
 import torch
@@ -27,7 +29,7 @@ from . import vm33
 from .colour import denormalise
 from .export import OPSET, ROOT, _cdiv, calibration_images, export_onnx, graph_macs, hsd_macs
 from .hyper import Z_BOUND
-from .reference_decoder import BLOB_VERSION, pmf_to_cdf, write_blob
+from .model_file import BLOB_VERSION, pmf_to_cdf, write_blob
 from .sigma_levels import SKIP_INDEX_THRESHOLD
 from .vm_codec import GRID, VM_RATE_LAMBDAS, VMCodec, parameter_counts
 
@@ -218,7 +220,8 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd):
     files = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file()}
     card = {"name": name, "format": {"onnx_opset": OPSET, "onnx_dtype": "float32", "blob_version": BLOB_VERSION},
             "exported_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "checkpoint": str(pathlib.Path(ckpt).relative_to(ROOT)) if pathlib.Path(ckpt).is_absolute() else str(ckpt),
+            "checkpoint": (str(pathlib.Path(ckpt).resolve().relative_to(ROOT))
+                           if pathlib.Path(ckpt).resolve().is_relative_to(ROOT) else str(ckpt)),
             "checkpoint_sha256": meta.get("checkpoint_sha256"),
             "training": {"steps": meta.get("steps"), "wall_s": meta.get("wall_s"),
                          "data": "../shared/datasets/train (1411 crops; research-use licences), crop 256, batch 8",
@@ -258,5 +261,77 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd):
     (out_dir / "MODEL_CARD.md").write_text("\n".join(md) + "\n")
 
 
+
+
+# ----------------------------------------------------------------------------------------------
+# Export checks: torch vs the exported model through the runtime (real bytes)
+# ----------------------------------------------------------------------------------------------
+@torch.no_grad()
+def compare(model: VMCodec, model_dir, kodak, names, rates, threads=1):
+    """Per image and rate point: z equal (count of differing symbols), sigma indices of our integer HSD
+    (torch QAT int_forward on the runtime's z) equal to the runtime's, PSNR-YUV of torch (float mean path,
+    estimated bits) vs the runtime (fixed-point mean path, real bytes)."""
+    from PIL import Image
+
+    import jpegai_fast
+
+    from .colour import psnr_yuv, rgb_to_yuv420, yuv_mse
+    from .sigma_levels import sigma_index
+
+    enc = jpegai_fast.Encoder(model=str(model_dir), threads=threads)
+    dec = jpegai_fast.Decoder(model=str(model_dir), threads=threads)
+    rows = []
+    for name in names:
+        rgb = np.array(Image.open(pathlib.Path(kodak) / f"{name}.png").convert("RGB"))
+        y, uv = rgb_to_yuv420(torch.from_numpy(rgb).permute(2, 0, 1)[None].float())
+        for r in rates:
+            stream = enc.encode(rgb, rate_point=r)
+            lat = dec.decode_latents(stream)
+            planes = dec.decode(stream, output="yuv")
+            y_rt, uv_rt = torch.from_numpy(planes["Y"])[None, None], torch.from_numpy(planes["UV"])[None]
+            psnr_rt = float(psnr_yuv(yuv_mse(y_rt.double(), uv_rt.double(), y.double(), uv.double()))[0])
+            y_rec, uv_rec, bits = model(y, uv, torch.tensor([r]))
+            psnr_t = float(psnr_yuv(yuv_mse(y_rec.clamp(0, 255), uv_rec.clamp(0, 255), y, uv))[0])
+            row = {"image": name, "rate": r, "bpp_runtime": 8 * len(stream) / (rgb.shape[0] * rgb.shape[1]),
+                   "bpp_torch_estimate": float(bits[0]) / (rgb.shape[0] * rgb.shape[1]),
+                   "psnr_yuv_runtime": psnr_rt, "psnr_yuv_torch": psnr_t}
+            lats = model.analysis(y, uv)
+            for comp, m, latent in (("luma", model.luma, lats[0]), ("chroma", model.chroma, lats[1])):
+                z_t = m.z_hat(latent)[1].round().to(torch.int16).numpy()[0]
+                z_rt = lat["z"][comp]
+                row[f"z_mismatch_{comp}"] = int((z_t != z_rt).sum())
+                s = m.hyper_scale.int_forward(torch.from_numpy(z_rt.astype(np.int64))[None], latent.shape[-2:])
+                off = m.gain.offsets()[r].long()[:, None, None]
+                idx = sigma_index(s[0].long() + off).numpy()
+                idx = np.where(idx < SKIP_INDEX_THRESHOLD, 255, idx)
+                row[f"sigma_index_mismatch_{comp}"] = int((idx != lat["index"][comp]).sum())
+            rows.append(row)
+            print(row, flush=True)
+    return rows
+
+
+def compare_main():
+    ap = argparse.ArgumentParser(description="torch vs the exported vm33 model through the runtime")
+    ap.add_argument("--checkpoint", default=str(ROOT / "training/checkpoints/vm33.pt"))
+    ap.add_argument("--model-dir", default=str(ROOT / "src/jpegai_fast/models/vm33"))
+    ap.add_argument("--kodak", default=str(ROOT.parent / "shared/datasets/kodak"))
+    ap.add_argument("--names", default="kodim23,kodim04")
+    ap.add_argument("--rates", default="0,4,7")
+    ap.add_argument("--out", default=str(ROOT / "training/results/torch_vs_runtime_vm33.json"))
+    args = ap.parse_args(sys.argv[2:])
+    ck = torch.load(args.checkpoint, map_location="cpu")
+    model = VMCodec(pretrained=False)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
+    model.eval()
+    rows = compare(model, args.model_dir, args.kodak, args.names.split(","), [int(r) for r in args.rates.split(",")])
+    summary = {"checkpoint_steps": ck["meta"].get("steps"), "rows": rows,
+               "max_psnr_diff_db": max(abs(r["psnr_yuv_runtime"] - r["psnr_yuv_torch"]) for r in rows),
+               "sigma_index_mismatches": sum(r["sigma_index_mismatch_luma"] + r["sigma_index_mismatch_chroma"]
+                                             for r in rows),
+               "z_mismatches": sum(r["z_mismatch_luma"] + r["z_mismatch_chroma"] for r in rows)}
+    pathlib.Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
+    print({k: v for k, v in summary.items() if k != "rows"})
+
+
 if __name__ == "__main__":
-    main()
+    compare_main() if sys.argv[1:2] == ["compare"] else main()
