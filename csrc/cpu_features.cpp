@@ -15,7 +15,10 @@ CpuFeatures detect() {
              __builtin_cpu_supports("avx512vl");
 #endif
   if (const char* cap = std::getenv("JPEGAI_FAST_SIMD")) {
-    if (std::strcmp(cap, "scalar") == 0) f = CpuFeatures{};
+    if (std::strcmp(cap, "scalar") == 0) {
+      f = CpuFeatures{};
+      f.baseline_only = true;
+    }
     if (std::strcmp(cap, "avx2") == 0) f.avx512 = false;
   }
   return f;
@@ -30,6 +33,7 @@ const CpuFeatures& cpu_features() {
 
 std::string cpu_feature_string() {
   const CpuFeatures& f = cpu_features();
+  if (f.baseline_only) return "scalar (forced baseline)";
   if (f.avx512) return "avx512";
   if (f.avx2) return "avx2";
   return "scalar";

@@ -10,6 +10,9 @@ namespace jpegai {
 struct CpuFeatures {
   bool avx2 = false;
   bool avx512 = false;  // F + BW + VL
+  // JPEGAI_FAST_SIMD=scalar: also the target_clones kernels run their baseline twin (the forced-baseline
+  // switch: every SIMD kernel is compared with its scalar twin on one machine, as dav1d's checkasm does)
+  bool baseline_only = false;
 };
 
 // Detected once.  JPEGAI_FAST_SIMD=scalar|avx2 in the environment caps what is used (for tests

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "cpu_features.hpp"
 #include "errors.hpp"
 #include "thread_pool.hpp"
 
@@ -34,6 +35,13 @@ void check_layer(const IntConvLayer& l, const char* name, int in, int out, int k
 // CPU), each auto-vectorised; every copy computes the same exact integer sum.
 __attribute__((target_clones("arch=x86-64-v4", "avx2", "default"))) int32_t dot_i8(const int8_t* a, const int8_t* b,
                                                                            int n) {
+  int32_t acc = 0;
+  for (int i = 0; i < n; ++i) acc += int32_t(a[i]) * int32_t(b[i]);
+  return acc;
+}
+
+// Its baseline twin (the same loop, no clones), used under the forced-baseline switch.
+int32_t dot_i8_baseline(const int8_t* a, const int8_t* b, int n) {
   int32_t acc = 0;
   for (int i = 0; i < n; ++i) acc += int32_t(a[i]) * int32_t(b[i]);
   return acc;
@@ -114,6 +122,7 @@ void HyperScaleDecoder::forward_fast(const int16_t* z, int hz, int wz, int hl, i
     for (size_t p = 0; p < positions; ++p) act[p * c + ch] = clamp_act(z[size_t(ch) * positions + p]);
 
   std::vector<int32_t> last(positions * layers_[2].out);
+  int32_t (*const dot)(const int8_t*, const int8_t*, int) = cpu_features().baseline_only ? dot_i8_baseline : dot_i8;
   for (int l = 0; l < 3; ++l) {
     const IntConvLayer& L = layers_[l];
     const int r = L.k / 2, taps = L.k * L.k;
@@ -132,7 +141,7 @@ void HyperScaleDecoder::forward_fast(const int16_t* z, int hz, int wz, int hl, i
             for (int kx = 0; kx < L.k; ++kx) {
               const int xx = j + kx - r;
               if (xx < 0 || xx >= wz) continue;
-              acc += dot_i8(w + size_t(ky * L.k + kx) * L.in, &act[(size_t(yy) * wz + xx) * L.in], L.in);
+              acc += dot(w + size_t(ky * L.k + kx) * L.in, &act[(size_t(yy) * wz + xx) * L.in], L.in);
             }
           }
           const int32_t v = acc >> L.shift[o];

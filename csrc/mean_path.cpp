@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "cpu_features.hpp"
 #include "errors.hpp"
 #include "thread_pool.hpp"
 
@@ -40,9 +41,9 @@ int16_t activate(int64_t v, MeanActivation act, int frac_out) {
 
 // Four output pixels against one weight row: the fast kernel's inner loop.  One clone per ISA
 // (picked at load time), each auto-vectorised; every clone computes the same exact integer sums.
-__attribute__((target_clones("arch=x86-64-v4", "avx2", "default"))) void gemm_rows(
-    const int16_t* col, int pixels, int K, size_t col_stride, const int16_t* weight, int outs, int32_t* acc,
-    size_t acc_stride) {
+inline __attribute__((always_inline)) void gemm_rows_body(const int16_t* col, int pixels, int K, size_t col_stride,
+                                                          const int16_t* weight, int outs, int32_t* acc,
+                                                          size_t acc_stride) {
   for (int o = 0; o < outs; ++o) {
     const int16_t* w = weight + size_t(o) * K;
     int p = 0;
@@ -70,6 +71,23 @@ __attribute__((target_clones("arch=x86-64-v4", "avx2", "default"))) void gemm_ro
     }
   }
 }
+
+__attribute__((target_clones("arch=x86-64-v4", "avx2", "default"))) void gemm_rows(
+    const int16_t* col, int pixels, int K, size_t col_stride, const int16_t* weight, int outs, int32_t* acc,
+    size_t acc_stride) {
+  gemm_rows_body(col, pixels, K, col_stride, weight, outs, acc, acc_stride);
+}
+
+// The same loops without clones: the baseline twin run under the forced-baseline switch
+// (JPEGAI_FAST_SIMD=scalar), so tests compare every clone with it on one machine.
+void gemm_rows_baseline(const int16_t* col, int pixels, int K, size_t col_stride, const int16_t* weight, int outs,
+                        int32_t* acc, size_t acc_stride) {
+  gemm_rows_body(col, pixels, K, col_stride, weight, outs, acc, acc_stride);
+}
+
+using GemmRows = void (*)(const int16_t*, int, int, size_t, const int16_t*, int, int32_t*, size_t);
+
+GemmRows gemm_kernel() { return cpu_features().baseline_only ? gemm_rows_baseline : gemm_rows; }
 
 std::vector<uint32_t> u32(std::initializer_list<int> dims) {
   std::vector<uint32_t> v;
@@ -164,6 +182,7 @@ Tensor16 run_mean_layer(const MeanLayer& L, const Tensor16& x, int out_h, int ou
   const int taps = transposed ? 4 : L.k * L.k, r = L.k / 2;
   const int K = taps * in_g;  // one group's im2col row
   const size_t col_stride = size_t(taps) * in;
+  const GemmRows gemm = gemm_kernel();
   global_pool().parallel_for(size_t(out_h), threads, [&](size_t row) {
     const int Y = int(row);
     // im2col of the row: pixel X -> [group][tap][in_g], zero where a tap falls outside the input.
@@ -191,12 +210,12 @@ Tensor16 run_mean_layer(const MeanLayer& L, const Tensor16& x, int out_h, int ou
         const int16_t* W = L.packed.data() + size_t((Y & 1) * 2 + px) * L.out * 4 * in;
         const int n = (out_w - px + 1) / 2;
         if (n > 0)
-          gemm_rows(col.data() + size_t(px) * col_stride, n, K, 2 * col_stride, W, L.out,
+          gemm(col.data() + size_t(px) * col_stride, n, K, 2 * col_stride, W, L.out,
                     acc.data() + size_t(px) * L.out, 2 * size_t(L.out));
       }
     } else {
       for (int g = 0; g < L.groups; ++g)
-        gemm_rows(col.data() + size_t(g) * K, out_w, K, col_stride, L.packed.data() + size_t(g) * out_g * K, out_g,
+        gemm(col.data() + size_t(g) * K, out_w, K, col_stride, L.packed.data() + size_t(g) * out_g * K, out_g,
                   acc.data() + size_t(g) * out_g, size_t(L.out));
     }
     int16_t* dst = y.v.data() + size_t(Y) * out_w * L.out;
