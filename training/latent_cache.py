@@ -85,6 +85,19 @@ class LatentPool:
     def __len__(self):
         return len(self.images)
 
+    @staticmethod
+    def _offset(span, gen):
+        """A crop offset in 32-pixel units in [0, span]: a third at the start, a third at the end (the crop then
+        has the pool picture's real border on that side), a third anywhere.  Measured: the VM's analysis leaves
+        the bottom 8 rows of Kodak at 2.9x the interior's squared error; with uniform offsets only 1/9 of the
+        crops showed the synthesis a bottom border at all."""
+        pick = int(torch.randint(3, (1,), generator=gen))
+        if pick == 0:
+            return 0
+        if pick == 1:
+            return span
+        return int(torch.randint(span + 1, (1,), generator=gen))
+
     def batch(self, n, size, gen):
         """-> rgb float [n,3,size,size] 0-255, luma latents [n,128,size/16,..], chroma latents [n,64,size/32,..]."""
         if size % 32:
@@ -92,8 +105,8 @@ class LatentPool:
         rgb, yl, cl = [], [], []
         for k in torch.randint(len(self.images), (n,), generator=gen).tolist():
             im = self.images[k]
-            top = 32 * int(torch.randint((im.shape[1] - size) // 32 + 1, (1,), generator=gen))
-            left = 32 * int(torch.randint((im.shape[2] - size) // 32 + 1, (1,), generator=gen))
+            top = 32 * self._offset((im.shape[1] - size) // 32, gen)
+            left = 32 * self._offset((im.shape[2] - size) // 32, gen)
             rgb.append(im[:, top:top + size, left:left + size].float())
             yl.append(self.y_luma[k, :, top // 16:(top + size) // 16, left // 16:(left + size) // 16])
             cl.append(self.y_chroma[k, :, top // 32:(top + size) // 32, left // 32:(left + size) // 32])
