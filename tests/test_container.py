@@ -45,7 +45,7 @@ def parse_error(data, cls=jpegai_fast.BitstreamError, field=None, **kw):
 # --------------------------------------------------------------------------------------------------
 def test_constants_and_markers():
     assert container.FORMAT_VERSION == 1
-    assert container.DEFAULT_MAX_PIXELS == 1 << 28
+    assert container.DEFAULT_MAX_PIXELS == 1 << 26
     assert MARKER_OF == {"SOZ": SOZ, "SORP": SORP, "SORS": SORS, "UDI": UDI}
 
 
@@ -88,7 +88,7 @@ def test_property_roundtrip(hd, payloads, rnd):
     items = list(payloads.items())
     rnd.shuffle(items)                      # any segment order
     data = container.write(h, dict(items))
-    h2, segs = container.parse(data)
+    h2, segs = container.parse(data, max_pixels=1 << 28)  # the syntax round trip, up to 65535 x 4096
     assert header_dict(h2) == header_dict(h)
     assert segs == payloads
     # layout: SOC, PIH, the segments in the written order, EOC, each CRC = zlib.crc32(marker..payload)
@@ -291,9 +291,11 @@ def test_bad_header_fields(fields, field):
 def test_hostile_picture_size_is_limit_error_with_field():
     data = codestream([], pih=pih_payload(width=65535, height=65535))
     parse_error(data, jpegai_fast.LimitError, field="width*height")
-    data = codestream([], pih=pih_payload(width=65535, height=4097))      # 268,496,895 > 2^28
+    data = codestream([], pih=pih_payload(width=65535, height=1025))      # 67,173,375 > 2^26 (the default)
     parse_error(data, jpegai_fast.LimitError, field="width*height")
-    h, _ = container.parse(codestream([], pih=pih_payload(width=65535, height=4096)))  # < 2^28
+    h, _ = container.parse(codestream([], pih=pih_payload(width=65535, height=1024)))  # < 2^26
+    assert h.height == 1024
+    h, _ = container.parse(codestream([], pih=pih_payload(width=65535, height=4096)), max_pixels=1 << 28)
     assert h.height == 4096
 
 

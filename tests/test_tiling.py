@@ -70,14 +70,17 @@ def test_synthesis_tiling_choice():
     assert decmod.synthesis_tiling(h) == (0, 0)
     assert decmod.synthesis_tiling(h, 256) == (256, decmod.DEFAULT_TILE_OVERLAP)
     assert decmod.synthesis_tiling(h, 256, 16) == (256, 16)
-    assert decmod.synthesis_tiling(h, 32) == (32, 16)  # the default overlap is kept below the tile
+    assert decmod.synthesis_tiling(h, 64) == (64, 48)  # the default overlap is kept below the tile
+    # a stream's own tiling below the overlap rule is raised to it (no silent quality loss)
+    assert decmod.synthesis_tiling(dict(h, tile_size=16, tile_overlap=0)) == (64, 48)
+    assert decmod.synthesis_tiling(dict(h, tile_size=512, tile_overlap=0)) == (512, 48)
     big = dict(h, width=8160, height=6120)
     assert decmod.synthesis_tiling(big) == (decmod.DEFAULT_TILE_SIZE, decmod.DEFAULT_TILE_OVERLAP)
     assert decmod.synthesis_tiling(big, 0) == (0, 0)
-    assert decmod.synthesis_tiling(dict(h, tile_size=512, tile_overlap=32)) == (512, 32)
+    assert decmod.synthesis_tiling(dict(h, tile_size=512, tile_overlap=32)) == (512, 48)
     assert decmod.synthesis_tiling(dict(h, tile_size=512, tile_overlap=32), 0) == (0, 0)
     for bad in (dict(tile_size=100), dict(tile_size=-16), dict(tile_size="big"), dict(tile_size=64, tile_overlap=64),
-                dict(tile_overlap=8)):
+                dict(tile_overlap=8), dict(tile_size=32), dict(tile_size=16)):
         with pytest.raises(ValueError):
             decmod._check_tiling(bad.get("tile_size", "auto"), bad.get("tile_overlap"))
 
@@ -87,9 +90,8 @@ def test_header_tiling_choice():
     assert encmod.header_tiling((1024, 1024)) == (0, 0)
     assert encmod.header_tiling((1024, 1040)) == (decmod.DEFAULT_TILE_SIZE, decmod.DEFAULT_TILE_OVERLAP)
     assert encmod.header_tiling((100, 100), 64) == (64, 48)
-    assert encmod.header_tiling((100, 100), 32) == (32, 16)
     assert encmod.header_tiling((100, 100), 64, 0) == (64, 0)
-    for args in ((100,), (-16,), (64, 64), (64, 8), (0, 16), (65552,)):
+    for args in ((100,), (-16,), (64, 64), (64, 8), (0, 16), (65552,), (32,), (16,)):
         with pytest.raises(ValueError):
             encmod.header_tiling((100, 100), *args)
 

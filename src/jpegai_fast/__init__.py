@@ -13,9 +13,10 @@ from . import container, entropy
 from . import pillow_plugin as pillow_plugin  # registers ".jai" with Pillow (open and save) on import
 from .decoder import Decoder, decode
 from .encoder import Encoder, encode
-from .errors import BitstreamError, DeviceError, JpegAiError, LimitError
+from .errors import BitstreamError, DeviceError, ImageFileError, JpegAiError, LimitError
 from .model import Model
 
 __version__ = "0.1.0"
-__all__ = ["BitstreamError", "DeviceError", "JpegAiError", "LimitError", "container", "entropy", "Decoder", "decode",
+__all__ = ["BitstreamError", "DeviceError", "ImageFileError",
+           "JpegAiError", "LimitError", "container", "entropy", "Decoder", "decode",
            "Encoder", "encode", "Model", "__version__"]

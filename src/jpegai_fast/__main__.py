@@ -127,13 +127,17 @@ def cmd_decode(argv) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--tile-size", type=int, default=None,
                     help="synthesis tile, luma samples (0 = untiled; default: the stream's, tiled above 4 MP)")
+    ap.add_argument("--max-pixels", type=int, default=None,
+                    help="refuse streams of larger pictures before decoding (default 2^26 = 67 MP, ~2 GB per decode)")
     a = ap.parse_args(argv)
     from PIL import Image
 
+    from .container import DEFAULT_MAX_PIXELS
     from .decoder import Decoder
 
     dec = Decoder(operating_point=None if a.op == "header" else a.op, threads=a.threads,
-                  tile_size="auto" if a.tile_size is None else a.tile_size)
+                  tile_size="auto" if a.tile_size is None else a.tile_size,
+                  max_pixels=DEFAULT_MAX_PIXELS if a.max_pixels is None else a.max_pixels)
     pairs = _pairs(pathlib.Path(a.input), pathlib.Path(a.output), {".jai"}, ".png")
     for src, dst in _progress(pairs, "decode"):
         Image.fromarray(dec.decode(src)).save(dst)

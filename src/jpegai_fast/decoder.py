@@ -37,6 +37,7 @@ STAGES = LATENT_STAGES + ("synthesis", "colour", "other")
 DEFAULT_TILE_SIZE = 1024
 DEFAULT_TILE_OVERLAP = 48
 AUTO_TILE_PIXELS = 1 << 22  # untiled streams above ~4 MP are tiled anyway (bounded decoder memory)
+MIN_TILE_SIZE = 64  # the smallest tile that holds the default overlap (48) plus one latent row
 
 COMPONENTS = ("luma", "chroma")
 
@@ -57,6 +58,8 @@ def _check_tiling(tile_size, tile_overlap):
     """Decoder arguments: "auto" or a :class:`synthesis.Tiling`-valid size; overlap None or valid."""
     if tile_size != "auto":
         synthesis.Tiling(tile_size, 0 if tile_overlap is None or not tile_size else tile_overlap)
+        if 0 < tile_size < MIN_TILE_SIZE:
+            raise ValueError(f"tile_size must be 0 (untiled) or at least {MIN_TILE_SIZE}, got {tile_size}")
     elif tile_overlap is not None:
         synthesis.Tiling(1 << 30, tile_overlap)  # checks the overlap's own form
 
@@ -71,8 +74,11 @@ def synthesis_tiling(header, tile_size="auto", tile_overlap=None) -> tuple[int, 
     h = header if isinstance(header, dict) else header_dict(header)
     if tile_size == "auto":
         if h["tile_size"]:
-            tile, overlap = h["tile_size"], h["tile_overlap"]
-            return tile, overlap if tile_overlap is None else min(tile_overlap, tile - 16)
+            # a stream's tiling is the encoder's suggestion; below what the overlap rule needs (48 samples of
+            # context: pixels equal to untiled) it would cost quality silently, so it is raised to that
+            tile = max(h["tile_size"], MIN_TILE_SIZE)
+            overlap = max(h["tile_overlap"], DEFAULT_TILE_OVERLAP) if tile_overlap is None else tile_overlap
+            return tile, min(overlap, tile - 16)
         if h["width"] * h["height"] <= AUTO_TILE_PIXELS:
             return 0, 0
         tile = DEFAULT_TILE_SIZE
@@ -179,6 +185,9 @@ class Decoder:
         t0 = time.perf_counter()
         lat = self._latents(data, timing, inspect=False)
         h = lat["header"]
+        if output == "rgb" and h.colour_transform == 0:
+            raise BitstreamError("the stream's colour_transform is 0 (Y'CbCr planes out, no RGB conversion): decode "
+                                 "it with output='yuv'", "colour_transform")
         op = self.operating_point
         if op is None:
             op = OPERATING_POINTS.get(h.operating_point)
@@ -221,10 +230,11 @@ class Decoder:
 _DECODERS: dict = {}
 
 
-def _cached_decoder(model, operating_point, device, threads, tile_size="auto", tile_overlap=None) -> Decoder:
-    key = (str(model), operating_point, device, threads, tile_size, tile_overlap)
+def _cached_decoder(model, operating_point, device, threads, tile_size="auto", tile_overlap=None,
+                    max_pixels: int = container.DEFAULT_MAX_PIXELS) -> Decoder:
+    key = (str(model), operating_point, device, threads, tile_size, tile_overlap, int(max_pixels))
     if key not in _DECODERS:  # convenience functions reuse the sessions of earlier calls
-        _DECODERS[key] = Decoder(model, operating_point, device, threads, tile_size=tile_size,
+        _DECODERS[key] = Decoder(model, operating_point, device, threads, max_pixels=max_pixels, tile_size=tile_size,
                                  tile_overlap=tile_overlap)
     return _DECODERS[key]
 
@@ -232,26 +242,29 @@ def _cached_decoder(model, operating_point, device, threads, tile_size="auto", t
 @overload
 def decode(data: StreamInput, model: str | os.PathLike[str] | Model = ..., operating_point: str | None = ...,
            device: str = ..., threads: int | None = ..., output: Literal["rgb"] = ..., tile_size: int | str = ...,
-           tile_overlap: int | None = ...) -> NDArray[np.uint8]: ...
+           tile_overlap: int | None = ..., max_pixels: int = ...) -> NDArray[np.uint8]: ...
 @overload
 def decode(data: StreamInput, model: str | os.PathLike[str] | Model = ..., operating_point: str | None = ...,
            device: str = ..., threads: int | None = ..., *, output: Literal["yuv"], tile_size: int | str = ...,
-           tile_overlap: int | None = ...) -> YuvPlanes: ...
+           tile_overlap: int | None = ..., max_pixels: int = ...) -> YuvPlanes: ...
 @overload
 def decode(data: StreamInput, model: str | os.PathLike[str] | Model = ..., operating_point: str | None = ...,
            device: str = ..., threads: int | None = ..., output: str = ..., tile_size: int | str = ...,
-           tile_overlap: int | None = ...) -> NDArray[np.uint8] | YuvPlanes: ...
+           tile_overlap: int | None = ..., max_pixels: int = ...) -> NDArray[np.uint8] | YuvPlanes: ...
 
 
 def decode(data: StreamInput, model: str | os.PathLike[str] | Model = "default", operating_point: str | None = "bop",
            device: str = "cpu", threads: int | None = None, output: str = "rgb", tile_size: int | str = "auto",
-           tile_overlap: int | None = None) -> NDArray[np.uint8] | YuvPlanes:
+           tile_overlap: int | None = None, max_pixels: int = container.DEFAULT_MAX_PIXELS
+           ) -> NDArray[np.uint8] | YuvPlanes:
     """One-shot decode (the Decoder and its sessions are cached per argument set).  ``model="default"``: the
-    shipped model whose id the stream's header carries, so streams of every shipped model decode."""
+    shipped model whose id the stream's header carries, so streams of every shipped model decode.
+    ``max_pixels``: streams of larger pictures raise LimitError before anything is allocated (the default,
+    container.DEFAULT_MAX_PIXELS, keeps one decode under about 2 GB: docs/stages.md)."""
     providers_for(device)  # a missing CUDA provider is named before the stream is looked at
     data = read_input(data)
     if isinstance(model, str) and model == "default":
-        h, _ = container.parse(data, container.DEFAULT_MAX_PIXELS)
+        h, _ = container.parse(data, max_pixels)
         model = shipped_model_for_id(h.model_id) or "default"  # unknown id: the default model refuses it
-    return _cached_decoder(model, operating_point, device, threads, tile_size, tile_overlap).decode(
+    return _cached_decoder(model, operating_point, device, threads, tile_size, tile_overlap, max_pixels).decode(
         data, output=output)

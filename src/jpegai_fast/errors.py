@@ -20,3 +20,8 @@ class LimitError(JpegAiError, ValueError):
 
 class DeviceError(JpegAiError, RuntimeError):
     """The requested device cannot be used (e.g. ``device="cuda"`` without onnxruntime-gpu / CUDA)."""
+
+
+class ImageFileError(JpegAiError, OSError):
+    """What the Pillow plugin raises for a damaged, hostile or oversized .jai file: an OSError, as Pillow's own
+    plugins raise, keeping the ``field`` of the BitstreamError / LimitError it wraps (its ``__cause__``)."""

@@ -2,7 +2,10 @@
 
 Registered on ``import jpegai_fast``.  ``quality`` is this codec's scale (a float in [0, rate points − 1]),
 not JPEG's 0–100; ``bpp`` asks for rate control; ``operating_point`` picks the synthesis on open
-(set ``JaiImageFile.operating_point`` before opening).
+(set ``JaiImageFile.operating_point`` before opening).  Bad files raise :class:`jpegai_fast.ImageFileError`
+(an OSError, as Pillow's own plugins raise, with the ``field`` at fault).  Size limit: Pillow's
+``Image.MAX_IMAGE_PIXELS`` (its decompression-bomb error threshold is twice that), never above
+``container.DEFAULT_MAX_PIXELS``; ``None`` there means our default.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from . import container
+from .errors import ImageFileError, JpegAiError
 
 FORMAT = "JAI"
 MAGIC = b"\xff\x80\xff\x82"  # SOC then the PIH marker, which must come first
@@ -17,6 +21,20 @@ MAGIC = b"\xff\x80\xff\x82"  # SOC then the PIH marker, which must come first
 
 def _accept(prefix: bytes) -> bool:
     return prefix[:4] == MAGIC
+
+
+def max_pixels() -> int:
+    """The pixel limit the plugin decodes under: Pillow's bomb-error threshold, capped by our default."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None:
+        return container.DEFAULT_MAX_PIXELS
+    return int(min(2 * limit, container.DEFAULT_MAX_PIXELS))
+
+
+def _as_image_error(e: JpegAiError) -> ImageFileError:
+    err = ImageFileError(f"jpegai_fast: {e}", e.field)
+    err.__cause__ = e
+    return err
 
 
 class JaiImageFile(ImageFile.ImageFile):
@@ -29,7 +47,10 @@ class JaiImageFile(ImageFile.ImageFile):
         data = self.fp.read()
         if not _accept(data):
             raise SyntaxError("not a jpegai_fast codestream")
-        header, _ = container.parse(data)  # BitstreamError (a ValueError) on a damaged stream
+        try:
+            header, _ = container.parse(data, max_pixels())
+        except JpegAiError as e:
+            raise _as_image_error(e) from e
         self._size = (header.width, header.height)
         self._mode = "RGB"
         self.info["rate_point"] = header.rate_point
@@ -46,7 +67,10 @@ class JaiDecoder(ImageFile.PyDecoder):
 
         assert self.fd is not None  # _pulls_fd: Pillow hands the file over before decode()
         self.fd.seek(0)
-        rgb = decode(self.fd.read(), operating_point=self.args[0])
+        try:
+            rgb = decode(self.fd.read(), operating_point=self.args[0], max_pixels=max_pixels())
+        except JpegAiError as e:
+            raise _as_image_error(e) from e
         self.set_as_raw(np.ascontiguousarray(rgb).tobytes())
         return -1, 0
 
