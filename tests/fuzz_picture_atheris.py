@@ -1,0 +1,47 @@
+"""atheris (libFuzzer) campaign through the whole picture API with structure-aware mutants.
+
+    python tests/fuzz_picture_atheris.py -runs=1000000 -max_len=64 [CORPUS_DIR]
+
+Each input's bytes seed tests/structure_mutator.py (header fields and segments edited, CRCs recomputed) applied to
+one of three valid base streams, then Decoder.decode and Decoder.decode_latents run on the mutant: our errors are
+the expected outcome; any other exception, a crash or a hang is a finding (libFuzzer writes crash-*/timeout-*).
+With the sanitizer build of the extension (docs/testing.md) the same command checks memory safety."""
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import atheris
+
+with atheris.instrument_imports():
+    import numpy as np
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    import jpegai_fast
+    from structure_mutator import mutate, run
+
+
+def _bases():
+    from skimage import data
+
+    photo = np.ascontiguousarray(data.astronaut()[:90, :130])
+    return [jpegai_fast.encode(photo, rate_point=1),
+            jpegai_fast.encode(photo[:40, :70], rate_point=5, substreams=3),
+            jpegai_fast.encode(np.ascontiguousarray(data.coffee()[:80, :80]), quality=2.5, tile_size=64)]
+
+
+BASES = _bases()
+DECODER = jpegai_fast.Decoder(threads=1, max_pixels=600 * 600)
+
+
+def one_input(data: bytes) -> None:
+    if len(data) < 2:
+        return
+    rng = np.random.default_rng(list(data))
+    mutant = mutate(BASES[data[0] % len(BASES)], rng)
+    run(DECODER, mutant, latents=bool(data[1] & 1))
+
+
+if __name__ == "__main__":
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()
