@@ -17,8 +17,9 @@ with atheris.instrument_imports():
     import numpy as np
 
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-    import jpegai_fast
     from structure_mutator import mutate, run
+
+    import jpegai_fast
 
 
 def _bases():

@@ -10,10 +10,10 @@ import collections
 
 import numpy as np
 import pytest
+from structure_mutator import mutate, run
 
 import jpegai_fast
 from shipped_model import requires_model
-from structure_mutator import mutate, run
 
 pytestmark = requires_model
 MUTANTS_PER_BASE = 150
