@@ -96,3 +96,25 @@ def test_tiny_pictures_are_not_garbage(hw):
     crop = np.ascontiguousarray(img[200:200 + hw[0], 150:150 + hw[1]])
     got = jpegai_fast.decode(jpegai_fast.encode(crop, rate_point=7))
     assert got.shape == crop.shape and _psnr(crop, got) > 25.0
+
+
+def test_decoder_and_encoder_pickle(photo):
+    import pickle
+
+    dec = jpegai_fast.Decoder(threads=1, operating_point="sop", max_pixels=1 << 20)
+    enc = jpegai_fast.Encoder(threads=1)
+    stream = enc.encode(photo, rate_point=3)
+    want = dec.decode(stream)
+    dec2, enc2 = pickle.loads(pickle.dumps(dec)), pickle.loads(pickle.dumps(enc))
+    assert dec2.operating_point == "sop" and dec2.max_pixels == 1 << 20 and dec2.threads == 1
+    assert enc2.encode(photo, rate_point=3) == stream
+    np.testing.assert_array_equal(dec2.decode(stream), want)
+
+
+def test_cli_version_and_unknown_command(capsys):
+    from jpegai_fast.__main__ import main
+
+    assert main(["--version"]) == 0 and "jpegai-fast 0.1.0" in capsys.readouterr().out
+    assert main(["bogus"]) == 2 and "unknown command 'bogus'" in capsys.readouterr().err
+    f = jpegai_fast.features()
+    assert f["default_model"] in f["models"] and f["simd"] and f["hardware_threads"] >= 1

@@ -17,6 +17,20 @@ from .errors import BitstreamError, DeviceError, ImageFileError, JpegAiError, Li
 from .model import Model
 
 __version__ = "0.1.0"
+
+
+def features() -> dict:
+    """What this installation runs: version, the SIMD level the C++ core uses, hardware threads, ONNX Runtime's
+    version and providers, the shipped models (name -> header model id) and the default one."""
+    import onnxruntime as ort
+
+    from . import _core
+    from .model import DEFAULT_MODEL, MODELS_DIR, available_models, latent_model
+
+    models = {name: latent_model(MODELS_DIR / name).model_id for name in available_models()}
+    return {"version": __version__, "simd": _core.cpu_features(), "hardware_threads": _core.hardware_threads(),
+            "onnxruntime": ort.__version__, "providers": ort.get_available_providers(), "models": models,
+            "default_model": DEFAULT_MODEL}
 __all__ = ["BitstreamError", "DeviceError", "ImageFileError",
            "JpegAiError", "LimitError", "container", "entropy", "Decoder", "decode",
            "Encoder", "encode", "Model", "__version__"]

@@ -221,11 +221,21 @@ def cmd_roundtrip(argv) -> int:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: jpegai-fast <command> [options]\n\ncommands:")
+    if argv and argv[0] in ("-V", "--version"):
+        from . import __version__, features
+
+        f = features()
+        print(f"jpegai-fast {__version__} (SIMD {f['simd']}, ONNX Runtime {f['onnxruntime']}, models "
+              f"{', '.join(f['models'])})")
+        return 0
+    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
+        print(f"jpegai-fast: unknown command {argv[0]!r} (commands: {', '.join(COMMANDS)}; --help)", file=sys.stderr)
+        return 2
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: jpegai-fast <command> [options]   (jpegai-fast --version)\n\ncommands:")
         for name, text in COMMANDS.items():
             print(f"  {name:10s} {text}")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+        return 0 if argv else 2
     if argv[0] == "demo":
         from .demo import main as demo_main
 

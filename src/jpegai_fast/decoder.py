@@ -128,6 +128,17 @@ class Decoder:
         self.max_pixels = int(max_pixels)
         self.tile_size, self.tile_overlap = tile_size, tile_overlap
         self.last_timing: dict[str, float] = {}
+        self._requested_threads = threads
+
+    # Picklable (Ray, Dask, multiprocessing): the state is the constructor's arguments; the worker re-opens the
+    # model directory (model.bin parsed once per process) and makes its ORT sessions on first use.
+    def __getstate__(self) -> dict:
+        return {"model": str(self.model.path), "operating_point": self.operating_point, "device": self.model.device,
+                "threads": self._requested_threads, "max_pixels": self.max_pixels, "tile_size": self.tile_size,
+                "tile_overlap": self.tile_overlap}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)  # type: ignore[misc]
 
     @property
     def threads(self) -> int:

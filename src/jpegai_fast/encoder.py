@@ -157,6 +157,14 @@ class Encoder:
         self.model = model if isinstance(model, Model) else Model(model, device=device, threads=threads)
         self.max_pixels = int(max_pixels)
         self.last_trials: list[tuple[float, float]] = []  # (quality, bpp) of the latest rate control
+        self._requested_threads = threads
+
+    def __getstate__(self) -> dict:  # picklable: constructor arguments; sessions are re-made in the worker
+        return {"model": str(self.model.path), "device": self.model.device, "threads": self._requested_threads,
+                "max_pixels": self.max_pixels}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)  # type: ignore[misc]
 
     def _code(self, an: _Analysis, rate: int, disp, op: str, substreams: int, tiling=(0, 0)) -> bytes:
         m = self.model
