@@ -5,13 +5,24 @@
 Each input's bytes seed tests/structure_mutator.py (header fields and segments edited, CRCs recomputed) applied to
 one of three valid base streams, then Decoder.decode and Decoder.decode_latents run on the mutant: our errors are
 the expected outcome; any other exception, a crash or a hang is a finding (libFuzzer writes crash-*/timeout-*).
-With the sanitizer build of the extension (docs/testing.md) the same command checks memory safety."""
+With the sanitizer build of the extension the same command checks memory safety:
+
+    CMAKE_ARGS=-DJPEGAI_SANITIZE=ON pip install --no-build-isolation --no-deps --target /tmp/asan_site .
+    JPEGAI_FUZZ_SITE=/tmp/asan_site ASAN_OPTIONS=detect_leaks=0 \
+        LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
+        python tests/fuzz_picture_atheris.py -runs=1000000 -max_len=64
+"""
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
 
 import atheris
+
+if os.environ.get("JPEGAI_FUZZ_SITE"):  # fuzz that installation (e.g. the sanitizer build), not an editable one
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__.lower()]
+    sys.path.insert(0, os.environ["JPEGAI_FUZZ_SITE"])
 
 with atheris.instrument_imports():
     import numpy as np
