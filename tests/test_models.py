@@ -1,0 +1,65 @@
+"""Every shipped model end to end, and the two together: a stream names its model (header model_id), the
+module-level decode() picks the shipped model by that id, a Decoder bound to another model refuses it."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import jpegai_fast
+from jpegai_fast import model as model_mod
+from shipped_model import MODELS, psnr
+
+pytestmark = pytest.mark.skipif(not MODELS, reason="no exported model")
+NAMES = [m.name for m in MODELS]
+
+
+@pytest.fixture(scope="module")
+def photo():
+    skdata = pytest.importorskip("skimage.data")
+    return np.ascontiguousarray(skdata.astronaut()[60:260, 100:390])  # 200 x 290: not multiples of 16 / 32
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_round_trip_of_each_model(photo, name):
+    enc = jpegai_fast.Encoder(model=name, threads=1)
+    dec = jpegai_fast.Decoder(model=name, threads=1)
+    lm = model_mod.latent_model(model_mod.MODELS_DIR / name)
+    sizes, quality = [], []
+    for r in (0, min(3, lm.rate_points - 1)):
+        stream = enc.encode(photo, rate_point=r)
+        out = dec.decode(stream)
+        assert out.shape == photo.shape
+        sizes.append(len(stream))
+        quality.append(psnr(out, photo))
+        # the module-level decode finds the model from the stream's id
+        np.testing.assert_array_equal(jpegai_fast.decode(stream, threads=1), out)
+    assert sizes[1] > sizes[0] and quality[1] > quality[0] > 22.0, (sizes, quality)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tiled_decode_matches_untiled(photo, name):
+    stream = jpegai_fast.Encoder(model=name, threads=1).encode(photo, rate_point=2)
+    whole = jpegai_fast.Decoder(model=name, threads=1, tile_size=0).decode(stream)
+    tiled = jpegai_fast.Decoder(model=name, threads=1, tile_size=128, tile_overlap=64).decode(stream)
+    assert np.array_equal(tiled, whole) or psnr(tiled, whole) > 45.0
+
+
+@pytest.mark.skipif(len(MODELS) < 2, reason="one model shipped")
+def test_a_decoder_of_another_model_refuses_the_stream(photo):
+    a, b = NAMES[:2]
+    stream = jpegai_fast.Encoder(model=b, threads=1).encode(photo, rate_point=1)
+    with pytest.raises(jpegai_fast.BitstreamError, match="model") as info:
+        jpegai_fast.Decoder(model=a, threads=1).decode(stream)
+    assert info.value.field == "model_id"
+    ids = {model_mod.latent_model(m).model_id for m in MODELS}
+    assert len(ids) == len(MODELS)  # every shipped model has its own id
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_card_is_complete(name):
+    card = json.loads((model_mod.MODELS_DIR / name / "model_card.json").read_text())
+    assert card["parameters_torch"]["total"] > 0 and card["kodak_rd"] and card["kodak_rd"]["points"]
+    if name.startswith("vm33"):
+        assert "CC BY 4.0" in card["attribution"] and "JPEG AI" in card["attribution"]
