@@ -106,8 +106,10 @@ def cmd_encode(argv) -> int:
     ap.add_argument("--tile-overlap", type=int, default=None, help="default 48")
     a = ap.parse_args(argv)
     from .encoder import Encoder
+    from .model import model_for_bpp
 
-    enc = Encoder(threads=a.threads)
+    # --bpp: the shipped model measured best at that rate (model cards); --quality: the default model's scale
+    enc = Encoder(model=model_for_bpp(a.bpp, a.op) if a.bpp is not None else "default", threads=a.threads)
     pairs = _pairs(pathlib.Path(a.input), pathlib.Path(a.output), IMAGE_EXTS, ".jai")
     for src, dst in _progress(pairs, "encode"):
         rgb = _load_rgb(src)
@@ -192,7 +194,9 @@ def cmd_roundtrip(argv) -> int:
 
     name, rgb = _photo(a.image)
     bpp = a.bpp if a.bpp is not None or a.quality is not None else 0.25
-    enc = Encoder(threads=a.threads)
+    from .model import model_for_bpp
+
+    enc = Encoder(model=model_for_bpp(bpp, a.op) if a.quality is None else "default", threads=a.threads)
     t0 = time.perf_counter()
     data = enc.encode(rgb, bpp=bpp if a.quality is None else None, quality=a.quality, operating_point=a.op,
                       substreams=a.substreams)

@@ -18,7 +18,7 @@ from . import colour, container, entropy
 from . import synthesis as syn
 from .decoder import AUTO_TILE_PIXELS, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE
 from .errors import LimitError
-from .model import Model
+from .model import Model, model_for_bpp
 
 __all__ = ["Encoder", "encode", "quality_to_params", "header_tiling", "MODEL_ID", "ANALYSIS_OVERLAP"]
 
@@ -254,7 +254,11 @@ def encode(rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | No
     ``quality``: float in [0, rate points − 1] (integer = a trained rate point); ``rate_point``: an int.
     Default: quality 4.  ``tile_size`` / ``tile_overlap``: the synthesis tiling written into the header
     (:func:`header_tiling`; default 1024 / 48 for pictures larger than one tile, else untiled); the
-    analysis is tiled the same way.  Raises ValueError on bad input, LimitError on absurd sizes."""
+    analysis is tiled the same way.  ``model="default"`` with ``bpp``: the shipped model measured best at that
+    rate (:func:`jpegai_fast.model.model_for_bpp`); with ``quality`` / ``rate_point``: the default model,
+    whose rate points they name.  Raises ValueError on bad input, LimitError on absurd sizes."""
+    if isinstance(model, str) and model == "default" and bpp is not None:
+        model = model_for_bpp(float(bpp), operating_point)
     key = (str(model), device, threads)
     if key not in _ENCODERS:
         _ENCODERS[key] = Encoder(model, device, threads)

@@ -21,7 +21,8 @@ import numpy as np
 from . import _core
 from .errors import DeviceError
 
-__all__ = ["MODELS_DIR", "available_models", "model_dir", "latent_model", "shipped_model_for_id", "Model",
+__all__ = ["MODELS_DIR", "available_models", "model_dir", "latent_model", "shipped_model_for_id", "model_for_bpp",
+           "Model",
            "session_options", "providers_for", "OPERATING_POINTS"]
 
 MODELS_DIR = pathlib.Path(__file__).resolve().parent / "models"
@@ -60,6 +61,43 @@ OPERATING_POINTS = {0: "sop", 1: "bop"}
 @functools.cache
 def _latent_model_at(path: pathlib.Path, mtime_ns: int, size: int):
     return _core.LatentModel(path.read_bytes())
+
+
+@functools.cache
+def _kodak_curve(name: str) -> tuple[tuple[float, float], ...]:
+    """(bpp, PSNR-YUV) of a shipped model's Kodak rate points, from its model card (empty if not measured)."""
+    import json
+
+    try:
+        card = json.loads((MODELS_DIR / name / "model_card.json").read_text())
+        points = (card.get("kodak_rd") or {}).get("points") or []
+        return tuple(sorted((float(p["bpp"]), float(p["psnr_yuv"])) for p in points))
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+
+
+def model_for_bpp(bpp: float, operating_point: str = "bop") -> str:
+    """The shipped model to encode a ``bpp`` target with: the one whose measured Kodak curve (model card,
+    real bytes, 24 images) has the highest PSNR-YUV at that rate, among the models that ship the operating
+    point and whose measured range covers the target; the default model when none does.  With vm33 (from the
+    VM 3.3 networks) and vr_bop shipped, targets below about 0.3 bpp go to vm33."""
+    best, best_q = DEFAULT_MODEL if DEFAULT_MODEL in available_models() else None, -np.inf
+    reach = []  # (distance in log bpp outside the measured range, name): below / above every range
+    for name in available_models():
+        pts = _kodak_curve(name)
+        has_op = all((MODELS_DIR / name / f"synthesis_{operating_point}_{c}.onnx").is_file() for c in COMPONENTS)
+        if len(pts) < 2 or not has_op:
+            continue
+        lo, hi = pts[0][0], pts[-1][0]
+        if not lo <= bpp <= hi:
+            reach.append((abs(np.log(bpp / (lo if bpp < lo else hi))), name))
+            continue
+        q = float(np.interp(np.log(bpp), np.log([p[0] for p in pts]), [p[1] for p in pts]))
+        if q > best_q:
+            best, best_q = name, q
+    if best_q == -np.inf and reach:  # no measured range covers the target: the model reaching closest to it
+        best = min(reach)[1]
+    return best or "default"
 
 
 def shipped_model_for_id(model_id: int) -> str | None:
