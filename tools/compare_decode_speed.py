@@ -41,10 +41,14 @@ print(json.dumps(out))
 
 
 def cpu_name():
+    """Model name plus family/model (the name alone is "AMD EPYC" on these machines) and the SIMD level used."""
+    info = {}
     for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    from jpegai_fast import _core
+    name = info.get("model name") or platform.processor()
+    return f"{name} (family {info.get('cpu family', '?')} model {info.get('model', '?')}, SIMD {_core.cpu_features()})"
 
 
 def run_worker(site, threads, repeat, paths):
