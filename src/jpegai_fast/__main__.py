@@ -52,11 +52,13 @@ def _pairs(src: pathlib.Path, dst: pathlib.Path, exts, out_ext):
     return [(src, dst)]
 
 
-def _load_rgb(path) -> np.ndarray:
+def _load_rgb(path, alpha: str = "refuse") -> np.ndarray:
     from PIL import Image
 
+    from .images import to_rgb8
+
     with Image.open(path) as im:
-        return np.ascontiguousarray(np.asarray(im.convert("RGB")))
+        return to_rgb8(im, alpha)
 
 
 def _photo(name: str) -> tuple[str, np.ndarray]:
@@ -104,6 +106,7 @@ def cmd_encode(argv) -> int:
                     help="synthesis tile written to the header, luma samples (multiple of 16; 0 = untiled; "
                          "default 1024 for pictures larger than one tile)")
     ap.add_argument("--tile-overlap", type=int, default=None, help="default 48")
+    ap.add_argument("--drop-alpha", action="store_true", help="code pictures with alpha without it (default: refuse)")
     a = ap.parse_args(argv)
     from .encoder import Encoder
     from .model import model_for_bpp
@@ -112,7 +115,7 @@ def cmd_encode(argv) -> int:
     enc = Encoder(model=model_for_bpp(a.bpp, a.op) if a.bpp is not None else "default", threads=a.threads)
     pairs = _pairs(pathlib.Path(a.input), pathlib.Path(a.output), IMAGE_EXTS, ".jai")
     for src, dst in _progress(pairs, "encode"):
-        rgb = _load_rgb(src)
+        rgb = _load_rgb(src, "drop" if a.drop_alpha else "refuse")
         data = enc.encode(rgb, bpp=a.bpp, quality=a.quality, operating_point=a.op, substreams=a.substreams,
                           tile_size=a.tile_size, tile_overlap=a.tile_overlap)
         dst.write_bytes(data)

@@ -77,9 +77,10 @@ class JaiDecoder(ImageFile.PyDecoder):
 
 def _save(im: Image.Image, fp, filename):
     from .encoder import encode
+    from .images import to_rgb8
 
     info = im.encoderinfo
-    rgb = np.asarray(im.convert("RGB"))
+    rgb = to_rgb8(im, info.get("alpha", "refuse"))  # EXIF orientation, 16-bit scaling, alpha refused unless dropped
     fp.write(encode(rgb, bpp=info.get("bpp"), quality=info.get("quality"), rate_point=info.get("rate_point"),
                     operating_point=info.get("operating_point", "bop"), substreams=info.get("substreams", 1)))
 

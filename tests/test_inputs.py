@@ -1,0 +1,65 @@
+"""Real input files through the CLI / Pillow path (src/jpegai_fast/images.py): EXIF orientation applied,
+16-bit and float pictures scaled (never clipped to white), alpha refused unless dropped on request."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import jpegai_fast
+from jpegai_fast.images import to_rgb8
+from shipped_model import requires_model
+
+
+@pytest.fixture(scope="module")
+def photo():
+    skdata = pytest.importorskip("skimage.data")
+    return np.ascontiguousarray(skdata.astronaut()[100:180, 150:270])  # 80 x 120
+
+
+def test_exif_orientation_is_applied(photo):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    with Image.open(io.BytesIO(buf.getvalue())) as im:
+        rgb = to_rgb8(im)
+    assert rgb.shape == (120, 80, 3)  # upright: the stored 80 x 120 turned by 90 degrees
+    assert abs(float(rgb.astype(float).mean()) - float(photo.astype(float).mean())) < 2.0
+
+
+def test_16_bit_grey_is_scaled_not_clipped():
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
+    im = Image.fromarray(ramp)  # mode I;16
+    rgb = to_rgb8(im)
+    assert rgb.dtype == np.uint8 and np.array_equal(rgb[..., 0], rgb[..., 2])
+    assert abs(float(rgb.mean()) - float(ramp.mean()) / 257) < 1.0  # 16-bit mean, in 8-bit levels
+
+
+def test_float_pictures_are_scaled():
+    f = np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32)
+    rgb = to_rgb8(Image.fromarray(f))  # mode F, 0..1
+    assert rgb.min() == 0 and rgb.max() == 255
+
+
+def test_alpha_is_refused_unless_dropped(photo):
+    rgba = Image.fromarray(np.dstack([photo, np.full(photo.shape[:2], 128, np.uint8)]))
+    with pytest.raises(ValueError, match="alpha='drop'"):
+        to_rgb8(rgba)
+    np.testing.assert_array_equal(to_rgb8(rgba, alpha="drop"), photo)
+
+
+@requires_model
+def test_pillow_save_uses_the_same_rules(photo, tmp_path):
+    rgba = Image.fromarray(np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)]))
+    with pytest.raises(ValueError, match="alpha"):
+        rgba.save(tmp_path / "a.jai", rate_point=2)
+    rgba.save(tmp_path / "b.jai", rate_point=2, alpha="drop")
+    with Image.open(tmp_path / "b.jai") as im:
+        assert im.size == (photo.shape[1], photo.shape[0])
+    ramp = Image.fromarray((np.arange(64 * 96, dtype=np.uint32).reshape(64, 96) * 10).astype(np.uint16))
+    ramp.save(tmp_path / "g.jai", rate_point=3)
+    got = jpegai_fast.decode((tmp_path / "g.jai").read_bytes())
+    assert abs(float(got.mean()) - float(np.asarray(ramp).mean()) / 257) < 4.0  # the issue's "within 4 levels"
