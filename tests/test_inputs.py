@@ -63,3 +63,40 @@ def test_pillow_save_uses_the_same_rules(photo, tmp_path):
     ramp.save(tmp_path / "g.jai", rate_point=3)
     got = jpegai_fast.decode((tmp_path / "g.jai").read_bytes())
     assert abs(float(got.mean()) - float(np.asarray(ramp).mean()) / 257) < 4.0  # the "within 4 levels"
+
+
+@requires_model
+def test_cli_directory_keep_going_names_the_bad_file(photo, tmp_path, capsys):
+    from jpegai_fast.__main__ import main
+
+    src, out = tmp_path / "jai", tmp_path / "png"
+    src.mkdir()
+    good = jpegai_fast.encode(photo, rate_point=1)
+    (src / "a.jai").write_bytes(good)
+    (src / "b.jai").write_bytes(good[:40])  # truncated
+    (src / "c.jai").write_bytes(good)
+    assert main(["decode", str(src), str(out), "--keep-going"]) == 1
+    captured = capsys.readouterr()
+    assert "b.jai" in captured.err and "2 of 3 files done, 1 failed" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    # without --keep-going it stops at the bad file, still naming it
+    out2 = tmp_path / "png2"
+    assert main(["decode", str(src), str(out2)]) == 1 and "b.jai" in capsys.readouterr().err
+    # --json: one line per file and a summary
+    import json
+
+    assert main(["decode", str(src), str(tmp_path / "png3"), "--keep-going", "--json"]) == 1
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x.get("ok") for x in lines[:3]] == [True, False, True] and lines[-1]["summary"]["failed"] == 1
+
+
+def test_cli_checks_options_and_paths_before_loading_a_model(tmp_path, capsys):
+    from jpegai_fast.__main__ import main
+
+    img = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)
+    with pytest.raises(SystemExit):
+        main(["encode", str(img), str(tmp_path / "x.jai"), "--quality", "9"])
+    assert "--quality must be in 0 .. 7" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(["encode", str(img), str(tmp_path / "missing" / "x.jai")])
