@@ -38,3 +38,37 @@ def test_structure_aware_mutants_raise_only_our_errors(bases, latents):
             outcomes[run(dec, mutate(base, rng), latents=latents).split(":")[0]] += 1
     # the mutants are not all stopped at the door: some decode, and errors come from many fields
     assert outcomes["ok"] > 0 and outcomes["error"] > 0, outcomes
+
+
+def test_encoder_inputs_fuzzed():
+    """The encoder's inputs: shapes, dtypes, strides, sizes and values — a picture codes, or ValueError /
+    LimitError / TypeError names the problem; nothing else escapes."""
+    rng = np.random.default_rng(77)
+    enc = jpegai_fast.Encoder(threads=1, max_pixels=1 << 16)
+    dtypes = [np.uint8, np.uint16, np.int8, np.float32, np.float64, np.bool_, np.int64]
+    coded = refused = 0
+    for _ in range(120):
+        if rng.random() < 0.5:  # a picture's form with random sides (some codable)
+            shape = (int(rng.choice([0, 1, 2, 5, 17, 64, 130])), int(rng.choice([0, 1, 3, 16, 33, 100])), 3)
+            dtype = np.uint8 if rng.random() < 0.8 else dtypes[int(rng.integers(len(dtypes)))]
+        else:
+            ndim = int(rng.integers(0, 5))
+            shape = tuple(int(rng.choice([0, 1, 2, 3, 4, 7, 17, 64, 300])) for _ in range(ndim))
+            dtype = dtypes[int(rng.integers(len(dtypes)))]
+        try:
+            a = (rng.random(shape) * 300).astype(dtype)
+        except (ValueError, MemoryError):
+            continue
+        if a.ndim >= 2 and rng.random() < 0.3:
+            a = a[::2] if rng.random() < 0.5 else np.swapaxes(a, 0, 1)  # non-contiguous views
+        kwargs = [{}, {"bpp": float(rng.choice([-1.0, 0.0, 1e-6, 0.3, 1e3, np.nan]))},
+                  {"quality": float(rng.choice([-5.0, 0.0, 3.5, 7.0, 99.0, np.inf]))},
+                  {"rate_point": int(rng.integers(-2, 10))}][int(rng.integers(4))]
+        try:
+            data = enc.encode(a, **kwargs)
+        except (ValueError, TypeError, jpegai_fast.LimitError):
+            refused += 1
+            continue
+        coded += 1
+        assert jpegai_fast.decode(data, max_pixels=1 << 16).shape == a.shape
+    assert coded > 0 and refused > 0, (coded, refused)
