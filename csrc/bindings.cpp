@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 
+#include "colour.hpp"
 #include "container.hpp"
 #include "cpu_features.hpp"
 #include "errors.hpp"
@@ -428,6 +429,21 @@ PYBIND11_MODULE(_core, m) {
            py::arg("gain_chroma") = py::none(), py::arg("substreams") = 1, py::arg("threads") = 0,
            "-> (SOZ, SORP, SORS) payloads at a rate point plus Q7 displacements; gains: float32 [C] per component "
            "(None: the trained gains, displacement 0 only).");
+
+  m.def("yuv420_to_rgb", [](const py::array& y_in, const py::array& uv_in, unsigned threads) {
+    auto y = require<float>(y_in, "y");
+    auto uv = require<float>(uv_in, "uv");
+    if (y.ndim() != 2 || uv.ndim() != 3 || uv.shape(0) != 2 || uv.shape(1) != (y.shape(0) + 1) / 2 ||
+        uv.shape(2) != (y.shape(1) + 1) / 2 || y.shape(0) < 1 || y.shape(1) < 1)
+      throw ArgumentError("planes must be Y [H, W] and UV [2, ceil(H/2), ceil(W/2)] (4:2:0)");
+    CArray<uint8_t> out({y.shape(0), y.shape(1), py::ssize_t(3)});
+    {
+      py::gil_scoped_release release;
+      yuv420_to_rgb(y.data(), uv.data(), int(y.shape(0)), int(y.shape(1)), out.mutable_data(), threads);
+    }
+    return out;
+  }, py::arg("y"), py::arg("uv"), py::arg("threads") = 0,
+     "Y'CbCr 4:2:0 float32 planes (0-255) -> uint8 RGB [H, W, 3], bit-identical to colour.yuv420_to_rgb.");
 
   m.def("inverse_gain", [](int32_t t) {
     const InverseGain g = inverse_gain(t);

@@ -116,6 +116,10 @@ class PreparedLatents:
     ) -> tuple[bytes, bytes, bytes]: ...
 
 def inverse_gain(t: int) -> tuple[int, int]: ...
+def yuv420_to_rgb(
+    y: npt.NDArray[np.float32], uv: npt.NDArray[np.float32], threads: int = 0
+) -> npt.NDArray[np.uint8]:
+    """Y'CbCr 4:2:0 float32 planes (0-255) -> uint8 RGB [H, W, 3], bit-identical to colour.yuv420_to_rgb."""
 
 class MeanPath:
     """The fixed-point mean path (model.bin sections mean.*): psi, context model, chroma mean, y_hat."""
