@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import pathlib
 import time
-from typing import Literal, TypeAlias, overload
+from typing import Literal, TypeAlias, TypedDict, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,7 +19,8 @@ from . import _core, container, synthesis
 from .errors import BitstreamError
 from .model import OPERATING_POINTS, Model, providers_for, shipped_model_for_id
 
-__all__ = ["Decoder", "decode", "header_dict", "read_input", "synthesis_tiling", "STAGES", "DEFAULT_TILE_SIZE",
+__all__ = ["Decoder", "Latents",
+           "decode", "header_dict", "read_input", "synthesis_tiling", "STAGES", "DEFAULT_TILE_SIZE",
            "DEFAULT_TILE_OVERLAP", "AUTO_TILE_PIXELS"]
 
 # Stage names of ``Decoder.last_timing`` (seconds), in decode order; "total" is the whole call.
@@ -45,6 +46,20 @@ COMPONENTS = ("luma", "chroma")
 StreamInput: TypeAlias = "bytes | bytearray | memoryview | NDArray[np.uint8] | str | os.PathLike[str]"
 # Decoder.decode(output="yuv"): {"Y": float32 [H,W], "UV": float32 [2,ceil(H/2),ceil(W/2)]}
 YuvPlanes: TypeAlias = "dict[str, NDArray[np.float32]]"
+
+
+class Latents(TypedDict):
+    """What :meth:`Decoder.decode_latents` returns; every per-component dict has keys "luma" and "chroma"."""
+
+    header: dict
+    y_hat: dict[str, NDArray[np.float32]]       # [C, Hl, Wl], the synthesis input
+    sigma: dict[str, NDArray[np.float32]]       # σ of the entropy model per latent sample (gain applied)
+    index: dict[str, NDArray[np.uint8]]         # scale index per sample, 255 = skipped
+    z: dict[str, NDArray[np.int16]]             # hyper-latent z_hat [C, hz, wz]
+    residual: dict[str, NDArray[np.int16]]      # decoded residual symbols
+    gain: dict[str, NDArray[np.float32]]        # quantisation gain per channel
+    latent_hw: dict[str, tuple[int, int]]
+    z_hw: dict[str, tuple[int, int]]
 HEADER_FIELDS = ("width", "height", "bit_depth", "chroma_format", "colour_transform", "model_id", "operating_point",
                  "rate_point", "gain_log_luma", "gain_log_chroma", "latent_channels_luma", "latent_channels_chroma",
                  "coded_channels_luma", "coded_channels_chroma", "tile_size", "tile_overlap")
@@ -157,7 +172,7 @@ class Decoder:
         timing["parse"] += max(0.0, elapsed - sum(sec.values()))  # the binding's own overhead (small)
         return lat
 
-    def decode_latents(self, data: StreamInput) -> dict:
+    def decode_latents(self, data: StreamInput) -> Latents:
         """Codestream -> compressed-domain representation, without synthesis.
 
         Returns ``{"header": dict, "y_hat": {comp: float32 [C,Hl,Wl]}, "sigma": {comp: float32 σ of the
@@ -171,13 +186,15 @@ class Decoder:
         self.last_timing = timing
         h = lat["header"]
         disp = (h.gain_log_luma, h.gain_log_chroma)
-        out = {"header": header_dict(h), "latent_hw": lat["latent_hw"], "z_hw": lat["z_hw"], "y_hat": lat["y_hat"],
-               "gain": {comp: synthesis.gain(self.model, comp, h.rate_point, disp[k])
-                        for k, comp in enumerate(COMPONENTS)}}
-        for key in ("z", "index", "residual"):
-            out[key] = {comp: lat[comp][key] for comp in COMPONENTS}
-        out["sigma"] = {comp: synthesis.sigma_from_log(lat[comp]["log_sigma"]) for comp in COMPONENTS}
-        return out
+        def per_comp(key):
+            return {comp: lat[comp][key] for comp in COMPONENTS}
+
+        return Latents(header=header_dict(h), y_hat=lat["y_hat"],
+                       sigma={comp: synthesis.sigma_from_log(lat[comp]["log_sigma"]) for comp in COMPONENTS},
+                       index=per_comp("index"), z=per_comp("z"), residual=per_comp("residual"),
+                       gain={comp: synthesis.gain(self.model, comp, h.rate_point, disp[k])
+                             for k, comp in enumerate(COMPONENTS)},
+                       latent_hw=lat["latent_hw"], z_hw=lat["z_hw"])
 
     # -- pixels -----------------------------------------------------------------------------------
     @overload
