@@ -142,10 +142,11 @@ def session_options(threads: int):
     # Idle ORT workers must not spin: they would steal the cores from the C++ pool and numpy stages that
     # run between graphs (measured on the 2-core box with a busy core: Kodak decode 357 ms spinning vs 99 ms).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    # No per-session memory arena: an arena keeps its high-water mark for the session's life, and with one
-    # arena per graph a large picture's peaks would add up (hyper decoder + 4 context stages + synthesis)
-    # instead of coming and going.  Freed tensors go back to the allocator (docs/stages.md, memory).
-    opts.enable_cpu_mem_arena = False
+    # ORT's memory arena: on.  With the mean path in C++ only the synthesis graphs (and the encoder's) have
+    # sessions, and tiled synthesis bounds each arena's high-water mark by one tile.  Measured on an 8160 x 6120
+    # stream, 1 thread (bench/results/2026-12-03-arena.md): synthesis 31.5 -> 25.9 s (1.21x), peak RSS 812 ->
+    # 898 MiB.  JPEGAI_ORT_ARENA=0 turns it off.
+    opts.enable_cpu_mem_arena = os.environ.get("JPEGAI_ORT_ARENA", "1") != "0"
     return opts
 
 
