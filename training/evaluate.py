@@ -40,12 +40,19 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = Codec()
-    model.load_state_dict(torch.load(args.checkpoint, map_location="cpu")["state_dict"])
-    rates = range(len(RATE_LAMBDAS)) if args.rates == "all" else [int(r) for r in args.rates.split(",")]
+    ck = torch.load(args.checkpoint, map_location="cpu")
+    lambdas = RATE_LAMBDAS
+    if ck.get("meta", {}).get("model") == "vm33":  # the VM 3.3-based model (training/vm_codec.py)
+        from .vm_codec import VM_RATE_LAMBDAS, VMCodec
+
+        model, lambdas = VMCodec(pretrained=False), VM_RATE_LAMBDAS
+    else:
+        model = Codec()
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
+    rates = range(len(lambdas)) if args.rates == "all" else [int(r) for r in args.rates.split(",")]
     images = load_kodak(args.kodak, args.images)
     for r, (bpp, psnr) in evaluate_kodak(model, images, rates, args.op).items():
-        print(f"rate {r} lambda {RATE_LAMBDAS[r]:g}: {bpp:.4f} bpp, PSNR-YUV {psnr:.2f} dB ({len(images)} images)")
+        print(f"rate {r} lambda {lambdas[r]:g}: {bpp:.4f} bpp, PSNR-YUV {psnr:.2f} dB ({len(images)} images)")
 
 
 if __name__ == "__main__":
