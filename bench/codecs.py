@@ -529,7 +529,7 @@ class JpegAiFast(Codec):
                              "the target, within 10 % below when reachable) for matched streams; one set of streams "
                              "for BOP and SOP (header operating point BOP; the SOP decoder is "
                              "Decoder(operating_point='sop'))",
-            cache_name="jpegai_fast",
+            cache_name=f"jpegai_fast-{op.lower()}",  # bpp targets pick a model per operating point (model_for_bpp)
         )
         self.op = op.lower()
         self._decoders: dict = {}
@@ -563,8 +563,8 @@ class JpegAiFast(Codec):
     def encode(self, rgb, param) -> bytes:
         import jpegai_fast
 
-        if isinstance(param, (tuple, list)) and param[0] == "bpp":
-            return bytes(jpegai_fast.encode(rgb, bpp=float(param[1]), operating_point=STREAM_OP))
+        if isinstance(param, (tuple, list)) and param[0] == "bpp":  # the shipped model measured best at that rate
+            return bytes(jpegai_fast.encode(rgb, bpp=float(param[1]), operating_point=self.op))
         return bytes(jpegai_fast.encode(rgb, quality=float(param), operating_point=STREAM_OP))
 
     def decoder(self, threads: int = 1):

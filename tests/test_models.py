@@ -77,3 +77,15 @@ def test_bpp_targets_go_to_the_model_measured_best_there(photo):
         assert h.model_id == model_mod.latent_model(model_mod.MODELS_DIR / name).model_id
         assert 8 * len(stream) / (photo.shape[0] * photo.shape[1]) <= target
         assert jpegai_fast.decode(stream, threads=1).shape == photo.shape
+
+
+@pytest.mark.skipif(len(MODELS) < 2, reason="one model shipped")
+def test_a_default_decoder_follows_the_stream_model(photo):
+    """Decoder() (model="default") decodes every shipped model's streams; the architecture rule of one call per
+    decode holds again once it is bound to the stream's model."""
+    dec = jpegai_fast.Decoder(threads=1)
+    for name in NAMES:
+        stream = jpegai_fast.Encoder(model=name, threads=1).encode(photo, rate_point=1)
+        want = jpegai_fast.Decoder(model=name, threads=1).decode(stream)
+        np.testing.assert_array_equal(dec.decode(stream), want)
+        assert dec.model.name == name

@@ -144,6 +144,10 @@ class Decoder:
         self.tile_size, self.tile_overlap = tile_size, tile_overlap
         self.last_timing: dict[str, float] = {}
         self._requested_threads = threads
+        # model="default": any shipped model's stream decodes (the one its header names); a named model or a
+        # Model instance refuses streams of other models
+        self._follow_stream_model = isinstance(model, str) and model == "default"
+        self._models = {self.model.latent_model.model_id: self.model}
 
     # Picklable (Ray, Dask, multiprocessing): the state is the constructor's arguments; the worker re-opens the
     # model directory (model.bin parsed once per process) and makes its ORT sessions on first use.
@@ -164,13 +168,33 @@ class Decoder:
         """The one call into the C++ core: codestream -> ŷ (and, with ``inspect``, the integer arrays)."""
         data = read_input(data)
         t0 = time.perf_counter()
-        lat = self.model.latent_model.decode(data, self.max_pixels, self.threads, inspect)
+        try:
+            lat = self.model.latent_model.decode(data, self.max_pixels, self.threads, inspect)
+        except BitstreamError as e:
+            if not (self._follow_stream_model and e.field == "model_id" and self._switch_model(data)):
+                raise
+            lat = self.model.latent_model.decode(data, self.max_pixels, self.threads, inspect)
         elapsed = time.perf_counter() - t0
         sec = lat.pop("seconds")
         for key, stage in _LATENT_TIMERS.items():
             timing[stage] = sec[key]
         timing["parse"] += max(0.0, elapsed - sum(sec.values()))  # the binding's own overhead (small)
         return lat
+
+    def _switch_model(self, data: bytes) -> bool:
+        """Bind to the shipped model the stream names (model="default" only); False if none ships."""
+        h, _ = container.parse(data, self.max_pixels)
+        if h.model_id not in self._models:
+            name = shipped_model_for_id(h.model_id)
+            if name is None:
+                return False
+            self._models[h.model_id] = Model(name, device=self.model.device, threads=self._requested_threads)
+        model = self._models[h.model_id]
+        if self.operating_point is not None and self.operating_point not in model.operating_points:
+            raise BitstreamError(f"the stream's model {model.name} has no {self.operating_point!r} synthesis "
+                                 f"(it has {model.operating_points})", "operating_point")
+        self.model = model
+        return True
 
     def decode_latents(self, data: StreamInput) -> Latents:
         """Codestream -> compressed-domain representation, without synthesis.
