@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu_features.hpp"
 #include "thread_pool.hpp"
 
 namespace jpegai {
@@ -18,8 +19,8 @@ constexpr int kRowsPerTask = 16;  // luma rows per pool task
 // One luma row from its chroma row (float64, vertically interpolated, one replicated column): the
 // horizontal interpolation, the matrix, rounding and clamping.  Straight loops over arrays so each clone
 // vectorises (vdivpd, vroundpd); every clone does the same IEEE operations, so the bytes are identical.
-__attribute__((target_clones("arch=x86-64-v4", "avx2", "default"))) void convert_row(
-    const float* yr, const double* cb, const double* cr, int w, double* scratch, uint8_t* o) {
+inline __attribute__((always_inline)) void convert_row_body(const float* yr, const double* cb, const double* cr,
+                                                            int w, double* scratch, uint8_t* o) {
   double* cbx = scratch;
   double* crx = scratch + w;
   double* rgb = scratch + 2 * w;  // 3 x w
@@ -47,12 +48,24 @@ __attribute__((target_clones("arch=x86-64-v4", "avx2", "default"))) void convert
     }
 }
 
+__attribute__((target_clones("arch=x86-64-v4", "avx2", "default"))) void convert_row(
+    const float* yr, const double* cb, const double* cr, int w, double* scratch, uint8_t* o) {
+  convert_row_body(yr, cb, cr, w, scratch, o);
+}
+
+// The baseline twin, run under the forced-baseline switch (JPEGAI_FAST_SIMD=scalar).
+void convert_row_baseline(const float* yr, const double* cb, const double* cr, int w, double* scratch, uint8_t* o) {
+  convert_row_body(yr, cb, cr, w, scratch, o);
+}
+
 }  // namespace
 
 void yuv420_to_rgb(const float* y, const float* uv, int h, int w, uint8_t* out, unsigned threads) {
   const int hc = (h + 1) / 2, wc = (w + 1) / 2;
   const size_t cplane = size_t(hc) * wc;
   const int tasks = (h + kRowsPerTask - 1) / kRowsPerTask;
+  void (*const convert)(const float*, const double*, const double*, int, double*, uint8_t*) =
+      cpu_features().baseline_only ? convert_row_baseline : convert_row;
   global_pool().parallel_for(size_t(tasks), threads, [&](size_t task) {
     std::vector<double> rowc(2 * size_t(wc + 1));  // the vertically interpolated chroma row, + replicated column
     std::vector<double> scratch(5 * size_t(w));
@@ -71,7 +84,7 @@ void yuv420_to_rgb(const float* y, const float* uv, int h, int w, uint8_t* out, 
         }
         r[wc] = r[wc - 1];
       }
-      convert_row(y + size_t(Y) * w, rowc.data(), rowc.data() + (wc + 1), w, scratch.data(),
+      convert(y + size_t(Y) * w, rowc.data(), rowc.data() + (wc + 1), w, scratch.data(),
                   out + size_t(Y) * w * 3);
     }
   });
