@@ -100,3 +100,14 @@ def test_cli_checks_options_and_paths_before_loading_a_model(tmp_path, capsys):
     assert "--quality must be in 0 .. 7" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="does not exist"):
         main(["encode", str(img), str(tmp_path / "missing" / "x.jai")])
+
+
+@requires_model
+def test_unreachable_bpp_target_warns_or_raises():
+    tiny = np.full((1, 1, 3), 128, np.uint8)
+    with pytest.warns(jpegai_fast.RateWarning, match="cannot be reached"):
+        data = jpegai_fast.encode(tiny, bpp=1.0)
+    assert 8 * len(data) > 1.0  # the smallest stream, as the warning says
+    with pytest.raises(jpegai_fast.RateError) as info:
+        jpegai_fast.encode(tiny, bpp=1.0, strict=True)
+    assert info.value.field == "bpp"

@@ -13,7 +13,7 @@ from . import container, entropy
 from . import pillow_plugin as pillow_plugin  # registers ".jai" with Pillow (open and save) on import
 from .decoder import Decoder, decode
 from .encoder import Encoder, encode
-from .errors import BitstreamError, DeviceError, ImageFileError, JpegAiError, LimitError
+from .errors import BitstreamError, DeviceError, ImageFileError, JpegAiError, LimitError, RateError, RateWarning
 from .model import Model
 
 __version__ = "0.1.0"
@@ -32,5 +32,5 @@ def features() -> dict:
             "onnxruntime": ort.__version__, "providers": ort.get_available_providers(), "models": models,
             "default_model": DEFAULT_MODEL}
 __all__ = ["BitstreamError", "DeviceError", "ImageFileError",
-           "JpegAiError", "LimitError", "container", "entropy", "Decoder", "decode",
+           "JpegAiError", "RateError", "RateWarning", "LimitError", "container", "entropy", "Decoder", "decode",
            "Encoder", "encode", "Model", "__version__"]

@@ -162,6 +162,9 @@ def cmd_encode(argv) -> int:
                          "untiled; default 1024 for pictures larger than one tile)")
     ap.add_argument("--tile-overlap", type=int, default=None, help="default 48")
     ap.add_argument("--drop-alpha", action="store_true", help="code pictures with alpha without it (default: refuse)")
+    ap.add_argument("--strict", action="store_true",
+                    help="a --bpp target that cannot be reached (tiny pictures, below the smallest stream) is an error "
+                         "for that file (default: a warning, and the smallest stream)")
     _batch_args(ap)
     a = ap.parse_args(argv)
     _check_rate_args(ap, a)
@@ -175,7 +178,7 @@ def cmd_encode(argv) -> int:
     def one(src, dst):
         rgb = _load_rgb(src, "drop" if a.drop_alpha else "refuse")
         data = enc.encode(rgb, bpp=a.bpp, quality=a.quality, operating_point=a.op, substreams=a.substreams,
-                          tile_size=a.tile_size, tile_overlap=a.tile_overlap)
+                          tile_size=a.tile_size, tile_overlap=a.tile_overlap, strict=a.strict)
         dst.write_bytes(data)
         return {"bytes": len(data), "bpp": round(8 * len(data) / rgb.shape[0] / rgb.shape[1], 4),
                 "model": enc.model.name}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,7 +18,7 @@ from numpy.typing import NDArray
 from . import colour, container, entropy
 from . import synthesis as syn
 from .decoder import AUTO_TILE_PIXELS, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE
-from .errors import LimitError
+from .errors import LimitError, RateError, RateWarning
 from .model import Model, model_for_bpp
 
 __all__ = ["Encoder", "encode", "quality_to_params", "header_tiling", "MODEL_ID", "ANALYSIS_OVERLAP"]
@@ -184,7 +185,9 @@ class Encoder:
 
     def encode(self, rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | None = None,
                rate_point: int | None = None, operating_point: str = "bop", substreams: int = 1,
-               tile_size: int | None = None, tile_overlap: int | None = None) -> bytes:
+               tile_size: int | None = None, tile_overlap: int | None = None, strict: bool = False) -> bytes:
+        """See the module-level :func:`encode`.  ``strict``: a ``bpp`` target the model cannot reach (tiny
+        pictures, targets below its smallest stream) raises :class:`RateError` instead of warning."""
         rgb = _validate(rgb, self.max_pixels)
         tiling = header_tiling(rgb.shape[:2], tile_size, tile_overlap)
         if operating_point not in OPS:
@@ -210,7 +213,15 @@ class Encoder:
                                     operating_point, int(substreams), tiling)
         if bpp is None:
             return code(quality)
-        return self._rate_control(code, bpp, rgb.shape[0] * rgb.shape[1])
+        data = self._rate_control(code, bpp, rgb.shape[0] * rgb.shape[1])
+        got = 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
+        if got > bpp:  # the rate control never exceeds a reachable target: say so when it cannot reach it
+            msg = (f"bpp target {bpp:g} cannot be reached for this {rgb.shape[1]}x{rgb.shape[0]} picture: the smallest "
+                   f"stream of model {m.name} is {got:.4g} bpp (header, z and the lowest gain)")
+            if strict:
+                raise RateError(msg, "bpp")
+            warnings.warn(msg, RateWarning, stacklevel=2)
+        return data
 
     def _rate_control(self, code, target: float, pixels: int) -> bytes:
         """Largest quality whose stream is at most ``target`` bpp; stops once within [0.9, 1.0]·target.
@@ -247,10 +258,12 @@ _ENCODERS: dict = {}
 def encode(rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | None = None,
            rate_point: int | None = None, operating_point: str = "bop", substreams: int = 1,
            threads: int | None = None, model: str | os.PathLike[str] | Model = "default", device: str = "cpu",
-           tile_size: int | None = None, tile_overlap: int | None = None) -> bytes:
+           tile_size: int | None = None, tile_overlap: int | None = None, strict: bool = False) -> bytes:
     """uint8 RGB (H, W, 3) -> codestream bytes.
 
-    ``bpp``: target bits per pixel of the whole stream (never above it; within 10 % below when reachable);
+    ``bpp``: target bits per pixel of the whole stream (never above it when reachable, within 10 % below; an
+    unreachable target gives the smallest stream with a :class:`RateWarning`, or :class:`RateError` with
+    ``strict=True``);
     ``quality``: float in [0, rate points − 1] (integer = a trained rate point); ``rate_point``: an int.
     Default: quality 4.  ``tile_size`` / ``tile_overlap``: the synthesis tiling written into the header
     (:func:`header_tiling`; default 1024 / 48 for pictures larger than one tile, else untiled); the
@@ -264,4 +277,4 @@ def encode(rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | No
         _ENCODERS[key] = Encoder(model, device, threads)
     return _ENCODERS[key].encode(rgb, bpp=bpp, quality=quality, rate_point=rate_point,
                                  operating_point=operating_point, substreams=substreams, tile_size=tile_size,
-                                 tile_overlap=tile_overlap)
+                                 tile_overlap=tile_overlap, strict=strict)

@@ -25,3 +25,11 @@ class DeviceError(JpegAiError, RuntimeError):
 class ImageFileError(JpegAiError, OSError):
     """What the Pillow plugin raises for a damaged, hostile or oversized .jai file: an OSError, as Pillow's own
     plugins raise, keeping the ``field`` of the BitstreamError / LimitError it wraps (its ``__cause__``)."""
+
+
+class RateError(JpegAiError, ValueError):
+    """A ``bpp`` target the encoder cannot reach (``strict=True``)."""
+
+
+class RateWarning(UserWarning):
+    """A ``bpp`` target the encoder could not reach: the smallest stream it can make was returned."""
