@@ -104,6 +104,17 @@ def test_hyper_mean_decoder_and_reconstruct_equal_numpy(blob, comp, hl, wl):
         np.testing.assert_array_equal(r, want_r)
 
 
+def _header(h, w):
+    """The header of a synthetic-model stream at rate point 1."""
+    hd = container.PictureHeader()
+    hd.height, hd.width = h, w
+    hd.bit_depth, hd.chroma_format, hd.colour_transform, hd.model_id, hd.operating_point = 8, 1, 1, 1, 1
+    hd.rate_point = 1
+    hd.latent_channels_luma = hd.coded_channels_luma = C_LUMA
+    hd.latent_channels_chroma = hd.coded_channels_chroma = C_CHROMA
+    return hd
+
+
 def _stream(lm, blob, h, w, rng):
     """A stream of the synthetic model made with the numpy definition: z, indices, residuals, y_hat."""
     ref = rd.MeanPathInt(rd.read_blob(blob))
@@ -124,12 +135,7 @@ def _stream(lm, blob, h, w, rng):
         y_hat[comp] = q.astype(np.float32) * np.float32(2.0 ** -Y_FRAC)
         fm = entropy.FactorizedModel(sections[f"zcdf.{comp}"], 31)
         payload[comp] = (fm.encode(z[comp]), entropy.encode_residual(res[comp], idx[comp]))
-    hd = container.PictureHeader()
-    hd.height, hd.width = h, w
-    hd.bit_depth, hd.chroma_format, hd.colour_transform, hd.model_id, hd.operating_point = 8, 1, 1, 1, 1
-    hd.rate_point = 1
-    hd.latent_channels_luma = hd.coded_channels_luma = C_LUMA
-    hd.latent_channels_chroma = hd.coded_channels_chroma = C_CHROMA
+    hd = _header(h, w)
     soz = rd._ue_bytes(len(payload["luma"][0])) + payload["luma"][0] + payload["chroma"][0]
     stream = container.write(hd, {"SOZ": soz, "SORP": payload["luma"][1], "SORS": payload["chroma"][1]})
     return stream, z, idx, res, y_hat
@@ -164,12 +170,7 @@ def test_prepared_encode_round_trips_through_the_decoder(blob):
     ref = rd.MeanPathInt(rd.read_blob(blob))
     sections = rd.read_blob(blob)
     soz, sorp, sors = prepared.code(1, threads=2)
-    hd = container.PictureHeader()
-    hd.height, hd.width = h, w
-    hd.bit_depth, hd.chroma_format, hd.colour_transform, hd.model_id, hd.operating_point = 8, 1, 1, 1, 1
-    hd.rate_point = 1
-    hd.latent_channels_luma = hd.coded_channels_luma = C_LUMA
-    hd.latent_channels_chroma = hd.coded_channels_chroma = C_CHROMA
+    hd = _header(h, w)
     out = lm.decode(container.write(hd, {"SOZ": soz, "SORP": sorp, "SORS": sors}), inspect=True)
     for k, comp in enumerate(("luma", "chroma")):
         hl, wl = lm.latent_size(k, h, w)[:2]

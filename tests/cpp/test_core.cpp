@@ -33,33 +33,14 @@
 #define JPEGAI_TEST_KERNELS 1
 #endif
 
+#include "check.hpp"
+
 using namespace jpegai;
 
 namespace {
 
-int g_passed = 0, g_failed = 0;
-
-#define CHECK(cond)                                                                     \
-  do {                                                                                  \
-    if (cond) {                                                                         \
-      ++g_passed;                                                                       \
-    } else {                                                                            \
-      ++g_failed;                                                                       \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);     \
-    }                                                                                   \
-  } while (0)
-
-#define CHECK_MSG(cond, ...)                                                            \
-  do {                                                                                  \
-    if (cond) {                                                                         \
-      ++g_passed;                                                                       \
-    } else {                                                                            \
-      ++g_failed;                                                                       \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);     \
-      std::fprintf(stderr, __VA_ARGS__);                                                \
-      std::fputc('\n', stderr);                                                         \
-    }                                                                                   \
-  } while (0)
+using jpegai_test::g_failed;
+using jpegai_test::g_passed;
 
 // Runs f and reports which exception type escaped: "none", "bitstream", "limit", "argument", "other".
 std::string outcome(const std::function<void()>& f, std::string* what = nullptr) {

@@ -31,33 +31,14 @@
 #include "mean_path.hpp"
 #include "model_blob.hpp"
 
+#include "check.hpp"
+
 using namespace jpegai;
 
 namespace {
 
-int g_passed = 0, g_failed = 0;
-
-#define CHECK(cond)                                                                     \
-  do {                                                                                  \
-    if (cond) {                                                                         \
-      ++g_passed;                                                                       \
-    } else {                                                                            \
-      ++g_failed;                                                                       \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);     \
-    }                                                                                   \
-  } while (0)
-
-#define CHECK_MSG(cond, ...)                                                            \
-  do {                                                                                  \
-    if (cond) {                                                                         \
-      ++g_passed;                                                                       \
-    } else {                                                                            \
-      ++g_failed;                                                                       \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);     \
-      std::fprintf(stderr, __VA_ARGS__);                                                \
-      std::fputc('\n', stderr);                                                         \
-    }                                                                                   \
-  } while (0)
+using jpegai_test::g_failed;
+using jpegai_test::g_passed;
 
 constexpr int kSkipExitCode = 77;  // SKIP_RETURN_CODE of the ctest test
 const unsigned kThreads[] = {1, 2, 4};
