@@ -53,8 +53,8 @@ import zlib
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # training/ (the oracle); jpegai_fast itself is the installed package (its _core is
+# compiled there: a source tree's src/ has none unless the install is editable)
 
 from training import reference_decoder as ref  # noqa: E402
 
