@@ -146,10 +146,10 @@ class SynChroma(nn.Module):
         return denormalise(F.pixel_shuffle(x, 4)[..., :_cdiv(h, 2), :_cdiv(w, 2)])
 
 
-def graphs(model: Codec):
-    """name -> (wrapper, torch reference fn, input specs(latent size hl,wl) -> dict of arrays)."""
-    cl, cc = model.luma.hyper_encoder.c1.in_channels, model.chroma.hyper_encoder.c1.in_channels
-    rng = np.random.default_rng(0)
+def validation_inputs(seed=0):
+    """The validation inputs' makers, sharing one generator: f32(*shape, scale) normal noise, img(hl, wl) a luma
+    picture and img2(hl, wl) luma + 4:2:0 chroma of a size that is not a multiple of the latent stride."""
+    rng = np.random.default_rng(seed)
 
     def f32(*shape, scale=1.0):
         return (rng.standard_normal(shape) * scale).astype(np.float32)
@@ -161,6 +161,14 @@ def graphs(model: Codec):
         hh, ww = 16 * h - 6, 16 * w - 2
         return {"image_y": rng.uniform(0, 255, (1, 1, hh, ww)).astype(np.float32),
                 "image_uv": rng.uniform(0, 255, (1, 2, hh // 2, ww // 2)).astype(np.float32)}
+
+    return f32, img, img2
+
+
+def graphs(model: Codec):
+    """name -> (wrapper, torch reference fn, input specs(latent size hl,wl) -> dict of arrays)."""
+    cl, cc = model.luma.hyper_encoder.c1.in_channels, model.chroma.hyper_encoder.c1.in_channels
+    f32, img, img2 = validation_inputs()
 
     def zin(c):
         return lambda h, w: {"z_hat": np.round(f32(1, c, -(-h // 4), -(-w // 4), scale=3)),

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from . import vm33
 from .colour import denormalise
-from .export import OPSET, ROOT, _cdiv, calibration_images, export_onnx, graph_macs, hsd_macs
+from .export import OPSET, ROOT, _cdiv, calibration_images, export_onnx, graph_macs, hsd_macs, validation_inputs
 from .hyper import Z_BOUND
 from .model_file import BLOB_VERSION, pmf_to_cdf, write_blob
 from .sigma_levels import SKIP_INDEX_THRESHOLD
@@ -78,19 +78,8 @@ class SynChroma(nn.Module):
 def graphs(model: VMCodec):
     """name -> (wrapper, input maker(hl, wl of the luma latent) -> arrays, torch reference fn)."""
     cl, cc = vm33.LUMA_LATENT, vm33.CHROMA_LATENT
-    rng = np.random.default_rng(0)
     syn = model.synthesis["bop"]
-
-    def f32(*shape, scale=1.0):
-        return (rng.standard_normal(shape) * scale).astype(np.float32)
-
-    def img(h, w):
-        return {"image_y": rng.uniform(0, 255, (1, 1, 16 * h - 5, 16 * w - 3)).astype(np.float32)}
-
-    def img2(h, w):
-        hh, ww = 16 * h - 6, 16 * w - 2
-        return {"image_y": rng.uniform(0, 255, (1, 1, hh, ww)).astype(np.float32),
-                "image_uv": rng.uniform(0, 255, (1, 2, hh // 2, ww // 2)).astype(np.float32)}
+    f32, img, img2 = validation_inputs()
 
     def yl(h, w):
         return {"y_hat": f32(1, cl, h, w, scale=0.3),
