@@ -8,8 +8,9 @@ Models: `vm33` (training/vm_codec.py, starts from the JPEG AI VM 3.3 networks; d
 (training/codec.py, trained from scratch). Recipe (vm33 defaults): loss = bpp/lambda_r - PSNR-YUV per
 image (the metric we report, normalised per rate point), crop 256, linear warm-up after every optimizer
 reset, cosine decay to --lr-min over the planned run (--time-limit-min or --steps), lr logged. With
---frozen-analysis (default on the CPU) the analysis stays fixed and its latents come from
-training/latent_cache.py, so a CPU step skips ~85 % of the forward MACs.
+--frozen-analysis (default on the CPU) the analysis head stays fixed and its features come from
+training/latent_cache.py, so a CPU step skips ~85 % of the forward MACs; the last --analysis-tail stages
+of the analysis still train (2 by default: with the whole analysis frozen the top rate saturated at 31 dB).
 
 Checkpoints: training/checkpoints/<name>.pt (float16 weights + step; committed, overwritten) and
 <name>.opt.pt (float32 weights + Adam state; ignored by git, used when its step matches).
@@ -67,6 +68,9 @@ def parse_args():
     ap.add_argument("--frozen-analysis", default="auto", choices=["auto", "on", "off"],
                     help="keep the analysis fixed and train on cached latents (auto: on for the vm33 model on CPU)")
     ap.add_argument("--latent-cache", default=None, help="cache file of training.latent_cache")
+    ap.add_argument("--analysis-tail", type=int, default=None, choices=range(5),
+                    help="with a frozen analysis: its last N stages still train on cached features "
+                         "(default training.latent_cache.DEFAULT_TAIL)")
     ap.add_argument("--distill-steps", type=int, default=400,
                     help="fresh vm33 model: steps distilling the VM scale decoder into the integer HSD first")
     ap.add_argument("--prior-fit-steps", type=int, default=600,
@@ -165,8 +169,9 @@ def load_checkpoint(model, opt, op, ckpt, opt_path, device, rate_lambdas):
     return committed["meta"], "float16 weights, fresh optimizer", False
 
 
-def make_optimizer(model, op, lr, frozen_analysis=False):
-    """Adam; SOP trains only its synthesis, a frozen analysis is left out; gain units get GAIN_LR_MULT."""
+def make_optimizer(model, op, lr, frozen_analysis=False, analysis_tail=0):
+    """Adam; SOP trains only its synthesis, a frozen analysis head (all but its last analysis_tail stages) is
+    left out; gain units get GAIN_LR_MULT."""
     if op == "sop":
         trainable = {id(p) for p in model.synthesis["sop"].parameters()}
         for p in model.parameters():
@@ -175,6 +180,8 @@ def make_optimizer(model, op, lr, frozen_analysis=False):
     if frozen_analysis:
         for m in (model.luma_analysis, model.chroma_analysis):
             m.requires_grad_(False)
+            for stage in m.stages()[len(m.stages()) - analysis_tail:] if analysis_tail else []:
+                stage.requires_grad_(True)
     gains = [model.luma.gain.log2_gain, model.chroma.gain.log2_gain]
     priors = list(model.luma.z_prior.parameters()) + list(model.chroma.z_prior.parameters())
     ids = {id(p) for p in gains + priors}
@@ -257,7 +264,12 @@ def main():
     resuming = args.resume and ckpt.exists()
     # a resumed vm33 model takes every weight from its checkpoint, so the VM ONNX files are not needed
     model = (model_cls(pretrained=not resuming) if args.model == "vm33" else model_cls()).to(device)
-    opt = make_optimizer(model, args.op, args.lr, frozen)
+    if frozen:
+        from .latent_cache import DEFAULT_TAIL, LatentPool, default_path, fingerprint, head_state
+        tail = DEFAULT_TAIL if args.analysis_tail is None else args.analysis_tail
+    else:
+        tail = 0
+    opt = make_optimizer(model, args.op, args.lr, frozen, tail)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     opt_path = ckpt.with_name(ckpt.stem + ".opt.pt")
     meta = {"steps": {"bop": 0, "sop": 0}, "wall_s": 0.0, "rate_lambdas": list(rate_lambdas), "model": args.model}
@@ -277,9 +289,14 @@ def main():
         print(f"params {part:30s} {n:10,d}", flush=True)
     t0 = time.time()
     if frozen:
-        from .latent_cache import DEFAULT_OUT, LatentPool
-        pool = LatentPool(args.latent_cache or DEFAULT_OUT)
-        print(f"latent pool: {len(pool)} crops (frozen analysis), loaded in {time.time() - t0:.1f} s", flush=True)
+        from .data import pool_files
+        pool = LatentPool(args.latent_cache or default_path(tail))
+        want = fingerprint(pool_files(args.data), head_state(model.luma_analysis, model.chroma_analysis, tail))
+        if pool.tail != tail or pool.fingerprint != want:
+            raise SystemExit(f"feature cache is stale (tail {pool.tail}, fingerprint {pool.fingerprint}; the model "
+                             f"needs tail {tail}, {want}): python -m training.latent_cache --tail {tail}")
+        print(f"feature pool: {len(pool)} crops (analysis head frozen, last {tail} stages train), "
+              f"loaded in {time.time() - t0:.1f} s", flush=True)
     else:
         pool = TrainPool(args.data, args.subset_per_photo)
         print(f"pool: {len(pool)} crops from {pool.photos} photos, {pool.nbytes() / 2**20:.0f} MiB, "
@@ -304,9 +321,10 @@ def main():
     def next_batch():
         """-> (y, uv, latents or None) on the device."""
         if frozen:
-            rgb, y_lat, c_lat = pool.batch(args.batch, args.crop, gen)
+            rgb, y_feat, c_feat = pool.batch(args.batch, args.crop, gen)
             y, uv = rgb_to_yuv420(rgb.to(device))
-            return y, uv, (y_lat.to(device), c_lat.to(device))
+            return y, uv, (model.luma_analysis.tail(y_feat.to(device), tail),
+                           model.chroma_analysis.tail(c_feat.to(device), tail))
         y, uv = rgb_to_yuv420(pool.batch(args.batch, args.crop, gen).to(device))
         return y, uv, None
 

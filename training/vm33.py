@@ -75,11 +75,25 @@ class Analysis(nn.Module):
     def layers(self):
         return [m for b in self.blocks for m in (b.down, b.gate)] + [self.down, self.out]
 
-    def forward(self, x):
+    def stages(self):
+        """The five stages in order: three gated blocks (H/2, H/4, H/8), the stride-2 conv (H/16), the 1x1."""
+        return [*self.blocks, self.down, self.out]
+
+    def head(self, x, tail):
+        """Pixels -> the features entering the last `tail` stages (tail 0: the latent)."""
         x = (x - 127.5) / 128.0
-        for b in self.blocks:
-            x = b(x)
-        return self.out(self.down(x))
+        for stage in self.stages()[:len(self.stages()) - tail]:
+            x = stage(x)
+        return x
+
+    def tail(self, features, tail):
+        """The last `tail` stages: head(x, tail) -> latent."""
+        for stage in self.stages()[len(self.stages()) - tail:]:
+            features = stage(features)
+        return features
+
+    def forward(self, x):
+        return self.tail(self.head(x, 0), 0)
 
 
 class HyperEncoder(nn.Module):
