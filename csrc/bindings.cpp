@@ -153,7 +153,8 @@ py::dict latents_to_dict(PictureLatents&& p, bool inspect) {
   d["header"] = p.header;
   const char* names[2] = {"luma", "chroma"};
   py::dict y_hat, latent_hw, z_hw;
-  for (int c = 0; c < 2; ++c) {
+  const int components = p.header.chroma_format == 0 ? 1 : 2;  // 4:0:0: no chroma entries
+  for (int c = 0; c < components; ++c) {
     ComponentLatents& L = p.comp[c];
     const py::ssize_t ch = L.channels;
     y_hat[names[c]] = move_to_array(std::move(L.y_hat), {ch, L.size.h, L.size.w});
@@ -215,6 +216,7 @@ PYBIND11_MODULE(_core, m) {
   m.attr("FORMAT_VERSION") = kFormatVersion;
   m.attr("MAX_LOG_SIGMA") = kMaxLogSigma;
   m.attr("DEFAULT_MAX_PIXELS") = kDefaultMaxPixels;
+  m.attr("MAX_METADATA_ENTRY") = kMaxMetadataEntry;
 
   m.def("sigma_levels", [] {
     CArray<double> out(tables::kNumLevels);
@@ -381,12 +383,18 @@ PYBIND11_MODULE(_core, m) {
            "latent domain in one call (seconds of the stages parse, z, hyper_scale, residual, hyper_decoder, "
            "context).  inspect=True adds per component z, log_sigma (Q7, gain applied), index and residual.")
       .def("prepare_encode", [](const LatentModel& self, uint32_t height, uint32_t width, const py::array& z_l,
-                                const py::array& z_c, const py::array& y_l, const py::array& y_c, unsigned threads) {
-             CArray<int16_t> z[2] = {require<int16_t>(z_l, "z_luma"), require<int16_t>(z_c, "z_chroma")};
-             CArray<float> y[2] = {require<float>(y_l, "y_luma"), require<float>(y_c, "y_chroma")};
+                                const py::object& z_c, const py::array& y_l, const py::object& y_c, unsigned threads) {
+             if (z_c.is_none() != y_c.is_none()) throw ArgumentError("z_chroma and y_chroma: both or neither");
+             const int components = z_c.is_none() ? 1 : 2;  // None: monochrome (4:0:0)
+             CArray<int16_t> z[2] = {require<int16_t>(z_l, "z_luma"),
+                                     components == 2 ? require<int16_t>(z_c.cast<py::array>(), "z_chroma")
+                                                     : CArray<int16_t>()};
+             CArray<float> y[2] = {require<float>(y_l, "y_luma"), components == 2
+                                                                     ? require<float>(y_c.cast<py::array>(), "y_chroma")
+                                                                     : CArray<float>()};
              if (height < 1 || width < 1 || height > 65535 || width > 65535)
                throw ArgumentError("picture size out of range");
-             for (int c = 0; c < 2; ++c) {
+             for (int c = 0; c < components; ++c) {
                const LatentSize s = self.latent_size(c, height, width);
                const py::ssize_t C = self.component(c).channels;
                if (z[c].ndim() != 3 || z[c].shape(0) != C || z[c].shape(1) != s.z_h || z[c].shape(2) != s.z_w)
@@ -394,14 +402,15 @@ PYBIND11_MODULE(_core, m) {
                if (y[c].ndim() != 3 || y[c].shape(0) != C || y[c].shape(1) != s.h || y[c].shape(2) != s.w)
                  throw ArgumentError("y does not match the picture size and the model");
              }
-             const int16_t* zp[2] = {z[0].data(), z[1].data()};
-             const float* yp[2] = {y[0].data(), y[1].data()};
+             const int16_t* zp[2] = {z[0].data(), components == 2 ? z[1].data() : nullptr};
+             const float* yp[2] = {y[0].data(), components == 2 ? y[1].data() : nullptr};
              py::gil_scoped_release release;
              return std::make_unique<PreparedLatents>(self, height, width, zp, yp, threads);
            },
            py::keep_alive<0, 1>(), py::arg("height"), py::arg("width"), py::arg("z_luma"), py::arg("z_chroma"),
            py::arg("y_luma"), py::arg("y_chroma"), py::arg("threads") = 0,
-           "The encoder's rate-independent latent work (HSD, psi) for one picture; code() per rate trial.");
+           "The encoder's rate-independent latent work (HSD, psi) for one picture; code() per rate trial.  "
+           "z_chroma = y_chroma = None: monochrome (4:0:0), luma only.");
 
   py::class_<PreparedLatents>(m, "PreparedLatents")
       .def("code", [](const PreparedLatents& self, uint32_t rate_point, int32_t disp_luma, int32_t disp_chroma,
@@ -428,7 +437,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("rate_point"), py::arg("disp_luma") = 0, py::arg("disp_chroma") = 0, py::arg("gain_luma") = py::none(),
            py::arg("gain_chroma") = py::none(), py::arg("substreams") = 1, py::arg("threads") = 0,
            "-> (SOZ, SORP, SORS) payloads at a rate point plus Q7 displacements; gains: float32 [C] per component "
-           "(None: the trained gains, displacement 0 only).");
+           "(None: the trained gains, displacement 0 only).  Monochrome: SORS is empty and the chroma arguments "
+           "are ignored.");
 
   m.def("yuv420_to_rgb", [](const py::array& y_in, const py::array& uv_in, unsigned threads) {
     auto y = require<float>(y_in, "y");
@@ -557,4 +567,21 @@ PYBIND11_MODULE(_core, m) {
       payloads[py::int_(marker)] = py::bytes(reinterpret_cast<const char*>(bytes + span.first), span.second);
     return py::make_tuple(cs.header, payloads);
   }, py::arg("data"), py::arg("max_pixels") = kDefaultMaxPixels);
+  m.def("write_metadata", [](const std::vector<std::pair<int, py::bytes>>& entries) {
+    std::vector<std::pair<uint8_t, std::vector<uint8_t>>> in;
+    for (const auto& [type, bytes] : entries) {
+      if (type < 0 || type > 255) throw ArgumentError("MDS: unknown metadata type " + std::to_string(type));
+      const std::string v = bytes;
+      in.emplace_back(uint8_t(type), std::vector<uint8_t>(v.begin(), v.end()));
+    }
+    return to_bytes(write_metadata(in));
+  }, py::arg("entries"), "[(type, bytes)] (1 EXIF, 2 ICC profile, 3 XMP) -> the MDS payload (ValueError if invalid).");
+  m.def("parse_metadata", [](const py::object& data) {
+    const ByteView buf = byte_view(data);
+    const auto entries = parse_metadata(buf.data, buf.size);
+    py::dict out;
+    for (const auto& [type, span] : entries)
+      out[py::int_(type)] = py::bytes(reinterpret_cast<const char*>(buf.data + span.first), span.second);
+    return out;
+  }, py::arg("data"), "MDS payload -> {type: bytes}; BitstreamError (field 'MDS') if malformed.");
 }

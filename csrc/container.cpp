@@ -22,7 +22,9 @@ void check_header(const PictureHeader& h, uint64_t max_pixels, Fail fail, FailLi
     fail_limit("width*height", "picture has " + std::to_string(uint64_t(h.width) * h.height) +
                                    " pixels, limit is " + std::to_string(max_pixels));
   if (h.bit_depth != 8) fail("bit_depth", "only 8-bit output in format version 1");
-  if (h.chroma_format != 1) fail("chroma_format", "only 4:2:0 (1) in format version 1");
+  if (h.chroma_format > 1) fail("chroma_format", "must be 0 (4:0:0, monochrome) or 1 (4:2:0)");
+  if (h.chroma_format == 0 && (h.coded_channels_chroma != 0 || h.gain_log_chroma != 0))
+    fail("chroma_format", "a 4:0:0 (monochrome) header has coded_channels_chroma = 0 and gain_log_chroma = 0");
   if (h.colour_transform > 1) fail("colour_transform", "must be 0 (none) or 1 (BT.709)");
   if (h.operating_point > 2) fail("operating_point", "must be 0 (SOP), 1 (BOP) or 2 (HOP)");
   if (h.gain_log_luma < -kMaxGainLog || h.gain_log_luma > kMaxGainLog) fail("gain_log_luma", "|gain| >= 2^13");
@@ -75,8 +77,50 @@ const char* marker_name(uint16_t marker) {
     case Marker::kSORP: return "SORP";
     case Marker::kSORS: return "SORS";
     case Marker::kUDI: return "UDI";
+    case Marker::kMDS: return "MDS";
     default: return nullptr;
   }
+}
+
+std::vector<uint8_t> write_metadata(const std::vector<std::pair<uint8_t, std::vector<uint8_t>>>& entries) {
+  if (entries.empty()) throw ArgumentError("MDS: no metadata entries (omit the segment instead)");
+  std::vector<uint8_t> out;
+  bool seen[4] = {};
+  for (const auto& [type, bytes] : entries) {
+    if (type < uint8_t(MetadataType::kExif) || type > uint8_t(MetadataType::kXmp))
+      throw ArgumentError("MDS: unknown metadata type " + std::to_string(type) + " (1 EXIF, 2 ICC, 3 XMP)");
+    if (seen[type]) throw ArgumentError("MDS: duplicate metadata type " + std::to_string(type));
+    seen[type] = true;
+    if (bytes.empty()) throw ArgumentError("MDS: empty metadata entry (omit it instead)");
+    if (bytes.size() > kMaxMetadataEntry) throw ArgumentError("MDS: metadata entry above 16 MiB");
+    out.push_back(type);
+    for (int s = 24; s >= 0; s -= 8) out.push_back(uint8_t(bytes.size() >> s));
+    out.insert(out.end(), bytes.begin(), bytes.end());
+  }
+  return out;
+}
+
+std::map<uint8_t, std::pair<size_t, size_t>> parse_metadata(const uint8_t* data, size_t size) {
+  std::map<uint8_t, std::pair<size_t, size_t>> entries;
+  if (size == 0) throw BitstreamError("MDS", "no metadata entries");
+  size_t pos = 0;
+  while (pos < size) {
+    if (size - pos < 5) throw BitstreamError("MDS", "truncated entry header");
+    const uint8_t type = data[pos];
+    uint32_t length = 0;
+    for (int i = 1; i <= 4; ++i) length = (length << 8) | data[pos + i];
+    pos += 5;
+    if (type < uint8_t(MetadataType::kExif) || type > uint8_t(MetadataType::kXmp))
+      throw BitstreamError("MDS", "unknown metadata type " + std::to_string(type));
+    if (length == 0) throw BitstreamError("MDS", "empty metadata entry");
+    if (length > kMaxMetadataEntry)
+      throw BitstreamError("MDS", "metadata entry of " + std::to_string(length) + " bytes, above 16 MiB");
+    if (length > size - pos) throw BitstreamError("MDS", "metadata entry truncated");
+    if (!entries.emplace(type, std::make_pair(pos, size_t(length))).second)
+      throw BitstreamError("MDS", "duplicate metadata type " + std::to_string(type));
+    pos += length;
+  }
+  return entries;
 }
 
 std::vector<uint8_t> write_picture_header(const PictureHeader& h) {
@@ -147,6 +191,15 @@ std::vector<uint8_t> write_codestream(const PictureHeader& h,
     }
     if (seen[marker]) throw ArgumentError(std::string("duplicate segment ") + name);
     seen[marker] = true;
+    if (marker == uint16_t(Marker::kSORS) && h.chroma_format == 0)
+      throw ArgumentError("SORS: a 4:0:0 (monochrome) stream has no chroma residual");
+    if (marker == uint16_t(Marker::kMDS)) {
+      try {
+        parse_metadata(payload.data(), payload.size());
+      } catch (const BitstreamError& e) {
+        throw ArgumentError(e.what());
+      }
+    }
     put_segment(out, marker, payload);
   }
   out.push_back(0xFF);
@@ -188,8 +241,15 @@ Codestream parse_codestream(const uint8_t* data, size_t size, uint64_t max_pixel
     if (marker == uint16_t(Marker::kPIH)) {
       cs.header = read_picture_header(data + payload_at, payload_size, max_pixels);
       have_header = true;
-    } else if (!cs.payloads.emplace(marker, std::make_pair(payload_at, size_t(payload_size))).second) {
+      continue;
+    }
+    if (!cs.payloads.emplace(marker, std::make_pair(payload_at, size_t(payload_size))).second)
       throw BitstreamError(name, "duplicate segment");
+    if (marker == uint16_t(Marker::kSORS) && cs.header.chroma_format == 0)
+      throw BitstreamError(name, "a 4:0:0 (monochrome) stream has no chroma residual");
+    if (marker == uint16_t(Marker::kMDS)) {
+      for (const auto& [type, span] : parse_metadata(data + payload_at, payload_size))
+        cs.metadata.emplace(type, std::make_pair(payload_at + span.first, span.second));
     }
   }
 }

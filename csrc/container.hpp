@@ -1,7 +1,7 @@
 // The codestream container: marker segments modelled on JPEG AI (ISO/IEC 6048-1), with a CRC-32 on
 // every segment.  Spec: docs/bitstream.md.
 //
-//   SOC | PIH | segments (SOZ, SORP, SORS, UDI; each at most once, any order) | EOC
+//   SOC | PIH | segments (SOZ, SORP, SORS, UDI, MDS; each at most once, any order) | EOC
 //   segment = marker (2 bytes, big-endian) | ue(v) payload size, zero-padded to a byte |
 //             payload | CRC-32 of everything from the marker to the payload end (4 bytes, BE)
 //
@@ -27,6 +27,7 @@ enum class Marker : uint16_t {
   kSORP = 0xFF89,  // residual, primary component (luma)
   kSORS = 0xFF8A,  // residual, secondary component (chroma)
   kUDI = 0xFF8C,   // user-defined data (opaque metadata)
+  kMDS = 0xFF8D,   // metadata entries: EXIF, ICC profile, XMP (never affect decoded samples)
 };
 
 constexpr uint8_t kFormatVersion = 1;
@@ -39,7 +40,7 @@ constexpr uint32_t kMaxLatentChannels = 1024;
 struct PictureHeader {
   uint32_t width = 0, height = 0;       // displayed picture size, 1..65535
   uint8_t bit_depth = 8;                // of the decoded samples; 8 only in version 1
-  uint8_t chroma_format = 1;            // 1 = 4:2:0 (the only one in version 1)
+  uint8_t chroma_format = 1;            // 0 = 4:0:0 (monochrome: no chroma coded), 1 = 4:2:0
   uint8_t colour_transform = 1;         // 0 = none (YUV out), 1 = BT.709 full range YCbCr -> RGB
   uint8_t model_id = 0;                 // which trained model
   uint8_t operating_point = 1;          // default synthesis: 0 SOP, 1 BOP, 2 HOP
@@ -51,11 +52,24 @@ struct PictureHeader {
   uint32_t tile_size = 0, tile_overlap = 0;  // synthesis tiling in luma samples, multiples of 16; 0 = none
 };
 
+// MDS entries (docs/bitstream.md §1.1): type u(8) | length u(32) big-endian | length bytes, until the payload
+// ends.  At least one entry, each 1 .. kMaxMetadataEntry bytes, every type at most once, unknown types refused
+// (so the payload is at most 3 * (5 + 16 MiB)).
+enum class MetadataType : uint8_t { kExif = 1, kIcc = 2, kXmp = 3 };
+constexpr uint32_t kMaxMetadataEntry = uint32_t{1} << 24;  // 16 MiB per entry
+
 struct Codestream {
   PictureHeader header;
   // marker -> (offset, size) of the payload inside the parsed buffer (PIH, SOC, EOC excluded).
   std::map<uint16_t, std::pair<size_t, size_t>> payloads;
+  // MDS entry type -> (offset, size) of its bytes inside the parsed buffer (validated; empty without MDS).
+  std::map<uint8_t, std::pair<size_t, size_t>> metadata;
 };
+
+// The MDS payload of the given entries (ArgumentError on an unknown type, a duplicate, an empty or oversize entry).
+std::vector<uint8_t> write_metadata(const std::vector<std::pair<uint8_t, std::vector<uint8_t>>>& entries);
+// Validates an MDS payload (BitstreamError, field "MDS") -> type -> (offset, size) inside [data, data + size).
+std::map<uint8_t, std::pair<size_t, size_t>> parse_metadata(const uint8_t* data, size_t size);
 
 std::vector<uint8_t> write_picture_header(const PictureHeader& h);
 PictureHeader read_picture_header(const uint8_t* data, size_t size, uint64_t max_pixels);

@@ -131,8 +131,12 @@ PictureLatents decode_latents(const LatentModel& model, const uint8_t* data, siz
   for (int c = 0; c < 2; ++c)
     if (int(latent_channels[c]) != model.component(c).channels)
       throw BitstreamError(c ? "latent_channels_chroma" : "latent_channels_luma", "does not match the model");
+  // 4:0:0 (monochrome): luma only -- no SORS (the container refuses one), an empty chroma part of SOZ, and
+  // comp[1] left empty (channels 0)
+  const int components = h.chroma_format == 0 ? 1 : 2;
   for (uint16_t marker : {uint16_t(Marker::kSOZ), uint16_t(Marker::kSORP), uint16_t(Marker::kSORS)})
-    if (!cs.payloads.count(marker)) throw BitstreamError(marker_name(marker), "missing segment");
+    if (!cs.payloads.count(marker) && (components == 2 || marker != uint16_t(Marker::kSORS)))
+      throw BitstreamError(marker_name(marker), "missing segment");
 
   // SOZ: the luma part's length, then both parts.
   const auto [soz_at, soz_size] = cs.payloads.at(uint16_t(Marker::kSOZ));
@@ -143,18 +147,23 @@ PictureLatents decode_latents(const LatentModel& model, const uint8_t* data, siz
   if (luma_z_bytes > soz_size - z_begin) throw BitstreamError("SOZ", "luma part longer than the segment");
   const std::pair<size_t, size_t> z_span[2] = {{soz_at + z_begin, luma_z_bytes},
                                                {soz_at + z_begin + luma_z_bytes, soz_size - z_begin - luma_z_bytes}};
-  const std::pair<size_t, size_t> r_span[2] = {cs.payloads.at(uint16_t(Marker::kSORP)),
-                                               cs.payloads.at(uint16_t(Marker::kSORS))};
+  if (components == 1 && z_span[1].second != 0)
+    throw BitstreamError("SOZ", "a 4:0:0 (monochrome) stream has no chroma part of z");
+  const std::pair<size_t, size_t> r_span[2] = {
+      cs.payloads.at(uint16_t(Marker::kSORP)),
+      components == 2 ? cs.payloads.at(uint16_t(Marker::kSORS)) : std::pair<size_t, size_t>{0, 0}};
   // gains first: a displacement outside the decodable range is a stream error before any work
   std::vector<int32_t> offsets[2];
-  for (int c = 0; c < 2; ++c) {
+  for (int c = 0; c < components; ++c) {
     out.comp[c].channels = model.component(c).channels;
     out.comp[c].size = model.latent_size(c, h.height, h.width);
     offsets[c] = model.offsets(c, h.rate_point, displacement[c]);
   }
   const unsigned inner = threads;  // nested calls share the pool and the same cap
   out.seconds.parse = seconds_since(t);
-  auto each_component = [&](auto&& stage) { global_pool().parallel_for(2, threads, [&](size_t c) { stage(int(c)); }); };
+  auto each_component = [&](auto&& stage) {
+    global_pool().parallel_for(size_t(components), threads, [&](size_t c) { stage(int(c)); });
+  };
   each_component([&](int c) {
     ComponentLatents& L = out.comp[c];
     const size_t z_plane = size_t(L.size.z_h) * L.size.z_w;
@@ -213,7 +222,9 @@ PreparedLatents::PreparedLatents(const LatentModel& model, uint32_t height, uint
                                  const float* const y[2], unsigned threads)
     : model_(model) {
   if (height < 1 || width < 1) throw ArgumentError("picture size must be positive");
-  for (int c = 0; c < 2; ++c) {
+  if ((z[1] == nullptr) != (y[1] == nullptr)) throw ArgumentError("chroma z and y: both or neither (monochrome)");
+  components_ = z[1] == nullptr ? 1 : 2;
+  for (int c = 0; c < components_; ++c) {
     const int C = model.component(c).channels;
     size_[c] = model.latent_size(c, height, width);
     const LatentSize& s = size_[c];
@@ -224,7 +235,7 @@ PreparedLatents::PreparedLatents(const LatentModel& model, uint32_t height, uint
     y_[c].assign(y[c], y[c] + n);
     s_[c].resize(n);
   }
-  global_pool().parallel_for(2, threads, [&](size_t c) {
+  global_pool().parallel_for(size_t(components_), threads, [&](size_t c) {
     const LatentSize& s = size_[c];
     model.component(int(c)).hsd->forward(z_[c].data(), s.z_h, s.z_w, s.h, s.w, s_[c].data(), threads);
     psi_[c] = model.mean_path().hyper_decoder(int(c), z_[c].data(), s.z_h, s.z_w, s.h, s.w, threads);
@@ -234,8 +245,8 @@ PreparedLatents::PreparedLatents(const LatentModel& model, uint32_t height, uint
 PreparedLatents::Payloads PreparedLatents::code(uint32_t rate_point, const int32_t displacement[2],
                                                 const float* const gains[2], uint32_t substreams,
                                                 unsigned threads) const {
-  std::vector<uint8_t> residual_payload[2], z_payload[2];
-  global_pool().parallel_for(2, threads, [&](size_t c) {
+  std::vector<uint8_t> residual_payload[2], z_payload[2];  // monochrome: the chroma ones stay empty
+  global_pool().parallel_for(size_t(components_), threads, [&](size_t c) {
     const LatentModel& m = model_;
     const ComponentModel& cm = m.component(int(c));
     const LatentSize& s = size_[c];

@@ -86,7 +86,7 @@ struct LatentStageTimes {
 
 struct PictureLatents {
   PictureHeader header;
-  ComponentLatents comp[2];  // 0 luma, 1 chroma
+  ComponentLatents comp[2];  // 0 luma, 1 chroma (4:0:0: comp[1] empty, channels 0)
   LatentStageTimes seconds;
 };
 
@@ -100,6 +100,8 @@ PictureLatents decode_latents(const LatentModel& model, const uint8_t* data, siz
 class PreparedLatents {
  public:
   // z[c]: channels x z_h x z_w int16; y[c]: channels x h x w float32 (copied); sizes from the picture size.
+  // z[1] = y[1] = nullptr: monochrome (4:0:0), luma only; code() then returns an empty SORS and a SOZ whose
+  // chroma part is empty.
   PreparedLatents(const LatentModel& model, uint32_t height, uint32_t width, const int16_t* const z[2],
                   const float* const y[2], unsigned threads);
 
@@ -112,9 +114,11 @@ class PreparedLatents {
                 unsigned threads) const;
   const LatentSize& size(int c) const { return size_[c]; }
   int channels(int c) const { return model_.component(c).channels; }
+  bool monochrome() const { return components_ == 1; }
 
  private:
   const LatentModel& model_;
+  int components_ = 2;
   LatentSize size_[2];
   std::vector<int16_t> z_[2];
   std::vector<float> y_[2];

@@ -46,7 +46,7 @@ def parse_error(data, cls=jpegai_fast.BitstreamError, field=None, **kw):
 def test_constants_and_markers():
     assert container.FORMAT_VERSION == 1
     assert container.DEFAULT_MAX_PIXELS == 1 << 26
-    assert MARKER_OF == {"SOZ": SOZ, "SORP": SORP, "SORS": SORS, "UDI": UDI}
+    assert MARKER_OF == {"SOZ": SOZ, "SORP": SORP, "SORS": SORS, "UDI": UDI, "MDS": 0xFF8D}
 
 
 def test_default_header_roundtrip():
@@ -66,7 +66,8 @@ headers = st.fixed_dictionaries({
     "coded_luma_frac": st.floats(0, 1), "coded_chroma_frac": st.floats(0, 1),
     "tile16": st.integers(0, 4096), "overlap_frac": st.floats(0, 1),
 })
-payload_sets = st.dictionaries(st.sampled_from(sorted(MARKER_OF)), st.binary(max_size=300), max_size=4)
+# (MDS payloads have a syntax of their own, checked by the writer: tests/test_metadata.py)
+payload_sets = st.dictionaries(st.sampled_from(sorted(set(MARKER_OF) - {"MDS"})), st.binary(max_size=300), max_size=4)
 
 
 def make_header(d):
@@ -174,6 +175,26 @@ def test_writer_rejects_invalid_headers():
             container.write(valid_header(**fields), {})
 
 
+def test_monochrome_header():
+    """chroma_format 0 (4:0:0): no chroma fields (coded_channels_chroma = gain_log_chroma = 0), no SORS."""
+    h = valid_header(chroma_format=0, coded_channels_chroma=0)
+    h2, segs = container.parse(container.write(h, {"SOZ": b"z", "SORP": b"r"}))
+    assert h2.chroma_format == 0 and header_dict(h2) == header_dict(h) and sorted(segs) == ["SORP", "SOZ"]
+    for fields in [dict(coded_channels_chroma=1), dict(coded_channels_chroma=0, gain_log_chroma=3)]:
+        with pytest.raises(ValueError, match="chroma_format"):
+            container.write(valid_header(chroma_format=0, **fields), {})
+    with pytest.raises(ValueError, match="SORS"):
+        container.write(h, {"SOZ": b"z", "SORS": b""})
+    mono = pih_payload(chroma_format=0, coded_chroma=0)
+    parse_error(codestream([segment(SOZ, b"z"), segment(SORS, b"")], pih=mono), field="SORS")
+    parse_error(codestream([], pih=pih_payload(chroma_format=0, coded_chroma=0, gain_chroma=-1)), field="chroma_format")
+    parse_error(codestream([], pih=pih_payload(chroma_format=0, coded_chroma=96)), field="chroma_format")
+    for bad in (2, 3):
+        parse_error(codestream([], pih=pih_payload(chroma_format=bad, coded_chroma=0)), field="chroma_format")
+        with pytest.raises(ValueError):
+            container.write(valid_header(chroma_format=bad, coded_channels_chroma=0), {})
+
+
 def test_writer_rejects_unknown_segments():
     with pytest.raises(ValueError):
         container.write(valid_header(), {"PIH": b""})
@@ -215,7 +236,7 @@ def test_trailing_data():
         parse_error(codestream([], pih=GOOD_PIH, trailing=trailing), field="EOC")
 
 
-@pytest.mark.parametrize("marker", [0xFF83, 0xFF8B, 0xFF8D, 0xFF00, 0x0000, 0xFFFF, SOC])
+@pytest.mark.parametrize("marker", [0xFF83, 0xFF8B, 0xFF8E, 0xFF00, 0x0000, 0xFFFF, SOC])
 def test_unknown_markers(marker):
     parse_error(codestream([segment(marker, b"abc")], pih=GOOD_PIH), field="marker")
 

@@ -69,7 +69,7 @@ def test_input_validation(enc, photo):
     with pytest.raises(ValueError):
         enc.encode(photo.astype(np.float32))
     with pytest.raises(ValueError):
-        enc.encode(photo[..., 0])
+        enc.encode(photo[..., :2])  # (a grey (H, W) array is valid: coded monochrome, tests/test_monochrome.py)
     with pytest.raises(ValueError):
         enc.encode(np.zeros((4, 4, 4), np.uint8))
     with pytest.raises(ValueError):

@@ -13,6 +13,7 @@ import json
 import pathlib
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +62,18 @@ def _load_rgb(path, alpha: str = "refuse") -> np.ndarray:
 
     with Image.open(path) as im:
         return to_rgb8(im, alpha)
+
+
+def _load_for_encoding(path, alpha: str, keep_metadata: bool) -> tuple[np.ndarray, dict]:
+    """-> (pixels, metadata): grey files as (H, W) (coded monochrome), others RGB; EXIF / ICC profile / XMP kept
+    unless ``keep_metadata`` is false (the EXIF orientation, applied to the pixels, reset to 1)."""
+    from PIL import Image
+
+    from .images import source_metadata, to_array, upright_metadata
+
+    with Image.open(path) as im:
+        pixels = to_array(im, alpha)  # loads the file first: PNG chunks after the pixels are in im.info then
+        return pixels, upright_metadata(im, source_metadata(im)) if keep_metadata else {}
 
 
 def _photo(name: str) -> tuple[str, np.ndarray]:
@@ -162,6 +175,9 @@ def cmd_encode(argv) -> int:
                          "untiled; default 1024 for pictures larger than one tile)")
     ap.add_argument("--tile-overlap", type=int, default=None, help="default 48")
     ap.add_argument("--drop-alpha", action="store_true", help="code pictures with alpha without it (default: refuse)")
+    ap.add_argument("--strip-metadata", action="store_true",
+                    help="do not keep the source's EXIF, ICC profile and XMP (default: kept, EXIF orientation reset "
+                         "to 1 since the pixels are coded upright)")
     ap.add_argument("--strict", action="store_true",
                     help="a --bpp target that cannot be reached (tiny pictures, below the smallest stream) is an error "
                          "for that file (default: a warning, and the smallest stream)")
@@ -176,9 +192,9 @@ def cmd_encode(argv) -> int:
     enc = Encoder(model=model_for_bpp(a.bpp, a.op) if a.bpp is not None else "default", threads=a.threads)
 
     def one(src, dst):
-        rgb = _load_rgb(src, "drop" if a.drop_alpha else "refuse")
+        rgb, metadata = _load_for_encoding(src, "drop" if a.drop_alpha else "refuse", not a.strip_metadata)
         data = enc.encode(rgb, bpp=a.bpp, quality=a.quality, operating_point=a.op, substreams=a.substreams,
-                          tile_size=a.tile_size, tile_overlap=a.tile_overlap, strict=a.strict)
+                          tile_size=a.tile_size, tile_overlap=a.tile_overlap, strict=a.strict, **metadata)
         dst.write_bytes(data)
         return {"bytes": len(data), "bpp": round(8 * len(data) / rgb.shape[0] / rgb.shape[1], 4),
                 "model": enc.model.name}
@@ -197,21 +213,28 @@ def cmd_decode(argv) -> int:
                     help="synthesis tile, luma samples (0 = untiled; default: the stream's, tiled above 4 MP)")
     ap.add_argument("--max-pixels", type=int, default=None,
                     help="refuse streams of larger pictures before decoding (default 2^26 = 67 MP, ~2 GB per decode)")
+    ap.add_argument("--strip-metadata", action="store_true",
+                    help="do not write the stream's EXIF, ICC profile and XMP into the output (default: written "
+                         "where the output format takes them)")
     _batch_args(ap)
     a = ap.parse_args(argv)
     pairs = _pairs(pathlib.Path(a.input), pathlib.Path(a.output), {".jai"}, ".png")  # paths before the model
     from PIL import Image
 
-    from .container import DEFAULT_MAX_PIXELS
+    from .container import DEFAULT_MAX_PIXELS, parse
     from .decoder import decode
 
     def one(src, dst):
         t0 = time.perf_counter()
-        rgb = decode(src, operating_point=None if a.op == "header" else a.op, threads=a.threads,
-                     tile_size="auto" if a.tile_size is None else a.tile_size,
-                     max_pixels=DEFAULT_MAX_PIXELS if a.max_pixels is None else a.max_pixels)
+        rgb, metadata = decode(src, operating_point=None if a.op == "header" else a.op, threads=a.threads,
+                               tile_size="auto" if a.tile_size is None else a.tile_size,
+                               max_pixels=DEFAULT_MAX_PIXELS if a.max_pixels is None else a.max_pixels,
+                               with_metadata=True)
         ms = 1e3 * (time.perf_counter() - t0)
-        Image.fromarray(rgb).save(dst)
+        assert not isinstance(rgb, dict)  # output="rgb"
+        grey = parse(src.read_bytes(), max_pixels=1 << 32)[0].chroma_format == 0  # monochrome: a grey picture out
+        params: dict[str, Any] = {} if a.strip_metadata else dict(metadata)
+        Image.fromarray(rgb[..., 0] if grey else rgb).save(dst, **params)
         return {"width": rgb.shape[1], "height": rgb.shape[0], "decode_ms": round(ms, 1)}
 
     return _run_batch(a, pairs, one, "decode")

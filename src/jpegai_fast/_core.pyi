@@ -25,6 +25,7 @@ RANS_LANES: int
 FORMAT_VERSION: int
 MAX_LOG_SIGMA: int
 DEFAULT_MAX_PIXELS: int
+MAX_METADATA_ENTRY: int
 
 def sigma_levels() -> npt.NDArray[np.float64]: ...
 def table_hash() -> int: ...
@@ -94,9 +95,9 @@ class LatentModel:
         height: int,
         width: int,
         z_luma: npt.NDArray[np.int16],
-        z_chroma: npt.NDArray[np.int16],
+        z_chroma: npt.NDArray[np.int16] | None,
         y_luma: npt.NDArray[np.float32],
-        y_chroma: npt.NDArray[np.float32],
+        y_chroma: npt.NDArray[np.float32] | None,
         threads: int = 0,
     ) -> PreparedLatents: ...
 
@@ -153,3 +154,7 @@ class PictureHeader:
 
 def write_codestream(header: PictureHeader, segments: Sequence[tuple[int, bytes]]) -> bytes: ...
 def parse_codestream(data: _Bytes, max_pixels: int = ...) -> tuple[PictureHeader, dict[int, bytes]]: ...
+def write_metadata(entries: Sequence[tuple[int, bytes]]) -> bytes:
+    """[(type, bytes)] (1 EXIF, 2 ICC profile, 3 XMP) -> the MDS payload (ValueError if invalid)."""
+def parse_metadata(data: _Bytes) -> dict[int, bytes]:
+    """MDS payload -> {type: bytes}; BitstreamError (field 'MDS') if malformed."""

@@ -19,7 +19,7 @@ from . import _core, container, synthesis
 from .errors import BitstreamError
 from .model import OPERATING_POINTS, Model, providers_for, shipped_model_for_id
 
-__all__ = ["Decoder", "Latents",
+__all__ = ["Decoder", "Latents", "Metadata",
            "decode", "header_dict", "read_input", "synthesis_tiling", "STAGES", "DEFAULT_TILE_SIZE",
            "DEFAULT_TILE_OVERLAP", "AUTO_TILE_PIXELS"]
 
@@ -46,10 +46,13 @@ COMPONENTS = ("luma", "chroma")
 StreamInput: TypeAlias = "bytes | bytearray | memoryview | NDArray[np.uint8] | str | os.PathLike[str]"
 # Decoder.decode(output="yuv"): {"Y": float32 [H,W], "UV": float32 [2,ceil(H/2),ceil(W/2)]}
 YuvPlanes: TypeAlias = "dict[str, NDArray[np.float32]]"
+# decode(..., with_metadata=True) -> (pixels, {"exif" / "icc_profile" / "xmp": bytes}), only the entries the stream has
+Metadata: TypeAlias = "dict[str, bytes]"
 
 
 class Latents(TypedDict):
-    """What :meth:`Decoder.decode_latents` returns; every per-component dict has keys "luma" and "chroma"."""
+    """What :meth:`Decoder.decode_latents` returns; every per-component dict has keys "luma" and "chroma" (a
+    monochrome stream, header chroma_format 0: "luma" only, since it codes no chroma)."""
 
     header: dict
     y_hat: dict[str, NDArray[np.float32]]       # [C, Hl, Wl], the synthesis input
@@ -202,7 +205,7 @@ class Decoder:
         Returns ``{"header": dict, "y_hat": {comp: float32 [C,Hl,Wl]}, "sigma": {comp: float32 σ of the
         entropy model}, "index": {comp: uint8}, "z": {comp: int16}, "residual": {comp: int16},
         "gain": {comp: float32 [C]}, "latent_hw": {comp: (Hl, Wl)}, "z_hw": {comp: (hz, wz)}}`` with comp in
-        ("luma", "chroma")."""
+        ("luma", "chroma"); a monochrome stream (header chroma_format 0) has "luma" entries only."""
         timing: dict[str, float] = {}
         t0 = time.perf_counter()
         lat = self._latents(data, timing, inspect=True)
@@ -210,29 +213,43 @@ class Decoder:
         self.last_timing = timing
         h = lat["header"]
         disp = (h.gain_log_luma, h.gain_log_chroma)
+        comps = COMPONENTS[:1] if h.chroma_format == 0 else COMPONENTS
         def per_comp(key):
-            return {comp: lat[comp][key] for comp in COMPONENTS}
+            return {comp: lat[comp][key] for comp in comps}
 
         return Latents(header=header_dict(h), y_hat=lat["y_hat"],
-                       sigma={comp: synthesis.sigma_from_log(lat[comp]["log_sigma"]) for comp in COMPONENTS},
+                       sigma={comp: synthesis.sigma_from_log(lat[comp]["log_sigma"]) for comp in comps},
                        index=per_comp("index"), z=per_comp("z"), residual=per_comp("residual"),
                        gain={comp: synthesis.gain(self.model, comp, h.rate_point, disp[k])
-                             for k, comp in enumerate(COMPONENTS)},
+                             for k, comp in enumerate(comps)},
                        latent_hw=lat["latent_hw"], z_hw=lat["z_hw"])
 
     # -- pixels -----------------------------------------------------------------------------------
     @overload
-    def decode(self, data: StreamInput, output: Literal["rgb"] = "rgb") -> NDArray[np.uint8]: ...
+    def decode(self, data: StreamInput, output: Literal["rgb"] = "rgb",
+               with_metadata: Literal[False] = False) -> NDArray[np.uint8]: ...
     @overload
-    def decode(self, data: StreamInput, output: Literal["yuv"]) -> YuvPlanes: ...
+    def decode(self, data: StreamInput, output: Literal["yuv"], with_metadata: Literal[False] = False) -> YuvPlanes: ...
     @overload
-    def decode(self, data: StreamInput, output: str) -> NDArray[np.uint8] | YuvPlanes: ...
+    def decode(self, data: StreamInput, output: str, with_metadata: Literal[False] = False
+               ) -> NDArray[np.uint8] | YuvPlanes: ...
+    @overload
+    def decode(self, data: StreamInput, output: str = "rgb", *, with_metadata: Literal[True]
+               ) -> tuple[NDArray[np.uint8] | YuvPlanes, Metadata]: ...
 
-    def decode(self, data: StreamInput, output: str = "rgb") -> NDArray[np.uint8] | YuvPlanes:
+    def decode(self, data: StreamInput, output: str = "rgb", with_metadata: bool = False
+               ) -> NDArray[np.uint8] | YuvPlanes | tuple[NDArray[np.uint8] | YuvPlanes, Metadata]:
         """Codestream (bytes or path) -> uint8 RGB [H, W, 3]; ``output="yuv"``: {"Y": [H,W], "UV": [2,⌈H/2⌉,⌈W/2⌉]}
-        float32 0-255 planes (clamped) instead.  Raises BitstreamError / LimitError on bad streams."""
+        float32 0-255 planes (clamped) instead.  A monochrome stream (4:0:0) decodes to R = G = B = the luma
+        sample rounded half to even (YUV: UV = 128).  ``with_metadata``: -> (pixels, {"exif", "icc_profile",
+        "xmp": bytes}) with the entries of the stream's MDS segment.  Raises BitstreamError / LimitError on bad
+        streams."""
         if output not in ("rgb", "yuv"):
             raise ValueError("output must be 'rgb' or 'yuv'")
+        if with_metadata:
+            data = read_input(data)
+            metadata = container.read_metadata(data, self.max_pixels)
+            return self.decode(data, output), metadata
         timing: dict[str, float] = {}
         t0 = time.perf_counter()
         lat = self._latents(data, timing, inspect=False)
@@ -249,18 +266,22 @@ class Decoder:
         t1 = time.perf_counter()
         tile, overlap = synthesis_tiling(h, self.tile_size, self.tile_overlap)
         y_hat = lat.pop("y_hat")
+        # y_hat has no "chroma" for a monochrome stream: synthesis then runs the luma graph only, UV is None
         if tile:
-            yy, uv = synthesis.synthesise_tiled(self.model, y_hat["luma"], y_hat["chroma"], (h.height, h.width), op,
-                                                tile, overlap)
+            yy, uv = synthesis.synthesise_tiled(self.model, y_hat["luma"], y_hat.get("chroma"), (h.height, h.width),
+                                                op, tile, overlap)
         else:
-            yy, uv = synthesis.synthesise(self.model, y_hat["luma"], y_hat["chroma"], (h.height, h.width), op)
+            yy, uv = synthesis.synthesise(self.model, y_hat["luma"], y_hat.get("chroma"), (h.height, h.width), op)
         del y_hat
         t2 = time.perf_counter()
         timing["synthesis"] = t2 - t1
         np.clip(yy, 0, 255, out=yy)
-        np.clip(uv, 0, 255, out=uv)
-        # the colour stage in C++ (bit-identical to colour.yuv420_to_rgb, the numpy definition; 3x faster)
-        out = {"Y": yy, "UV": uv} if output == "yuv" else _core.yuv420_to_rgb(yy, uv, self.threads)
+        if uv is None:
+            out = _monochrome_output(yy, output)
+        else:
+            np.clip(uv, 0, 255, out=uv)
+            # the colour stage in C++ (bit-identical to colour.yuv420_to_rgb, the numpy definition; 3x faster)
+            out = {"Y": yy, "UV": uv} if output == "yuv" else _core.yuv420_to_rgb(yy, uv, self.threads)
         timing["colour"] = time.perf_counter() - t2
         timing["total"] = time.perf_counter() - t0
         timing["other"] = max(0.0, timing["total"] - sum(v for k, v in timing.items() if k != "total"))
@@ -280,6 +301,16 @@ class Decoder:
         return d
 
 
+def _monochrome_output(yy: np.ndarray, output: str) -> NDArray[np.uint8] | YuvPlanes:
+    """A 4:0:0 picture's clamped luma -> RGB with R = G = B = rint(Y) (round half to even, as the colour stage),
+    or the YUV planes with neutral chroma (128)."""
+    if output == "yuv":
+        return {"Y": yy, "UV": np.full((2, -(-yy.shape[0] // 2), -(-yy.shape[1] // 2)), 128.0, np.float32)}
+    out = np.empty((*yy.shape, 3), np.uint8)
+    out[...] = np.rint(yy).astype(np.uint8)[..., None]
+    return out
+
+
 _DECODERS: dict = {}
 
 
@@ -295,29 +326,39 @@ def _cached_decoder(model, operating_point, device, threads, tile_size="auto", t
 @overload
 def decode(data: StreamInput, model: str | os.PathLike[str] | Model = ..., operating_point: str | None = ...,
            device: str = ..., threads: int | None = ..., output: Literal["rgb"] = ..., tile_size: int | str = ...,
-           tile_overlap: int | None = ..., max_pixels: int = ...) -> NDArray[np.uint8]: ...
+           tile_overlap: int | None = ..., max_pixels: int = ..., with_metadata: Literal[False] = ...
+           ) -> NDArray[np.uint8]: ...
 @overload
 def decode(data: StreamInput, model: str | os.PathLike[str] | Model = ..., operating_point: str | None = ...,
            device: str = ..., threads: int | None = ..., *, output: Literal["yuv"], tile_size: int | str = ...,
-           tile_overlap: int | None = ..., max_pixels: int = ...) -> YuvPlanes: ...
+           tile_overlap: int | None = ..., max_pixels: int = ..., with_metadata: Literal[False] = ...) -> YuvPlanes: ...
 @overload
 def decode(data: StreamInput, model: str | os.PathLike[str] | Model = ..., operating_point: str | None = ...,
            device: str = ..., threads: int | None = ..., output: str = ..., tile_size: int | str = ...,
-           tile_overlap: int | None = ..., max_pixels: int = ...) -> NDArray[np.uint8] | YuvPlanes: ...
+           tile_overlap: int | None = ..., max_pixels: int = ..., with_metadata: Literal[False] = ...
+           ) -> NDArray[np.uint8] | YuvPlanes: ...
+@overload
+def decode(data: StreamInput, model: str | os.PathLike[str] | Model = ..., operating_point: str | None = ...,
+           device: str = ..., threads: int | None = ..., output: str = ..., tile_size: int | str = ...,
+           tile_overlap: int | None = ..., max_pixels: int = ..., *, with_metadata: Literal[True]
+           ) -> tuple[NDArray[np.uint8] | YuvPlanes, Metadata]: ...
 
 
 def decode(data: StreamInput, model: str | os.PathLike[str] | Model = "default", operating_point: str | None = "bop",
            device: str = "cpu", threads: int | None = None, output: str = "rgb", tile_size: int | str = "auto",
-           tile_overlap: int | None = None, max_pixels: int = container.DEFAULT_MAX_PIXELS
-           ) -> NDArray[np.uint8] | YuvPlanes:
+           tile_overlap: int | None = None, max_pixels: int = container.DEFAULT_MAX_PIXELS, with_metadata: bool = False
+           ) -> NDArray[np.uint8] | YuvPlanes | tuple[NDArray[np.uint8] | YuvPlanes, Metadata]:
     """One-shot decode (the Decoder and its sessions are cached per argument set).  ``model="default"``: the
     shipped model whose id the stream's header carries, so streams of every shipped model decode.
     ``max_pixels``: streams of larger pictures raise LimitError before anything is allocated (the default,
-    container.DEFAULT_MAX_PIXELS, keeps one decode under about 2 GB: docs/stages.md)."""
+    container.DEFAULT_MAX_PIXELS, keeps one decode under about 2 GB: docs/stages.md).  ``with_metadata``:
+    -> (pixels, {"exif", "icc_profile", "xmp": bytes}) as :meth:`Decoder.decode`."""
     providers_for(device)  # a missing CUDA provider is named before the stream is looked at
     data = read_input(data)
     if isinstance(model, str) and model == "default":
         h, _ = container.parse(data, max_pixels)
         model = shipped_model_for_id(h.model_id) or "default"  # unknown id: the default model refuses it
-    return _cached_decoder(model, operating_point, device, threads, tile_size, tile_overlap, max_pixels).decode(
-        data, output=output)
+    dec = _cached_decoder(model, operating_point, device, threads, tile_size, tile_overlap, max_pixels)
+    if with_metadata:
+        return dec.decode(data, output, with_metadata=True)
+    return dec.decode(data, output)

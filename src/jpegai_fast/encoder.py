@@ -57,12 +57,15 @@ def quality_to_params(model: Model, quality: float, extended: bool = False) -> t
 
 
 def _validate(rgb, max_pixels: int) -> np.ndarray:
+    """-> the picture, C-contiguous: uint8 (H, W, 3) RGB, or (H, W) grey (also given as (H, W, 1))."""
     if not isinstance(rgb, np.ndarray):
-        raise ValueError(f"expected a numpy uint8 array (H, W, 3), got {type(rgb).__name__}")
+        raise ValueError(f"expected a numpy uint8 array (H, W, 3) or grey (H, W), got {type(rgb).__name__}")
     if rgb.dtype != np.uint8:
-        raise ValueError(f"expected uint8 RGB, got dtype {rgb.dtype}")
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected shape (H, W, 3), got {rgb.shape}")
+        raise ValueError(f"expected uint8 RGB or grey, got dtype {rgb.dtype}")
+    if rgb.ndim == 3 and rgb.shape[2] == 1:
+        rgb = rgb[:, :, 0]
+    if not (rgb.ndim == 2 or (rgb.ndim == 3 and rgb.shape[2] == 3)):
+        raise ValueError(f"expected shape (H, W, 3) or grey (H, W), got {rgb.shape}")
     h, w = rgb.shape[:2]
     if h < 1 or w < 1:
         raise ValueError(f"empty picture {rgb.shape}")
@@ -72,8 +75,10 @@ def _validate(rgb, max_pixels: int) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def _analyse(model: Model, y: np.ndarray, uv: np.ndarray, latent_hw, tile: int = 0, overlap: int = ANALYSIS_OVERLAP):
-    """Analysis graphs -> y latents {comp: float32 [C,Hl,Wl]}; ``tile`` > 0 (luma samples, multiple of 16):
+def _analyse(model: Model, y: np.ndarray, uv: np.ndarray | None, latent_hw, tile: int = 0,
+             overlap: int = ANALYSIS_OVERLAP):
+    """Analysis graphs -> y latents {comp: float32 [C,Hl,Wl]} (``uv`` None: monochrome, luma only);
+    ``tile`` > 0 (luma samples, multiple of 16):
     tile by tile on the latent grid, each tile's input extended by ``overlap`` samples on every side
     with picture there and the extension's latents cropped (bounded memory for large pictures).  The
     analysis is the encoder's choice (any latent makes a valid stream); measured on kodim01 with 256-sample
@@ -81,45 +86,51 @@ def _analyse(model: Model, y: np.ndarray, uv: np.ndarray, latent_hw, tile: int =
     hl, wl = latent_hw
     hp, wp = y.shape
     t = tile // syn.LATENT_STRIDE
-    if not tile or (t >= hl and t >= wl) or model.grid["chroma"] != syn.LATENT_STRIDE:
+    comps = ("luma",) if uv is None else ("luma", "chroma")
+    if not tile or (t >= hl and t >= wl) or (uv is not None and model.grid["chroma"] != syn.LATENT_STRIDE):
         # (a model whose chroma latent is on a coarser grid is analysed whole: tiles not yet supported)
-        return {"luma": model.run("analysis_luma", image_y=y[None, None])[0],
-                "chroma": model.run("analysis_chroma", image_y=y[None, None], image_uv=uv[None])[0]}
+        whole = {"luma": model.run("analysis_luma", image_y=y[None, None])[0]}
+        if uv is not None:
+            whole["chroma"] = model.run("analysis_chroma", image_y=y[None, None], image_uv=uv[None])[0]
+        return whole
     s, o = syn.LATENT_STRIDE, overlap // syn.LATENT_STRIDE
-    out = {comp: np.empty((model.channels[comp], hl, wl), np.float32) for comp in ("luma", "chroma")}
+    out = {comp: np.empty((model.channels[comp], hl, wl), np.float32) for comp in comps}
     for iy0, iy1, cy0, cy1 in syn.tile_spans(hl, t, o):
         py0, py1 = s * iy0, min(s * iy1, hp)
         for ix0, ix1, cx0, cx1 in syn.tile_spans(wl, t, o):
             px0, px1 = s * ix0, min(s * ix1, wp)
             yt = y[py0:py1, px0:px1][None, None]
-            uvt = uv[:, py0 // 2:py1 // 2, px0 // 2:px1 // 2][None]
             core = (slice(None), slice(cy0 - iy0, cy1 - iy0), slice(cx0 - ix0, cx1 - ix0))
             out["luma"][:, cy0:cy1, cx0:cx1] = model.run("analysis_luma", image_y=yt)[0][core]
-            out["chroma"][:, cy0:cy1, cx0:cx1] = model.run("analysis_chroma", image_y=yt, image_uv=uvt)[0][core]
+            if uv is not None:
+                uvt = uv[:, py0 // 2:py1 // 2, px0 // 2:px1 // 2][None]
+                out["chroma"][:, cy0:cy1, cx0:cx1] = model.run("analysis_chroma", image_y=yt, image_uv=uvt)[0][core]
     return out
 
 
 class _Analysis:
-    """The rate-independent part of one picture: the float graphs here, the integer part in C++."""
+    """The rate-independent part of one picture: the float graphs here, the integer part in C++.  A grey
+    (H, W) picture is monochrome (4:0:0): its samples are the luma plane, and no chroma is analysed or coded."""
 
     def __init__(self, model: Model, rgb: np.ndarray, analysis_tile: int = 0):
         self.image_hw = rgb.shape[:2]
+        self.monochrome = rgb.ndim == 2
         h, w = self.image_hw
         # 4:2:0 needs even sides, and a side below one latent sample (16) is edge-extended to 16: the analysis
         # then sees picture instead of its zero padding (a 1x64 strip at quality 7: 11.7 dB before).  The
         # latent size is unchanged (ceil(16 / grid) = ceil(side / grid)) and the decoder crops to the header's size.
         ph, pw = (16 - h if h < 16 else h % 2), (16 - w if w < 16 else w % 2)
-        padded = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else rgb
-        y, uv = colour.rgb_to_yuv420(padded)
+        padded = np.pad(rgb, ((0, ph), (0, pw)) + ((0, 0),) * (rgb.ndim - 2), mode="edge") if ph or pw else rgb
+        y, uv = (padded.astype(np.float32), None) if self.monochrome else colour.rgb_to_yuv420(padded)
         del padded
         lat = _analyse(model, y, uv, model.latent_size("luma", self.image_hw), analysis_tile)
         del y, uv
         z_hat = {}
-        for comp in ("luma", "chroma"):
+        for comp in lat:
             z = model.run(f"hyper_encoder_{comp}", y=lat[comp][None])[0]
             z_hat[comp] = np.round(np.clip(z, -model.z_offset, model.z_offset)).astype(np.int16)  # half to even
-        self.prepared = model.latent_model.prepare_encode(h, w, z_hat["luma"], z_hat["chroma"], lat["luma"],
-                                                          lat["chroma"], threads=model.threads)
+        self.prepared = model.latent_model.prepare_encode(h, w, z_hat["luma"], z_hat.get("chroma"), lat["luma"],
+                                                          lat.get("chroma"), threads=model.threads)
 
 
 def header_tiling(image_hw, tile_size: int | None = None, tile_overlap: int | None = None) -> tuple[int, int]:
@@ -169,26 +180,40 @@ class Encoder:
 
     def _code(self, an: _Analysis, rate: int, disp, op: str, substreams: int, tiling=(0, 0)) -> bytes:
         m = self.model
+        if an.monochrome:
+            disp = (disp[0], 0)  # 4:0:0: the header's chroma fields are 0
         gains = [None if d == 0 else syn.gain(m, comp, rate, d) for comp, d in zip(("luma", "chroma"), disp)]
         soz, sorp, sors = an.prepared.code(rate, int(disp[0]), int(disp[1]), gains[0], gains[1],
                                            substreams=substreams, threads=m.threads)
-        segs = {"SOZ": soz, "SORP": sorp, "SORS": sors}
+        segs = {"SOZ": soz, "SORP": sorp} if an.monochrome else {"SOZ": soz, "SORP": sorp, "SORS": sors}
         hd = container.PictureHeader()
         hd.height, hd.width = an.image_hw
-        hd.bit_depth, hd.chroma_format, hd.colour_transform = 8, 1, 1
+        hd.bit_depth, hd.chroma_format, hd.colour_transform = 8, 0 if an.monochrome else 1, 1
         hd.model_id, hd.operating_point, hd.rate_point = m.latent_model.model_id, OPS[op], rate
         hd.gain_log_luma, hd.gain_log_chroma = int(disp[0]), int(disp[1])
         hd.latent_channels_luma = hd.coded_channels_luma = m.channels["luma"]
-        hd.latent_channels_chroma = hd.coded_channels_chroma = m.channels["chroma"]
+        hd.latent_channels_chroma = m.channels["chroma"]
+        hd.coded_channels_chroma = 0 if an.monochrome else m.channels["chroma"]
         hd.tile_size, hd.tile_overlap = tiling
         return container.write(hd, segs)
 
     def encode(self, rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | None = None,
                rate_point: int | None = None, operating_point: str = "bop", substreams: int = 1,
-               tile_size: int | None = None, tile_overlap: int | None = None, strict: bool = False) -> bytes:
+               tile_size: int | None = None, tile_overlap: int | None = None, strict: bool = False,
+               exif: bytes | None = None, icc_profile: bytes | None = None, xmp: bytes | str | None = None) -> bytes:
         """See the module-level :func:`encode`.  ``strict``: a ``bpp`` target the model cannot reach (tiny
         pictures, targets below its smallest stream) raises :class:`RateError` instead of warning."""
         rgb = _validate(rgb, self.max_pixels)
+        mds = container.write_metadata({"exif": exif, "icc_profile": icc_profile, "xmp": xmp})
+        data = self._encode(rgb, bpp, quality, rate_point, operating_point, substreams, tile_size, tile_overlap, strict)
+        if mds is None:
+            return data
+        # the metadata segment comes right after the header; it is not counted by the rate control (bpp)
+        header, segs = container.parse(data, self.max_pixels)
+        return container.write(header, {"MDS": mds, **segs})
+
+    def _encode(self, rgb: np.ndarray, bpp, quality, rate_point, operating_point, substreams, tile_size,
+                tile_overlap, strict) -> bytes:
         tiling = header_tiling(rgb.shape[:2], tile_size, tile_overlap)
         if operating_point not in OPS:
             raise ValueError(f"operating_point must be 'bop' or 'sop', got {operating_point!r}")
@@ -220,7 +245,7 @@ class Encoder:
                    f"stream of model {m.name} is {got:.4g} bpp (header, z and the lowest gain)")
             if strict:
                 raise RateError(msg, "bpp")
-            warnings.warn(msg, RateWarning, stacklevel=2)
+            warnings.warn(msg, RateWarning, stacklevel=3)
         return data
 
     def _rate_control(self, code, target: float, pixels: int) -> bytes:
@@ -258,8 +283,10 @@ _ENCODERS: dict = {}
 def encode(rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | None = None,
            rate_point: int | None = None, operating_point: str = "bop", substreams: int = 1,
            threads: int | None = None, model: str | os.PathLike[str] | Model = "default", device: str = "cpu",
-           tile_size: int | None = None, tile_overlap: int | None = None, strict: bool = False) -> bytes:
-    """uint8 RGB (H, W, 3) -> codestream bytes.
+           tile_size: int | None = None, tile_overlap: int | None = None, strict: bool = False,
+           exif: bytes | None = None, icc_profile: bytes | None = None, xmp: bytes | str | None = None) -> bytes:
+    """uint8 RGB (H, W, 3) -> codestream bytes; a grey uint8 (H, W) array is coded monochrome (4:0:0: luma only,
+    decoded with R = G = B).
 
     ``bpp``: target bits per pixel of the whole stream (never above it when reachable, within 10 % below; an
     unreachable target gives the smallest stream with a :class:`RateWarning`, or :class:`RateError` with
@@ -269,7 +296,9 @@ def encode(rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | No
     (:func:`header_tiling`; default 1024 / 48 for pictures larger than one tile, else untiled); the
     analysis is tiled the same way.  ``model="default"`` with ``bpp``: the shipped model measured best at that
     rate (:func:`jpegai_fast.model.model_for_bpp`); with ``quality`` / ``rate_point``: the default model,
-    whose rate points they name.  Raises ValueError on bad input, LimitError on absurd sizes."""
+    whose rate points they name.  ``exif`` / ``icc_profile`` / ``xmp``: metadata stored unchanged in the MDS
+    segment (each at most 16 MiB; XMP as bytes or str), returned by ``decode(..., with_metadata=True)``; it is
+    not counted by ``bpp`` rate control.  Raises ValueError on bad input, LimitError on absurd sizes."""
     if isinstance(model, str) and model == "default" and bpp is not None:
         model = model_for_bpp(float(bpp), operating_point)
     key = (str(model), device, threads)
@@ -277,4 +306,4 @@ def encode(rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | No
         _ENCODERS[key] = Encoder(model, device, threads)
     return _ENCODERS[key].encode(rgb, bpp=bpp, quality=quality, rate_point=rate_point,
                                  operating_point=operating_point, substreams=substreams, tile_size=tile_size,
-                                 tile_overlap=tile_overlap, strict=strict)
+                                 tile_overlap=tile_overlap, strict=strict, exif=exif, icc_profile=icc_profile, xmp=xmp)

@@ -59,11 +59,14 @@ def sigma_from_log(log_sigma: np.ndarray) -> np.ndarray:
 
 
 def synthesise(model, y_hat_l, y_hat_c, image_hw, op: str = "bop"):
-    """-> Y [H,W], UV [2,ceil(H/2),ceil(W/2)] float32 0-255 (unclamped; the graphs crop to the picture)."""
+    """-> Y [H,W], UV [2,ceil(H/2),ceil(W/2)] float32 0-255 (unclamped; the graphs crop to the picture).
+    ``y_hat_c`` None (monochrome): the luma graph only, UV None."""
     if op not in model.operating_points:
         raise ValueError(f"operating_point must be one of {model.operating_points}, got {op!r}")
     ref = _ref(*image_hw)
     yy = model.run(f"synthesis_{op}_luma", y_hat=y_hat_l[None], image_ref=ref)[0, 0]
+    if y_hat_c is None:
+        return yy, None
     uv = model.run(f"synthesis_{op}_chroma", y_hat_luma=y_hat_l[None], y_hat_chroma=y_hat_c[None], image_ref=ref)[0]
     return yy, uv
 
@@ -90,10 +93,12 @@ def synthesise_tiled(model, y_hat_l, y_hat_c, image_hw, op: str = "bop", tile: i
     ones; with one tile covering the picture this is :func:`synthesise` itself.
     A model whose chroma latent is on a coarser grid (``model.grid["chroma"]`` = 32) gets tiles and
     overlaps rounded up to that grid, so every tile starts on a chroma latent sample.
-    ``out``: optional (Y float32 [H,W], UV float32 [2,ceil(H/2),ceil(W/2)]) to write into."""
+    ``out``: optional (Y float32 [H,W], UV float32 [2,ceil(H/2),ceil(W/2)]) to write into.  ``y_hat_c`` None
+    (monochrome): luma only, UV None."""
     if op not in model.operating_points:
         raise ValueError(f"operating_point must be one of {model.operating_points}, got {op!r}")
-    ratio = model.grid["chroma"] // LATENT_STRIDE  # luma latent samples per chroma latent sample
+    # luma latent samples per chroma latent sample (monochrome: no chroma to align to)
+    ratio = 1 if y_hat_c is None else model.grid["chroma"] // LATENT_STRIDE
     if tile <= 0 or tile % LATENT_STRIDE or overlap < 0 or overlap % LATENT_STRIDE:
         raise ValueError(f"tile and overlap must be multiples of {LATENT_STRIDE} (tile > 0), got {tile}, {overlap}")
     h, w = int(image_hw[0]), int(image_hw[1])
@@ -104,23 +109,28 @@ def synthesise_tiled(model, y_hat_l, y_hat_c, image_hw, op: str = "bop", tile: i
         yy, uv = synthesise(model, y_hat_l, y_hat_c, image_hw, op)
         if out is not None:
             out[0][...] = yy
-            out[1][...] = uv
+            if uv is not None:
+                out[1][...] = uv
             return out
         return yy, uv
     s = LATENT_STRIDE
     if out is None:
-        out = (np.empty((h, w), np.float32), np.empty((2, -(-h // 2), -(-w // 2)), np.float32))
+        out = (np.empty((h, w), np.float32),
+               None if y_hat_c is None else np.empty((2, -(-h // 2), -(-w // 2)), np.float32))
     yy_out, uv_out = out
     for iy0, iy1, cy0, cy1 in tile_spans(hl, t, o):
         th = min(s * iy1, h) - s * iy0  # the picture's rows under the extended tile
         for ix0, ix1, cx0, cx1 in tile_spans(wl, t, o):
             tw = min(s * ix1, w) - s * ix0
-            chroma = y_hat_c[:, iy0 // ratio:-(-iy1 // ratio), ix0 // ratio:-(-ix1 // ratio)]
+            chroma = (None if y_hat_c is None
+                      else y_hat_c[:, iy0 // ratio:-(-iy1 // ratio), ix0 // ratio:-(-ix1 // ratio)])
             yt, uvt = synthesise(model, y_hat_l[:, iy0:iy1, ix0:ix1], chroma, (th, tw), op)
             # core rows/columns of the tile, in luma and in chroma samples, relative to the tile
             ly0, ly1 = s * (cy0 - iy0), min(s * cy1, h) - s * iy0
             lx0, lx1 = s * (cx0 - ix0), min(s * cx1, w) - s * ix0
             yy_out[s * cy0:s * cy0 + ly1 - ly0, s * cx0:s * cx0 + lx1 - lx0] = yt[ly0:ly1, lx0:lx1]
+            if uvt is None:
+                continue
             cy_0, cy_1 = ly0 // 2, -(-ly1 // 2)
             cx_0, cx_1 = lx0 // 2, -(-lx1 // 2)
             oy, ox = s * cy0 // 2, s * cx0 // 2

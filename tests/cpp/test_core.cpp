@@ -556,6 +556,58 @@ void test_container() {
   }
 }
 
+// The MDS payload (docs/bitstream.md 1.1) and 4:0:0 headers: every truncation and every byte value at every
+// position of a valid payload, each in a buffer of its exact size, only ever parses or throws BitstreamError.
+void test_metadata() {
+  const std::vector<std::pair<uint8_t, std::vector<uint8_t>>> entries = {
+      {3, {'<', 'x', '/', '>'}}, {1, {'E', 'x', 'i', 'f', 0, 0, 'M', 'M'}}, {2, std::vector<uint8_t>(300, 7)}};
+  const std::vector<uint8_t> payload = write_metadata(entries);
+  CHECK(payload.size() == 3 * 5 + 4 + 8 + 300 && payload[0] == 3 && payload[4] == 4);
+  {
+    ExactBuffer b(payload);
+    const auto got = parse_metadata(b.data.get(), b.size);
+    CHECK(got.size() == 3 && got.at(2).second == 300 && got.at(1).first == 5 + 4 + 5);
+  }
+  for (size_t cut = 0; cut < payload.size(); ++cut) {
+    ExactBuffer b(std::vector<uint8_t>(payload.begin(), payload.begin() + long(cut)));
+    const std::string o = outcome([&] { parse_metadata(b.data.get(), b.size); });
+    const bool boundary = cut == 5 + 4 || cut == 5 + 4 + 5 + 8;  // one or two whole entries: valid
+    CHECK_MSG(o == (boundary ? "none" : "bitstream"), "cut %zu: %s", cut, o.c_str());
+  }
+  for (size_t i = 0; i < 40; ++i)
+    for (int v = 0; v < 256; ++v) {
+      std::vector<uint8_t> m = payload;
+      m[i] = uint8_t(v);
+      ExactBuffer b(m);
+      const std::string o = outcome([&] { parse_metadata(b.data.get(), b.size); });
+      CHECK_MSG(o == "none" || o == "bitstream", "byte %zu = %d: %s", i, v, o.c_str());
+    }
+  const std::vector<uint8_t> oversize = {1, 0x01, 0x00, 0x00, 0x01, 'x'};  // 2^24 + 1 declared
+  CHECK(outcome([&] { parse_metadata(oversize.data(), oversize.size()); }) == "bitstream");
+  CHECK(outcome([&] { write_metadata({}); }) == "argument");
+  CHECK(outcome([&] { write_metadata({{1, {1}}, {1, {2}}}); }) == "argument");
+  CHECK(outcome([&] { write_metadata({{4, {1}}}); }) == "argument");
+  CHECK(outcome([&] { write_metadata({{2, {}}}); }) == "argument");
+  CHECK(outcome([&] { write_metadata({{2, std::vector<uint8_t>(kMaxMetadataEntry + 1)}}); }) == "argument");
+  // in a codestream: parsed and located; a bad payload is refused by the writer and the parser
+  PictureHeader h;
+  h.width = h.height = 8;
+  const auto cs = write_codestream(h, {{uint16_t(Marker::kMDS), payload}});
+  const Codestream p = parse_codestream(cs.data(), cs.size());
+  CHECK(p.metadata.size() == 3 && cs[p.metadata.at(1).first] == 'E' && p.metadata.at(1).second == 8);
+  CHECK(outcome([&] { write_codestream(h, {{uint16_t(Marker::kMDS), {9}}}); }) == "argument");
+  // 4:0:0: chroma fields 0, no SORS
+  PictureHeader mono = h;
+  mono.chroma_format = 0;
+  CHECK(outcome([&] { write_codestream(mono, {}); }) == "argument");  // coded_channels_chroma 96
+  mono.coded_channels_chroma = 0;
+  const auto ms = write_codestream(mono, {{uint16_t(Marker::kSOZ), {1}}});
+  CHECK(parse_codestream(ms.data(), ms.size()).header.chroma_format == 0);
+  CHECK(outcome([&] { write_codestream(mono, {{uint16_t(Marker::kSORS), {}}}); }) == "argument");
+  mono.chroma_format = 2;
+  CHECK(outcome([&] { write_codestream(mono, {}); }) == "argument");
+}
+
 // ------------------------------------------------------------------------------------------------
 void test_thread_pool() {
   ThreadPool pool(3);
@@ -743,7 +795,7 @@ int main(int argc, char** argv) {
     void (*fn)();
   } suites[] = {{"bitio", test_bitio},       {"crc32", test_crc32},
                 {"tables", test_tables},     {"residual", test_residual_roundtrip},
-                {"factorized", test_factorized}, {"container", test_container},
+                {"factorized", test_factorized}, {"container", test_container}, {"metadata", test_metadata},
                 {"thread_pool", test_thread_pool}, {"corruption_sweep", test_corruption_sweep},
                 {"unrepresentable_values", test_unrepresentable_values}};
   for (const auto& s : suites) {
