@@ -498,7 +498,7 @@ def _jpegai_digest() -> str:
 class JpegAiFast(Codec):
     """Our codec through its public API only.
 
-    Streams: ``jpegai_fast.encode(rgb, quality=q)`` for the trained rate points (``quality`` 0 … R−1, the
+    Streams: ``jpegai_fast.encode(rgb, rate_point=r)`` for the trained rate points (``rate_point`` 0 … R−1, the
     ladder), and ``jpegai_fast.encode(rgb, bpp=target)`` (the encoder's rate control) for the matched-bitrate
     streams of the decode benchmark (target = the VVC stream's bpp).  The coded latents do not depend on the
     operating point (the encoder only writes it into the header), so BOP and SOP share one set of streams
@@ -514,7 +514,7 @@ class JpegAiFast(Codec):
         super().__init__(
             name=f"jpegai_fast-{op.lower()}",
             label=f"jpegai_fast {op.upper()}",
-            param_name="quality",
+            param_name="rate point",
             ladder=(),
             thread_options=(1, 0),
             stream="jpegai_fast codestream (container header, z and rANS residual substreams), 8-bit RGB coded as "
@@ -524,7 +524,7 @@ class JpegAiFast(Codec):
                    "synthesis in ONNX Runtime, YUV 4:2:0 -> RGB (numpy); Decoder object created once outside the "
                    "timing, its sessions at the untimed warm-up decode",
             native_timing=None,
-            encoder_settings="jpegai_fast.encode(rgb, quality=<rate point 0…R-1>) for the RD ladder; "
+            encoder_settings="jpegai_fast.encode(rgb, rate_point=<0…R-1>) for the RD ladder; "
                              "jpegai_fast.encode(rgb, bpp=<VVC stream bpp>) (rate control: largest quality at most "
                              "the target, within 10 % below when reachable) for matched streams; one set of streams "
                              "for BOP and SOP (header operating point BOP; the SOP decoder is "
@@ -565,7 +565,7 @@ class JpegAiFast(Codec):
 
         if isinstance(param, (tuple, list)) and param[0] == "bpp":  # the shipped model measured best at that rate
             return bytes(jpegai_fast.encode(rgb, bpp=float(param[1]), operating_point=self.op))
-        return bytes(jpegai_fast.encode(rgb, quality=float(param), operating_point=STREAM_OP))
+        return bytes(jpegai_fast.encode(rgb, rate_point=int(param), operating_point=STREAM_OP))
 
     def decoder(self, threads: int = 1):
         dec = self._decoders.get(threads)

@@ -4,9 +4,9 @@
 
 Pictures: a Kodak photo (default kodim23, 768 × 512 = 0.39 MP) mirror-tiled (the photo, its left–right mirror,
 its up–down mirror, … so that there are no seams) and cropped to 768 × 512, 2048 × 1536, 4096 × 3072 and
-8192 × 6144 (0.39, 3.1, 12.6 and 50.3 MP).  Each is encoded once with ``jpegai_fast.encode(rgb, quality=Q,
-operating_point="bop")`` (``--quality``, default 3) in its own subprocess and cached in bench/.cache/memory/
-(key: model + package sources + core, picture size, quality, source image); both operating points decode that
+8192 × 6144 (0.39, 3.1, 12.6 and 50.3 MP).  Each is encoded once with ``jpegai_fast.encode(rgb, rate_point=R,
+operating_point="bop")`` (``--rate-point``, default 3) in its own subprocess and cached in bench/.cache/memory/
+(key: model + package sources + core, picture size, rate point, source image); both operating points decode that
 stream (``Decoder(operating_point=op)`` picks the synthesis; the coded latents do not depend on it).  A stream
 made on a bigger machine can be put in the cache under the name the run prints.
 
@@ -53,7 +53,7 @@ SIZES = {  # label -> (width, height)
 QUICK_SIZES = ("0.4 MP", "3 MP")
 OPS = ("bop", "sop")
 DEFAULT_IMAGE = "kodim23"
-DEFAULT_QUALITY = 3.0
+DEFAULT_RATE_POINT = 3
 ENCODE_OP = "bop"  # header of the memory streams; the decoder's operating_point picks the synthesis
 VVC_QP = 37
 
@@ -96,7 +96,7 @@ with Image.open(args["png"]) as im:
     rgb = np.asarray(im.convert("RGB"))
 pic = make_picture(rgb, args["width"], args["height"])
 t0 = time.perf_counter()
-data = jpegai_fast.encode(pic, quality=args["quality"], operating_point=args["op"])
+data = jpegai_fast.encode(pic, rate_point=args["rate_point"], operating_point=args["op"])
 dt = time.perf_counter() - t0
 with open(args["out"], "wb") as f:
     f.write(data)
@@ -184,14 +184,14 @@ def _digest() -> str:
     return _jpegai_digest()
 
 
-def stream_for(label: str, image_png: Path, quality: float, timeout: float, mem_limit: int | None, retry: bool,
+def stream_for(label: str, image_png: Path, rate_point: int, timeout: float, mem_limit: int | None, retry: bool,
                log=print) -> tuple[Path | None, dict]:
     """The cached stream of the picture ``label`` (encoded in a subprocess the first time).  A failed encode is
     remembered for the same code, picture and memory limit (``retry`` tries again)."""
     w, h = SIZES[label]
-    key = hashlib.sha256(json.dumps([_digest(), w, h, quality, ENCODE_OP, hashlib.sha256(image_png.read_bytes())
+    key = hashlib.sha256(json.dumps([_digest(), w, h, rate_point, ENCODE_OP, hashlib.sha256(image_png.read_bytes())
                                      .hexdigest()]).encode()).hexdigest()[:20]
-    path = cache_dir() / f"{image_png.stem}-{w}x{h}-q{quality:g}-{key}.jai"
+    path = cache_dir() / f"{image_png.stem}-{w}x{h}-r{rate_point}-{key}.jai"
     meta_path = path.with_suffix(".json")
     fail_path = path.with_suffix(f".failed-{(mem_limit or 0) >> 30}G.json")
     if path.exists() and meta_path.exists():
@@ -202,7 +202,7 @@ def stream_for(label: str, image_png: Path, quality: float, timeout: float, mem_
         return None, rep
     path.parent.mkdir(parents=True, exist_ok=True)
     log(f"  encoding {label} ({w}x{h}) once -> {path}")
-    rep = _run_child(_ENCODE_CHILD, {"png": str(image_png), "width": w, "height": h, "quality": quality,
+    rep = _run_child(_ENCODE_CHILD, {"png": str(image_png), "width": w, "height": h, "rate_point": rate_point,
                                      "op": ENCODE_OP, "out": str(path) + ".tmp"}, timeout, mem_limit)
     if "error" in rep:
         Path(str(path) + ".tmp").unlink(missing_ok=True)
@@ -215,7 +215,7 @@ def stream_for(label: str, image_png: Path, quality: float, timeout: float, mem_
 
 
 def measure(sizes=tuple(SIZES), ops=OPS, threads: int = 0, image: str = DEFAULT_IMAGE,
-            quality: float = DEFAULT_QUALITY, timeout: float = 600.0, mem_limit_gb: float | None = None,
+            rate_point: int = DEFAULT_RATE_POINT, timeout: float = 600.0, mem_limit_gb: float | None = None,
             vvc: bool = True, retry: bool = False, log=print) -> dict:
     from bench import codecs as C
 
@@ -227,7 +227,7 @@ def measure(sizes=tuple(SIZES), ops=OPS, threads: int = 0, image: str = DEFAULT_
     for label in sizes:
         w, h = SIZES[label]
         t0 = time.perf_counter()
-        path, enc = stream_for(label, png, quality, timeout, mem_limit, retry, log)
+        path, enc = stream_for(label, png, rate_point, timeout, mem_limit, retry, log)
         encodes.append({"size": label, "width": w, "height": h, "MP": w * h / 1e6,
                         "result": "ok" if path else "encode failed", "cached": enc.get("cached"),
                         "bytes": enc.get("bytes"), "bpp": 8 * enc["bytes"] / (w * h) if enc.get("bytes") else None,
@@ -263,9 +263,9 @@ def measure(sizes=tuple(SIZES), ops=OPS, threads: int = 0, image: str = DEFAULT_
         "rows": rows,
         "streams": encodes,
         "picture": f"{image} ({png.name}) mirror-tiled and cropped to each size",
-        "stream": f"jpegai_fast.encode(picture, quality={quality:g}, operating_point='{ENCODE_OP}') once per size, in "
-                  "a subprocess; both operating points decode it (Decoder(operating_point=op) chooses the synthesis; "
-                  "the latents are the same)",
+        "stream": f"jpegai_fast.encode(picture, rate_point={rate_point}, operating_point='{ENCODE_OP}') once per "
+                  "size, in a subprocess; both operating points decode it (Decoder(operating_point=op) chooses the "
+                  "synthesis; the latents are the same)",
         "decoder": f"jpegai_fast.Decoder(operating_point=op, threads={threads or None}), every other argument at "
                    "its default (synthesis tiling as the library decides for the stream and size)",
         "threads": threads,
@@ -302,7 +302,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ops", default=",".join(OPS))
     ap.add_argument("--threads", type=int, default=0, help="decoder threads (0: all cores, the default)")
     ap.add_argument("--image", default=DEFAULT_IMAGE)
-    ap.add_argument("--quality", type=float, default=DEFAULT_QUALITY)
+    ap.add_argument("--rate-point", type=int, default=DEFAULT_RATE_POINT)
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per child")
     ap.add_argument("--mem-limit-gb", type=float, default=None, help="address-space limit per child "
                     "(default 85 %% of MemAvailable)")
@@ -318,7 +318,7 @@ def main(argv=None) -> int:
         want = {s.strip() for s in args.sizes.split(",")}
         sizes = tuple(k for k in SIZES if k.split()[0] in want)
     launcher_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    res = measure(sizes, tuple(args.ops.split(",")), args.threads, args.image, args.quality, args.timeout,
+    res = measure(sizes, tuple(args.ops.split(",")), args.threads, args.image, args.rate_point, args.timeout,
                   args.mem_limit_gb, retry=args.retry)
     res["launcher ru_maxrss MB (floor of the children's ru_maxrss)"] = max(
         launcher_kb, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024

@@ -2,7 +2,7 @@
 
 Picture: kodim01 when the Kodak set is there (``--kodak`` / $JPEGAI_BENCH_KODAK, default
 ../shared/datasets/kodak), else scikit-image's "coffee" photo resized to 768 x 512 (bicubic), so the
-suite runs anywhere.  Encoded once at quality 4 (λ 0.0113; quality 3 of the older 6-point model) (untiled: the
+suite runs anywhere.  Encoded once at rate point 4 (λ 0.0113; rate point 3 of the older 6-point model) (untiled: the
 picture fits one synthesis tile).
 Each round is one ``Decoder.decode`` (RGB out); the stage times are ``Decoder.last_timing`` (the C++
 latent call's own steady_clock timers for parse / z / hyper-scale / residual, perf_counter around
@@ -45,7 +45,7 @@ def stream():
     import jpegai_fast
 
     name, rgb = kodak_size_picture()
-    return name, rgb, jpegai_fast.encode(rgb, quality=4, threads=1)
+    return name, rgb, jpegai_fast.encode(rgb, rate_point=4, threads=1)
 
 
 @pytest.mark.parametrize("op", ["bop", "sop"])
@@ -89,7 +89,7 @@ def summarize(rows: list[dict]) -> dict:
         if e["over_15_percent"]:
             flags[f"{e['op']}: stages at or above 15 %"] = ", ".join(e["over_15_percent"])
     e0 = rows[0]["extra_info"]
-    return {"workload": f"{e0['picture']} ({e0['size']}), quality 4 ({e0['bpp']:.3f} bpp), RGB out, 1 thread, "
+    return {"workload": f"{e0['picture']} ({e0['size']}), rate point 4 ({e0['bpp']:.3f} bpp), RGB out, 1 thread, "
                         f"median of {ROUNDS} decodes per operating point",
             "acceptance": flags, "stages": table}
 

@@ -32,7 +32,7 @@ def test_latent_domain(benchmark, picture, model, threads):
     if model not in available_models():
         pytest.skip(f"{model} not shipped")
     name, rgb = picture
-    data = jpegai_fast.Encoder(model=model, threads=1).encode(rgb, quality=2)
+    data = jpegai_fast.Encoder(model=model, threads=1).encode(rgb, rate_point=2)
     dec = jpegai_fast.Decoder(model, threads=threads or None)
     lm = dec.model.latent_model
     seconds: list[dict] = []

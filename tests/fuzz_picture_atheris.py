@@ -39,7 +39,7 @@ def _bases():
     photo = np.ascontiguousarray(data.astronaut()[:90, :130])
     return [jpegai_fast.encode(photo, rate_point=1),
             jpegai_fast.encode(photo[:40, :70], rate_point=5, substreams=3),
-            jpegai_fast.encode(np.ascontiguousarray(data.coffee()[:80, :80]), quality=2.5, tile_size=64)]
+            jpegai_fast.encode(np.ascontiguousarray(data.coffee()[:80, :80]), quality=46.5, tile_size=64)]
 
 
 BASES = _bases()

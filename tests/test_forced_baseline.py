@@ -30,7 +30,7 @@ out = {"features": _core.cpu_features(),
        "y_hat": {c: hashlib.sha256(lat["y_hat"][c].tobytes()).hexdigest() for c in lat["y_hat"]},
        "index": {c: hashlib.sha256(lat["index"][c].tobytes()).hexdigest() for c in lat["index"]},
        "pixels": hashlib.sha256(dec.decode(data).tobytes()).hexdigest(),
-       "encoded": hashlib.sha256(jpegai_fast.encode(photo, quality=3.5, threads=2)).hexdigest()}
+       "encoded": hashlib.sha256(jpegai_fast.encode(photo, quality=61.5, threads=2)).hexdigest()}
 print(json.dumps(out))
 """
 
@@ -46,7 +46,7 @@ def _summary(env_extra, stream_path, photo_path):
 def test_baseline_twins_give_identical_results(tmp_path):
     skdata = pytest.importorskip("skimage.data")
     photo = np.ascontiguousarray(skdata.chelsea()[20:220, 30:330])
-    stream = jpegai_fast.encode(photo, quality=5, threads=2)
+    stream = jpegai_fast.encode(photo, rate_point=5, threads=2)
     (tmp_path / "s.jai").write_bytes(stream)
     np.save(tmp_path / "p.npy", photo)
     fast = _summary({}, tmp_path / "s.jai", tmp_path / "p.npy")

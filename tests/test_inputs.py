@@ -96,8 +96,11 @@ def test_cli_checks_options_and_paths_before_loading_a_model(tmp_path, capsys):
     img = tmp_path / "x.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)
     with pytest.raises(SystemExit):
-        main(["encode", str(img), str(tmp_path / "x.jai"), "--quality", "9"])
-    assert "--quality must be in 0 .. 7" in capsys.readouterr().err
+        main(["encode", str(img), str(tmp_path / "x.jai"), "--quality", "101"])
+    assert "--quality must be in 0 .. 100" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["encode", str(img), str(tmp_path / "x.jai"), "--rate-point", "8"])
+    assert "--rate-point must be in 0 .. 7" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="does not exist"):
         main(["encode", str(img), str(tmp_path / "missing" / "x.jai")])
 

@@ -66,7 +66,7 @@ def measure_decode(stream: pathlib.Path, out: pathlib.Path) -> dict:
 def test_8160x6120_decode_peak_rss_within_2gb(tmp_path, record_property):
     photo = large_photo()
     t0 = time.perf_counter()
-    data = jpegai_fast.encode(photo, quality=3)
+    data = jpegai_fast.encode(photo, rate_point=3)
     encode_s = time.perf_counter() - t0
     stream = tmp_path / "large.jai"
     stream.write_bytes(data)

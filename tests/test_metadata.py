@@ -271,8 +271,8 @@ def test_cli_keeps_and_strips_metadata(photo, tmp_path, capsys):
     md = {"exif": _exif(6), "icc_profile": _icc(), "xmp": XMP}
     src = tmp_path / "cam.jpg"
     Image.fromarray(photo).save(src, exif=md["exif"], icc_profile=md["icc_profile"], xmp=XMP, quality=95)
-    assert cli.main(["encode", str(src), str(tmp_path / "keep.jai"), "--quality", "3"]) == 0
-    assert cli.main(["encode", str(src), str(tmp_path / "strip.jai"), "--quality", "3", "--strip-metadata"]) == 0
+    assert cli.main(["encode", str(src), str(tmp_path / "keep.jai"), "--rate-point", "3"]) == 0
+    assert cli.main(["encode", str(src), str(tmp_path / "strip.jai"), "--rate-point", "3", "--strip-metadata"]) == 0
     kept = container.read_metadata((tmp_path / "keep.jai").read_bytes())
     assert set(kept) == {"exif", "icc_profile", "xmp"} and kept["icc_profile"] == md["icc_profile"]
     e = Image.Exif()

@@ -159,7 +159,7 @@ def test_16_bit_grey_png_round_trip(tmp_path, grey):
     Image.fromarray(src16).save(png)
     with Image.open(png) as im:
         assert im.mode in ("I;16", "I")
-    assert cli.main(["encode", str(png), str(tmp_path / "g.jai"), "--quality", "5"]) == 0
+    assert cli.main(["encode", str(png), str(tmp_path / "g.jai"), "--rate-point", "5"]) == 0
     assert container.parse((tmp_path / "g.jai").read_bytes())[0].chroma_format == 0
     assert cli.main(["decode", str(tmp_path / "g.jai"), str(tmp_path / "g.png")]) == 0
     with Image.open(tmp_path / "g.png") as im:

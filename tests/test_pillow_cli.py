@@ -25,8 +25,11 @@ def photo():
 
 def test_pillow_save_and_open(tmp_path, photo):
     buf = io.BytesIO()
-    Image.fromarray(photo).save(buf, format="JAI", quality=2)
-    assert buf.getvalue() == jpegai_fast.encode(photo, quality=2)
+    Image.fromarray(photo).save(buf, format="JAI", rate_point=2)
+    assert buf.getvalue() == jpegai_fast.encode(photo, rate_point=2)
+    quality = io.BytesIO()  # quality 0..100: vr_bop's rate point 2 sits at quality 38
+    Image.fromarray(photo).save(quality, format="JAI", quality=38)
+    assert quality.getvalue() == buf.getvalue()
     buf.seek(0)
     with Image.open(buf) as im:
         assert im.format == "JAI" and im.size == (96, 80) and im.mode == "RGB"
@@ -59,7 +62,7 @@ def test_cli_encode_decode_info(tmp_path, photo, capsys):
     with Image.open(tmp_path / "a.png") as im:
         assert im.size == (96, 80)
     # directories, with a progress bar
-    assert cli.main(["encode", str(src), str(tmp_path / "jai"), "--quality", "1.5", "--op", "sop"]) == 0
+    assert cli.main(["encode", str(src), str(tmp_path / "jai"), "--quality", "28", "--op", "sop"]) == 0
     assert sorted(p.name for p in (tmp_path / "jai").iterdir()) == ["a.jai", "b.jai"]
     assert cli.main(["decode", str(tmp_path / "jai"), str(tmp_path / "png"), "--op", "header"]) == 0
     with Image.open(tmp_path / "png" / "b.png") as im:

@@ -25,7 +25,7 @@ def bases():
     photo = np.ascontiguousarray(skdata.astronaut()[:90, :130])
     return [jpegai_fast.encode(photo, rate_point=1),
             jpegai_fast.encode(photo[:40, :70], rate_point=5, substreams=3),
-            jpegai_fast.encode(np.ascontiguousarray(skdata.coffee()[:80, :80]), quality=2.5, tile_size=64)]
+            jpegai_fast.encode(np.ascontiguousarray(skdata.coffee()[:80, :80]), quality=46.5, tile_size=64)]
 
 
 @pytest.mark.parametrize("latents", [False, True])
@@ -62,7 +62,7 @@ def test_encoder_inputs_fuzzed():
         if a.ndim >= 2 and rng.random() < 0.3:
             a = a[::2] if rng.random() < 0.5 else np.swapaxes(a, 0, 1)  # non-contiguous views
         kwargs = [{}, {"bpp": float(rng.choice([-1.0, 0.0, 1e-6, 0.3, 1e3, np.nan]))},
-                  {"quality": float(rng.choice([-5.0, 0.0, 3.5, 7.0, 99.0, np.inf]))},
+                  {"quality": float(rng.choice([-5.0, 0.0, 61.5, 100.0, 101.0, np.inf]))},
                   {"rate_point": int(rng.integers(-2, 10))}][int(rng.integers(4))]
         try:
             data = enc.encode(a, **kwargs)

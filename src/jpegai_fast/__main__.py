@@ -1,9 +1,11 @@
 """Command line: ``jpegai-fast <command>`` (or ``python -m jpegai_fast``).
 
-    jpegai-fast encode photo.png out.jai --bpp 0.25     (or --quality Q; directories: every image inside)
-    jpegai-fast decode out.jai out.png                  (directories: every .jai inside)
+    jpegai-fast encode photo.png out.jai --bpp 0.25     (or --quality 0..100, --rate-point R; directories: every
+                                                         image inside, --jobs N pictures at a time)
+    jpegai-fast decode out.jai out.png                  (directories: every .jai inside; --jobs N)
     jpegai-fast info out.jai [--timing]
     jpegai-fast roundtrip [photo.png | astronaut] --bpp 0.25   (encode + decode; bpp, PSNR, decode time)
+    jpegai-fast eval DIR --bpp 0.1,0.25 [--json] [--plot rd.png]   (RD figures of a folder, as training/rd_eval)
     jpegai-fast demo                                    (entropy-coding demo of the rANS core)
 """
 from __future__ import annotations
@@ -19,23 +21,27 @@ import numpy as np
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
 COMMANDS = {
-    "encode": "image file or directory -> .jai (--bpp B or --quality Q)",
+    "encode": "image file or directory -> .jai (--bpp B, --quality 0..100 or --rate-point R)",
     "decode": ".jai file or directory -> PNG (or any Pillow format by extension)",
     "info": "header, size and bpp of .jai files (--timing: per-stage decode time)",
     "roundtrip": "encode + decode a photo; prints bpp, PSNR and decode time",
+    "eval": "RD evaluation of a folder of images: mean bpp, PSNR-YUV/RGB, MS-SSIM, times per target",
     "demo": "entropy-code a real photo's DCT residual and decode it (prints size, ideal, speed)",
 }
 
 
-def _progress(items, desc):
-    items = list(items)
-    if len(items) <= 1:
+def _progress(items, desc, total: int | None = None):
+    """A progress bar over ``items`` (a list, or an iterator of ``total`` items, consumed lazily)."""
+    if total is None:
+        items = list(items)
+        total = len(items)
+    if total <= 1:
         return items
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm is a runtime dependency; a missing one only loses the bar
         return items
-    return tqdm(items, desc=desc, unit="img")
+    return tqdm(items, desc=desc, unit="img", total=total)
 
 
 def _pairs(src: pathlib.Path, dst: pathlib.Path, exts, out_ext):
@@ -107,8 +113,10 @@ def _rate_args(ap):
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--bpp", type=float, help="target bits per pixel (never exceeded; within 10 %% below when "
                    "reachable); picks the shipped model measured best at that rate")
-    g.add_argument("--quality", type=float, help="the default model's rate scale, 0 .. 7 (integers = trained rate "
-                   "points; fractions interpolate); default 4 (about 0.58 bpp on Kodak)")
+    g.add_argument("--quality", type=float, help="0 .. 100 (as Pillow's JPEG / HEIF / AVIF plugins), the default "
+                   "model's rate, about linear in log bpp; its trained rate points sit at 0, 18, 38, 55, 68, 78, 87, "
+                   "100 (vr_bop); default: rate point 4 = quality 68 (about 0.58 bpp on Kodak)")
+    g.add_argument("--rate-point", type=int, help="a trained rate point of the default model, 0 .. 7, exactly")
     ap.add_argument("--op", choices=("bop", "sop"), default="bop",
                     help="synthesis operating point written to the header: bop = base (quality), sop = simple "
                          "(about 2x faster decode, about 0.3 dB lower); any decoder can use either")
@@ -120,43 +128,74 @@ def _check_rate_args(ap, a):
     """Options are checked before any model is loaded (a bad value reports at once)."""
     if a.bpp is not None and not a.bpp > 0:
         ap.error("--bpp must be positive")
-    if a.quality is not None and not 0 <= a.quality <= 7:
-        ap.error("--quality must be in 0 .. 7")
+    if a.quality is not None and not 0 <= a.quality <= 100:
+        ap.error("--quality must be in 0 .. 100")
+    if a.rate_point is not None and not 0 <= a.rate_point <= 7:  # (the default model's; others checked on encode)
+        ap.error("--rate-point must be in 0 .. 7")
     if not 1 <= a.substreams <= 64:
         ap.error("--substreams must be in 1 .. 64")
     if a.threads is not None and a.threads < 0:
         ap.error("--threads must be >= 0")
+    _check_jobs(ap, a)
+
+
+def _check_jobs(ap, a):
+    """--jobs: 0 = the hardware threads; with no --threads, each picture in flight gets cores / jobs threads
+    (results do not depend on either)."""
+    if getattr(a, "jobs", None) is None:
+        return
+    if a.jobs < 0:
+        ap.error("--jobs must be >= 0")
+    from . import parallel
+
+    a.jobs = parallel.worker_threads(a.jobs)
+    if a.threads is None and a.jobs > 1:
+        a.threads = parallel._inner_threads(a.jobs, None)
 
 
 def _batch_args(ap):
     ap.add_argument("--keep-going", action="store_true",
                     help="directories: go on after a file fails (it is named; the exit status is 1 at the end)")
     ap.add_argument("--json", action="store_true", help="one JSON line per file, then a summary line")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="directories: pictures in flight at once, on threads sharing one model (0 = one per core; "
+                         "default 1); per-file lines stay in input order and outputs are identical")
 
 
 def _run_batch(a, pairs, one, verb) -> int:
     """Run ``one(src, dst) -> dict`` over the pairs: per-file lines (text or JSON), failures named, a summary;
     exit status 0 if every file succeeded, 1 otherwise (stops at the first failure without --keep-going)."""
+    import contextlib
     import json as _json
 
     from .errors import JpegAiError
+    from .parallel import imap
+
+    def task(pair):
+        try:
+            return one(*pair)
+        except (JpegAiError, ValueError, OSError) as e:
+            return e
 
     done, failed = 0, []
-    for src, dst in _progress(pairs, verb) if not a.json else pairs:
-        try:
-            info = one(src, dst)
-        except (JpegAiError, ValueError, OSError) as e:
-            failed.append(str(src))
-            msg = {"file": str(src), "ok": False, "error": f"{type(e).__name__}: {e}"}
-            print(_json.dumps(msg) if a.json else f"{src}: error: {e}", file=sys.stdout if a.json else sys.stderr)
-            if not a.keep_going:
-                break
-            continue
-        done += 1
-        if a.json:
-            print(_json.dumps({"file": str(src), "ok": True, "output": str(dst), **info}))
-        elif len(pairs) == 1:
-            print(f"{src} -> {dst}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    # --jobs N: N files in flight on threads (the shared Encoder / Decoder releases the GIL), results in input order
+    results = imap(task, pairs, getattr(a, "jobs", 1), what="file")
+    with contextlib.closing(results):  # a stop without --keep-going: files not started yet are not started
+        rows = zip(pairs, results)
+        for (src, dst), info in _progress(rows, verb, len(pairs)) if not a.json else rows:
+            if isinstance(info, BaseException):
+                failed.append(str(src))
+                msg = {"file": str(src), "ok": False, "error": f"{type(info).__name__}: {info}"}
+                print(_json.dumps(msg) if a.json else f"{src}: error: {info}",
+                      file=sys.stdout if a.json else sys.stderr)
+                if not a.keep_going:
+                    break
+                continue
+            done += 1
+            if a.json:
+                print(_json.dumps({"file": str(src), "ok": True, "output": str(dst), **info}))
+            elif len(pairs) == 1:
+                print(f"{src} -> {dst}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     if len(pairs) > 1 or a.json:
         summary = {"files": len(pairs), "ok": done, "failed": len(failed)}
         print(_json.dumps({"summary": summary, "failed_files": failed}) if a.json
@@ -188,12 +227,13 @@ def cmd_encode(argv) -> int:
     from .encoder import Encoder
     from .model import model_for_bpp
 
-    # --bpp: the shipped model measured best at that rate (model cards); --quality: the default model's scale
+    # --bpp: the shipped model measured best at that rate (model cards); --quality / --rate-point: the default model
     enc = Encoder(model=model_for_bpp(a.bpp, a.op) if a.bpp is not None else "default", threads=a.threads)
 
     def one(src, dst):
         rgb, metadata = _load_for_encoding(src, "drop" if a.drop_alpha else "refuse", not a.strip_metadata)
-        data = enc.encode(rgb, bpp=a.bpp, quality=a.quality, operating_point=a.op, substreams=a.substreams,
+        data = enc.encode(rgb, bpp=a.bpp, quality=a.quality, rate_point=a.rate_point, operating_point=a.op,
+                          substreams=a.substreams,
                           tile_size=a.tile_size, tile_overlap=a.tile_overlap, strict=a.strict, **metadata)
         dst.write_bytes(data)
         return {"bytes": len(data), "bpp": round(8 * len(data) / rgb.shape[0] / rgb.shape[1], 4),
@@ -218,6 +258,7 @@ def cmd_decode(argv) -> int:
                          "where the output format takes them)")
     _batch_args(ap)
     a = ap.parse_args(argv)
+    _check_jobs(ap, a)
     pairs = _pairs(pathlib.Path(a.input), pathlib.Path(a.output), {".jai"}, ".png")  # paths before the model
     from PIL import Image
 
@@ -284,14 +325,16 @@ def cmd_roundtrip(argv) -> int:
     from .decoder import Decoder
     from .encoder import Encoder
 
+    _check_rate_args(ap, a)
     name, rgb = _photo(a.image)
-    bpp = a.bpp if a.bpp is not None or a.quality is not None else 0.25
+    fixed = a.quality is not None or a.rate_point is not None  # else rate control, 0.25 bpp by default
+    bpp = a.bpp if a.bpp is not None or fixed else 0.25
     from .model import model_for_bpp
 
-    enc = Encoder(model=model_for_bpp(bpp, a.op) if a.quality is None else "default", threads=a.threads)
+    enc = Encoder(model=model_for_bpp(bpp, a.op) if not fixed else "default", threads=a.threads)
     t0 = time.perf_counter()
-    data = enc.encode(rgb, bpp=bpp if a.quality is None else None, quality=a.quality, operating_point=a.op,
-                      substreams=a.substreams)
+    data = enc.encode(rgb, bpp=bpp if not fixed else None, quality=a.quality, rate_point=a.rate_point,
+                      operating_point=a.op, substreams=a.substreams)
     t_enc = time.perf_counter() - t0
     dec = Decoder(model=enc.model, operating_point=a.op)  # shares the sessions
     out = dec.decode(data)
@@ -303,7 +346,8 @@ def cmd_roundtrip(argv) -> int:
     assert best is not None  # the loop ran
     h, w = rgb.shape[:2]
     print(f"{name} {w}x{h}: {len(data)} B = {8 * len(data) / (h * w):.4f} bpp"
-          + (f" (target {bpp})" if a.quality is None else f" (quality {a.quality})")
+          + (f" (target {bpp})" if not fixed else f" (quality {a.quality})" if a.quality is not None
+             else f" (rate point {a.rate_point})")
           + f", PSNR-RGB {_psnr(out, rgb):.2f} dB, {a.op.upper()}, {dec.threads} threads")
     print(f"  encode {t_enc:.2f} s (incl. rate control), decode {1e3 * best['total']:.1f} ms: "
           + ", ".join(f"{k} {1e3 * v:.1f} ({pct:.0f} %)" for (k, v), pct in zip(
@@ -313,6 +357,12 @@ def cmd_roundtrip(argv) -> int:
 
         Image.fromarray(out).save(a.out)
     return 0
+
+
+def cmd_eval(argv) -> int:
+    from .evaluate import main as eval_main  # RD evaluation: its own module (metrics, tables, plot)
+
+    return eval_main(argv)
 
 
 def main(argv=None) -> int:
@@ -338,7 +388,8 @@ def main(argv=None) -> int:
         return demo_main(argv[1:])
     from .errors import JpegAiError
 
-    handler = {"encode": cmd_encode, "decode": cmd_decode, "info": cmd_info, "roundtrip": cmd_roundtrip}[argv[0]]
+    handler = {"encode": cmd_encode, "decode": cmd_decode, "info": cmd_info, "roundtrip": cmd_roundtrip,
+               "eval": cmd_eval}[argv[0]]
     try:
         return handler(argv[1:])
     except KeyboardInterrupt:

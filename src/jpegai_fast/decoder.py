@@ -167,37 +167,42 @@ class Decoder:
         return self.model.threads
 
     # -- compressed domain ------------------------------------------------------------------------
-    def _latents(self, data: StreamInput, timing: dict, inspect: bool) -> dict:
-        """The one call into the C++ core: codestream -> ŷ (and, with ``inspect``, the integer arrays)."""
+    def _latents(self, data: StreamInput, timing: dict, inspect: bool) -> tuple[dict, Model]:
+        """The one call into the C++ core: codestream -> (ŷ (and, with ``inspect``, the integer arrays), the
+        model it decoded with).  The model is chosen per call and handed back, not read again from
+        ``self.model``: threads sharing one Decoder may decode streams of different models at once."""
         data = read_input(data)
         t0 = time.perf_counter()
+        model = self.model
         try:
-            lat = self.model.latent_model.decode(data, self.max_pixels, self.threads, inspect)
+            lat = model.latent_model.decode(data, self.max_pixels, model.threads, inspect)
         except BitstreamError as e:
-            if not (self._follow_stream_model and e.field == "model_id" and self._switch_model(data)):
+            switched = self._follow_stream_model and e.field == "model_id" and self._switch_model(data)
+            if not switched:
                 raise
-            lat = self.model.latent_model.decode(data, self.max_pixels, self.threads, inspect)
+            model = switched
+            lat = model.latent_model.decode(data, self.max_pixels, model.threads, inspect)
         elapsed = time.perf_counter() - t0
         sec = lat.pop("seconds")
         for key, stage in _LATENT_TIMERS.items():
             timing[stage] = sec[key]
         timing["parse"] += max(0.0, elapsed - sum(sec.values()))  # the binding's own overhead (small)
-        return lat
+        return lat, model
 
-    def _switch_model(self, data: bytes) -> bool:
-        """Bind to the shipped model the stream names (model="default" only); False if none ships."""
+    def _switch_model(self, data: bytes) -> Model | None:
+        """Bind to the shipped model the stream names (model="default" only) and return it; None if none ships."""
         h, _ = container.parse(data, self.max_pixels)
         if h.model_id not in self._models:
             name = shipped_model_for_id(h.model_id)
             if name is None:
-                return False
+                return None
             self._models[h.model_id] = Model(name, device=self.model.device, threads=self._requested_threads)
         model = self._models[h.model_id]
         if self.operating_point is not None and self.operating_point not in model.operating_points:
             raise BitstreamError(f"the stream's model {model.name} has no {self.operating_point!r} synthesis "
                                  f"(it has {model.operating_points})", "operating_point")
-        self.model = model
-        return True
+        self.model = model  # the latest stream's model (what info() and threads report)
+        return model
 
     def decode_latents(self, data: StreamInput) -> Latents:
         """Codestream -> compressed-domain representation, without synthesis.
@@ -208,7 +213,7 @@ class Decoder:
         ("luma", "chroma"); a monochrome stream (header chroma_format 0) has "luma" entries only."""
         timing: dict[str, float] = {}
         t0 = time.perf_counter()
-        lat = self._latents(data, timing, inspect=True)
+        lat, model = self._latents(data, timing, inspect=True)
         timing["total"] = time.perf_counter() - t0
         self.last_timing = timing
         h = lat["header"]
@@ -220,7 +225,7 @@ class Decoder:
         return Latents(header=header_dict(h), y_hat=lat["y_hat"],
                        sigma={comp: synthesis.sigma_from_log(lat[comp]["log_sigma"]) for comp in comps},
                        index=per_comp("index"), z=per_comp("z"), residual=per_comp("residual"),
-                       gain={comp: synthesis.gain(self.model, comp, h.rate_point, disp[k])
+                       gain={comp: synthesis.gain(model, comp, h.rate_point, disp[k])
                              for k, comp in enumerate(comps)},
                        latent_hw=lat["latent_hw"], z_hw=lat["z_hw"])
 
@@ -252,7 +257,7 @@ class Decoder:
             return self.decode(data, output), metadata
         timing: dict[str, float] = {}
         t0 = time.perf_counter()
-        lat = self._latents(data, timing, inspect=False)
+        lat, model = self._latents(data, timing, inspect=False)
         h = lat["header"]
         if output == "rgb" and h.colour_transform == 0:
             raise BitstreamError("the stream's colour_transform is 0 (Y'CbCr planes out, no RGB conversion): decode "
@@ -260,7 +265,7 @@ class Decoder:
         op = self.operating_point
         if op is None:
             op = OPERATING_POINTS.get(h.operating_point)
-            if op not in self.model.operating_points:
+            if op not in model.operating_points:
                 raise BitstreamError("this model has no synthesis for the stream's operating point "
                                      f"{h.operating_point}; pass operating_point='bop' or 'sop'", "operating_point")
         t1 = time.perf_counter()
@@ -268,10 +273,10 @@ class Decoder:
         y_hat = lat.pop("y_hat")
         # y_hat has no "chroma" for a monochrome stream: synthesis then runs the luma graph only, UV is None
         if tile:
-            yy, uv = synthesis.synthesise_tiled(self.model, y_hat["luma"], y_hat.get("chroma"), (h.height, h.width),
+            yy, uv = synthesis.synthesise_tiled(model, y_hat["luma"], y_hat.get("chroma"), (h.height, h.width),
                                                 op, tile, overlap)
         else:
-            yy, uv = synthesis.synthesise(self.model, y_hat["luma"], y_hat.get("chroma"), (h.height, h.width), op)
+            yy, uv = synthesis.synthesise(model, y_hat["luma"], y_hat.get("chroma"), (h.height, h.width), op)
         del y_hat
         t2 = time.perf_counter()
         timing["synthesis"] = t2 - t1
@@ -281,7 +286,7 @@ class Decoder:
         else:
             np.clip(uv, 0, 255, out=uv)
             # the colour stage in C++ (bit-identical to colour.yuv420_to_rgb, the numpy definition; 3x faster)
-            out = {"Y": yy, "UV": uv} if output == "yuv" else _core.yuv420_to_rgb(yy, uv, self.threads)
+            out = {"Y": yy, "UV": uv} if output == "yuv" else _core.yuv420_to_rgb(yy, uv, model.threads)
         timing["colour"] = time.perf_counter() - t2
         timing["total"] = time.perf_counter() - t0
         timing["other"] = max(0.0, timing["total"] - sum(v for k, v in timing.items() if k != "total"))

@@ -3,13 +3,32 @@
 Rate-independent work is done once per picture: colour and the analysis / hyper encoder graphs here, then
 one C++ call (``LatentModel.prepare_encode``: integer hyper-scale decoder, hyper-mean decoder).  Each rate
 trial is one more C++ call (``PreparedLatents.code``: indices, the luma context loop that makes the
-residuals, entropy coding, the SOZ payload) and the container writer.  ``bpp=`` bisects over ``quality``
-(rate point + Q7 gain displacement in the header) on the real coded size.
+residuals, entropy coding, the SOZ payload) and the container writer.  ``bpp=`` bisects over the rate
+scale (rate point + Q7 gain displacement in the header) on the real coded size.
+
+Rate scale and quality: the encoder's own scale is a float in [0, R−1] (R trained rate points; an integer is
+that rate point, a fraction displaces the lower one's gains, :func:`scale_to_params`).  The public
+``quality`` is 0–100 (the Pillow convention), mapped onto that scale piecewise linearly through one knot per
+rate point (:func:`quality_table`): the knot of rate point r is round(100·ln(bpp_r / bpp_0) / ln(bpp_R−1 /
+bpp_0)) with bpp_r the model card's measured Kodak mean, so quality is about linear in log bpp (each 10
+points ≈ ×1.41 bpp on vr_bop).  Knots of the shipped models:
+
+    rate point   0   1   2   3   4   5   6   7
+    vr_bop       0  18  38  55  68  78  87 100     (the default model)
+    vm33         0  23  43  57  67  77  87 100
+
+A model whose card has no Kodak figures gets knots linear in the rate point, round(100·r / (R−1)).  A knot
+quality gives that trained rate point's stream exactly; ``rate_point=`` (an int) names one directly.
+Default (no ``bpp`` / ``quality`` / ``rate_point``): rate point 4 (:data:`DEFAULT_RATE_POINT`), quality 68 on
+vr_bop.
 """
 from __future__ import annotations
 
+import functools
+import json
 import math
 import os
+import pathlib
 import warnings
 
 import numpy as np
@@ -21,11 +40,13 @@ from .decoder import AUTO_TILE_PIXELS, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, 
 from .errors import LimitError, RateError, RateWarning
 from .model import Model, model_for_bpp
 
-__all__ = ["Encoder", "encode", "quality_to_params", "header_tiling", "MODEL_ID", "ANALYSIS_OVERLAP"]
+__all__ = ["Encoder", "encode", "scale_to_params", "quality_table", "quality_to_scale", "header_tiling", "MODEL_ID",
+           "ANALYSIS_OVERLAP", "DEFAULT_RATE_POINT"]
 
 MODEL_ID = 1  # the header model id of the first model (vr_bop); each model's own is LatentModel.model_id
 MAX_SIDE = 65536
-QUALITY_BELOW, QUALITY_ABOVE = 4.0, 2.0  # how far bpp rate control may go past the trained rate points
+QUALITY_BELOW, QUALITY_ABOVE = 4.0, 2.0  # how far bpp rate control may go past the trained rate points (scale)
+DEFAULT_RATE_POINT = 4  # lambda 0.0113, about 0.58 bpp on Kodak (vr_bop); capped at the model's last rate point
 OPS = {"sop": 0, "bop": 1}
 # Analysis tiling (encoder memory): the analysis graphs see a stride-16 grid with a receptive field of
 # about 60 luma samples, so 64 samples of overlap cover it (docs/stages.md, "Encoder").  Used whenever the
@@ -33,18 +54,18 @@ OPS = {"sop": 0, "bop": 1}
 ANALYSIS_OVERLAP = 64
 
 
-def quality_to_params(model: Model, quality: float, extended: bool = False) -> tuple[int, tuple[int, int]]:
-    """quality in [0, R−1] -> (rate point, (gain_log_luma, gain_log_chroma)) Q7 displacements.
+def scale_to_params(model: Model, scale: float, extended: bool = False) -> tuple[int, tuple[int, int]]:
+    """Rate scale in [0, R−1] -> (rate point, (gain_log_luma, gain_log_chroma)) Q7 displacements.
 
-    Integer quality = that rate point exactly; in between, the lower rate point displaced by the
+    Integer scale = that rate point exactly; in between, the lower rate point displaced by the
     fraction of the mean Q7 gain gap to the next one (per component).  ``extended`` (rate control only)
     also maps [QUALITY_BELOW, 0) and (R−1, R−1+QUALITY_ABOVE] by displacing the end rate points with the
     end gaps, for targets outside the trained range."""
     r_max = model.num_rates - 1
-    q = float(quality)
+    q = float(scale)
     lo, hi = (-QUALITY_BELOW, r_max + QUALITY_ABOVE) if extended else (0.0, float(r_max))
     if not (lo <= q <= hi):
-        raise ValueError(f"quality must be in [0, {r_max}], got {quality!r}")
+        raise ValueError(f"rate scale must be in [0, {r_max}], got {scale!r}")
     rate = min(max(int(math.floor(q)), 0), r_max)
     frac = q - rate
     if frac == 0.0:
@@ -54,6 +75,47 @@ def quality_to_params(model: Model, quality: float, extended: bool = False) -> t
                                                              - model.gain_q7(c, a)))))
                               for c in ("luma", "chroma"))
     return rate, (disp_luma, disp_chroma)
+
+
+@functools.cache
+def _card_knots(path: pathlib.Path, num_rates: int) -> tuple[int, ...]:
+    linear = tuple(round(100 * r / (num_rates - 1)) for r in range(num_rates)) if num_rates > 1 else (100,)
+    try:
+        card = json.loads((path / "model_card.json").read_text())
+        points = sorted((card.get("kodak_rd") or {}).get("points") or [], key=lambda p: int(p["rate"]))
+        bpp = [float(p["bpp"]) for p in points]
+        if [int(p["rate"]) for p in points] != list(range(num_rates)) or num_rates < 2 \
+                or not all(0 < a < b for a, b in zip(bpp, bpp[1:])):
+            return linear
+    except (OSError, ValueError, KeyError, TypeError):
+        return linear
+    span = math.log(bpp[-1] / bpp[0])
+    knots = tuple(round(100 * math.log(b / bpp[0]) / span) for b in bpp)
+    return knots if all(a < b for a, b in zip(knots, knots[1:])) else linear
+
+
+def quality_table(model: Model) -> tuple[int, ...]:
+    """The quality (0–100) of each trained rate point of ``model``: knot r = round(100·ln(bpp_r / bpp_0) /
+    ln(bpp_R−1 / bpp_0)) from its model card's Kodak figures (linear in r when it has none); starts at 0,
+    ends at 100, strictly increasing.  vr_bop: (0, 18, 38, 55, 68, 78, 87, 100)."""
+    return _card_knots(model.path, int(model.num_rates))
+
+
+def quality_to_scale(model: Model, quality: float) -> float:
+    """quality 0–100 -> the rate scale [0, R−1]: piecewise linear between the knots of :func:`quality_table`
+    (monotone; a knot maps to its rate point exactly)."""
+    if isinstance(quality, (bool, np.bool_)) or not isinstance(quality, (int, float, np.integer, np.floating)):
+        raise ValueError(f"quality must be a number in [0, 100], got {quality!r}")
+    q = float(quality)
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"quality must be in [0, 100], got {quality!r}")
+    knots = quality_table(model)
+    if len(knots) < 2:
+        return 0.0
+    r = int(np.searchsorted(knots, q, side="right")) - 1
+    if r >= len(knots) - 1:
+        return float(len(knots) - 1)
+    return r + (q - knots[r]) / (knots[r + 1] - knots[r])
 
 
 def _validate(rgb, max_pixels: int) -> np.ndarray:
@@ -117,7 +179,7 @@ class _Analysis:
         self.monochrome = rgb.ndim == 2
         h, w = self.image_hw
         # 4:2:0 needs even sides, and a side below one latent sample (16) is edge-extended to 16: the analysis
-        # then sees picture instead of its zero padding (a 1x64 strip at quality 7: 11.7 dB before).  The
+        # then sees picture instead of its zero padding (a 1x64 strip at rate point 7: 11.7 dB before).  The
         # latent size is unchanged (ceil(16 / grid) = ceil(side / grid)) and the decoder crops to the header's size.
         ph, pw = (16 - h if h < 16 else h % 2), (16 - w if w < 16 else w % 2)
         padded = np.pad(rgb, ((0, ph), (0, pw)) + ((0, 0),) * (rgb.ndim - 2), mode="edge") if ph or pw else rgb
@@ -168,7 +230,7 @@ class Encoder:
                  threads: int | None = None, max_pixels: int = container.DEFAULT_MAX_PIXELS):
         self.model = model if isinstance(model, Model) else Model(model, device=device, threads=threads)
         self.max_pixels = int(max_pixels)
-        self.last_trials: list[tuple[float, float]] = []  # (quality, bpp) of the latest rate control
+        self.last_trials: list[tuple[float, float]] = []  # (rate scale, bpp) of the latest rate control
         self._requested_threads = threads
 
     def __getstate__(self) -> dict:  # picklable: constructor arguments; sessions are re-made in the worker
@@ -222,22 +284,23 @@ class Encoder:
         if sum(v is not None for v in (bpp, quality, rate_point)) > 1:
             raise ValueError("give at most one of bpp, quality, rate_point")
         m = self.model
+        scale = float(min(DEFAULT_RATE_POINT, m.num_rates - 1))  # the rate scale (module docstring)
         if rate_point is not None:
             if int(rate_point) != rate_point or not 0 <= rate_point < m.num_rates:
                 raise ValueError(f"rate_point must be an integer in [0, {m.num_rates - 1}]")
-            quality = float(rate_point)
+            scale = float(rate_point)
+        elif quality is not None:
+            scale = quality_to_scale(m, quality)
         if bpp is not None:
             bpp = float(bpp)
             if not (math.isfinite(bpp) and bpp > 0):
                 raise ValueError(f"bpp must be a positive number, got {bpp!r}")
-        elif quality is None:
-            quality = float(min(4, m.num_rates - 1))  # lambda 0.0113, about 0.5 bpp on Kodak
         big = rgb.shape[0] * rgb.shape[1] > AUTO_TILE_PIXELS
         an = _Analysis(m, rgb, analysis_tile=tiling[0] or (DEFAULT_TILE_SIZE if big else 0))
-        code = lambda q: self._code(an, *quality_to_params(m, q, extended=bpp is not None),  # noqa: E731
+        code = lambda s: self._code(an, *scale_to_params(m, s, extended=bpp is not None),  # noqa: E731
                                     operating_point, int(substreams), tiling)
         if bpp is None:
-            return code(quality)
+            return code(scale)
         data = self._rate_control(code, bpp, rgb.shape[0] * rgb.shape[1])
         got = 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
         if got > bpp:  # the rate control never exceeds a reachable target: say so when it cannot reach it
@@ -249,8 +312,8 @@ class Encoder:
         return data
 
     def _rate_control(self, code, target: float, pixels: int) -> bytes:
-        """Largest quality whose stream is at most ``target`` bpp; stops once within [0.9, 1.0]·target.
-        Bisection over the extended quality range; a target below the smallest stream the model can make
+        """Largest rate scale whose stream is at most ``target`` bpp; stops once within [0.9, 1.0]·target.
+        Bisection over the extended rate scale; a target below the smallest stream the model can make
         (header + z + the lowest gain) gets that smallest stream, one above the largest gets the largest."""
         trials = self.last_trials = []
         cache: dict[float, bytes] = {}
@@ -291,8 +354,10 @@ def encode(rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | No
     ``bpp``: target bits per pixel of the whole stream (never above it when reachable, within 10 % below; an
     unreachable target gives the smallest stream with a :class:`RateWarning`, or :class:`RateError` with
     ``strict=True``);
-    ``quality``: float in [0, rate points − 1] (integer = a trained rate point); ``rate_point``: an int.
-    Default: quality 4.  ``tile_size`` / ``tile_overlap``: the synthesis tiling written into the header
+    ``quality``: 0–100 (Pillow's convention), monotone in the rate, about linear in log bpp; each trained rate
+    point sits at a knot (vr_bop: 0, 18, 38, 55, 68, 78, 87, 100; :func:`quality_table`, module docstring);
+    ``rate_point``: an int, a trained rate point exactly.  Default: rate point 4 (quality 68 on vr_bop).
+    ``tile_size`` / ``tile_overlap``: the synthesis tiling written into the header
     (:func:`header_tiling`; default 1024 / 48 for pictures larger than one tile, else untiled); the
     analysis is tiled the same way.  ``model="default"`` with ``bpp``: the shipped model measured best at that
     rate (:func:`jpegai_fast.model.model_for_bpp`); with ``quality`` / ``rate_point``: the default model,

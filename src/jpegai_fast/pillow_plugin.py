@@ -1,11 +1,14 @@
 """Pillow plugin: ``Image.open("x.jai")`` and ``img.save("x.jai", quality=..., bpp=...)``.
 
-Registered on ``import jpegai_fast``.  ``quality`` is this codec's scale (a float in [0, rate points − 1]),
-not JPEG's 0–100; ``bpp`` asks for rate control; ``operating_point`` picks the synthesis on open
-(set ``JaiImageFile.operating_point`` before opening).  Bad files raise :class:`jpegai_fast.ImageFileError`
-(an OSError, as Pillow's own plugins raise, with the ``field`` at fault).  Size limit: Pillow's
-``Image.MAX_IMAGE_PIXELS`` (its decompression-bomb error threshold is twice that), never above
-``container.DEFAULT_MAX_PIXELS``; ``None`` there means our default.
+Registered on ``import jpegai_fast``.  ``quality`` is 0–100 as in Pillow's other plugins (monotone, about
+linear in log bpp; the trained rate points sit at knots, vr_bop 0, 18, 38, 55, 68, 78, 87, 100:
+:func:`jpegai_fast.encoder.quality_table`); ``rate_point`` (int) names a trained rate point; ``bpp`` asks for
+rate control; default rate point 4 (quality 68).  Decode settings: :func:`register_jai_opener` (``threads``,
+``operating_point``, ``max_pixels``; as pillow-heif's ``register_heif_opener``).  Bad files raise
+:class:`jpegai_fast.ImageFileError` (an OSError, as Pillow's own plugins raise, with the ``field`` at fault).
+Size limit: ``register_jai_opener(max_pixels=N)``, else Pillow's ``Image.MAX_IMAGE_PIXELS`` (its
+decompression-bomb error threshold is twice that), never above ``container.DEFAULT_MAX_PIXELS``; ``None``
+there means our default.
 
 Grey images (modes 1, L, LA with ``alpha="drop"``, I;16, I, F) are saved monochrome (4:0:0) and open as mode
 "L"; others open as "RGB".  Metadata: ``save(..., exif=, icc_profile=, xmp=)``, by default the image's own
@@ -29,8 +32,15 @@ def _accept(prefix: bytes) -> bool:
     return prefix[:4] == MAGIC
 
 
+# register_jai_opener's decode settings (operating_point: JaiImageFile.operating_point)
+_OPENER: dict = {"threads": None, "max_pixels": None}
+
+
 def max_pixels() -> int:
-    """The pixel limit the plugin decodes under: Pillow's bomb-error threshold, capped by our default."""
+    """The pixel limit the plugin decodes under: ``register_jai_opener(max_pixels=)`` when given, else Pillow's
+    bomb-error threshold, capped by our default."""
+    if _OPENER["max_pixels"] is not None:
+        return int(_OPENER["max_pixels"])
     limit = Image.MAX_IMAGE_PIXELS
     if limit is None:
         return container.DEFAULT_MAX_PIXELS
@@ -46,7 +56,7 @@ def _as_image_error(e: JpegAiError) -> ImageFileError:
 class JaiImageFile(ImageFile.ImageFile):
     format = FORMAT
     format_description = "jpegai_fast learned image codestream"
-    operating_point = "bop"  # class-wide default; change before load() for SOP synthesis
+    operating_point: str | None = "bop"  # class-wide; register_jai_opener(operating_point=) sets it
 
     def _open(self):
         assert self.fp is not None  # Pillow opens plugins with the file set
@@ -76,7 +86,8 @@ class JaiDecoder(ImageFile.PyDecoder):
         assert self.fd is not None  # _pulls_fd: Pillow hands the file over before decode()
         self.fd.seek(0)
         try:
-            rgb = decode(self.fd.read(), operating_point=self.args[0], max_pixels=max_pixels())
+            rgb = decode(self.fd.read(), operating_point=self.args[0], threads=_OPENER["threads"],
+                         max_pixels=max_pixels())
         except JpegAiError as e:
             raise _as_image_error(e) from e
         if self.mode == "L":  # a monochrome stream: R = G = B
@@ -97,6 +108,30 @@ def _save(im: Image.Image, fp, filename):
     fp.write(encode(pixels, bpp=info.get("bpp"), quality=info.get("quality"), rate_point=info.get("rate_point"),
                     operating_point=info.get("operating_point", "bop"), substreams=info.get("substreams", 1),
                     **metadata))
+
+
+def register_jai_opener(threads: int | None = None, operating_point: str | None = "bop",
+                        max_pixels: int | None = None) -> None:
+    """(Re-)register the ``.jai`` opener with these decode settings (as pillow-heif's ``register_heif_opener``);
+    ``import jpegai_fast`` registers it with the defaults.  ``threads``: the decoder's threads (None or 0: all
+    cores); ``operating_point``: "bop", "sop" or None (the one the stream's header names); ``max_pixels``: the
+    size limit (None: Pillow's ``Image.MAX_IMAGE_PIXELS`` rule, see the module docstring).  The settings apply
+    to every image opened afterwards, in the whole process."""
+    from .model import OPERATING_POINTS
+
+    if operating_point is not None and operating_point not in OPERATING_POINTS.values():
+        raise ValueError(f"operating_point must be 'bop', 'sop' or None, got {operating_point!r}")
+    if threads is not None and (isinstance(threads, bool) or int(threads) != threads or threads < 0):
+        raise ValueError(f"threads must be None or an integer >= 0, got {threads!r}")
+    if max_pixels is not None and (isinstance(max_pixels, bool) or int(max_pixels) != max_pixels or max_pixels < 1):
+        raise ValueError(f"max_pixels must be None or a positive integer, got {max_pixels!r}")
+    _OPENER.update(threads=None if threads is None else int(threads),
+                   max_pixels=None if max_pixels is None else int(max_pixels))
+    JaiImageFile.operating_point = operating_point
+    Image.register_open(FORMAT, JaiImageFile, _accept)
+    Image.register_decoder("jai", JaiDecoder)
+    Image.register_extension(FORMAT, ".jai")
+    Image.register_mime(FORMAT, "image/x-jpegai-fast")
 
 
 Image.register_open(FORMAT, JaiImageFile, _accept)
