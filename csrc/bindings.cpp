@@ -151,6 +151,7 @@ py::tuple size_tuple(const LatentSize& s) { return py::make_tuple(s.h, s.w); }
 py::dict latents_to_dict(PictureLatents&& p, bool inspect) {
   py::dict d;
   d["header"] = p.header;
+  d["display_hw"] = py::make_tuple(p.window.height, p.window.width);
   const char* names[2] = {"luma", "chroma"};
   py::dict y_hat, latent_hw, z_hw;
   const int components = p.header.chroma_format == 0 ? 1 : 2;  // 4:0:0: no chroma entries
@@ -567,6 +568,15 @@ PYBIND11_MODULE(_core, m) {
       payloads[py::int_(marker)] = py::bytes(reinterpret_cast<const char*>(bytes + span.first), span.second);
     return py::make_tuple(cs.header, payloads);
   }, py::arg("data"), py::arg("max_pixels") = kDefaultMaxPixels);
+  m.def("write_display_window", [](const PictureHeader& h, uint32_t width, uint32_t height) {
+    return to_bytes(write_display_window(h, DisplayWindow{width, height}));
+  }, py::arg("header"), py::arg("width"), py::arg("height"),
+     "The DWS payload: the decoder crops the coded picture to its top-left width x height (ValueError if outside).");
+  m.def("parse_display_window", [](const py::object& data, const PictureHeader& h) {
+    const ByteView buf = byte_view(data);
+    const DisplayWindow w = parse_display_window(buf.data, buf.size, h);
+    return py::make_tuple(w.width, w.height);
+  }, py::arg("data"), py::arg("header"), "DWS payload -> (width, height); BitstreamError (field 'DWS') if malformed.");
   m.def("write_metadata", [](const std::vector<std::pair<int, py::bytes>>& entries) {
     std::vector<std::pair<uint8_t, std::vector<uint8_t>>> in;
     for (const auto& [type, bytes] : entries) {

@@ -78,6 +78,7 @@ const char* marker_name(uint16_t marker) {
     case Marker::kSORS: return "SORS";
     case Marker::kUDI: return "UDI";
     case Marker::kMDS: return "MDS";
+    case Marker::kDWS: return "DWS";
     default: return nullptr;
   }
 }
@@ -193,9 +194,12 @@ std::vector<uint8_t> write_codestream(const PictureHeader& h,
     seen[marker] = true;
     if (marker == uint16_t(Marker::kSORS) && h.chroma_format == 0)
       throw ArgumentError("SORS: a 4:0:0 (monochrome) stream has no chroma residual");
-    if (marker == uint16_t(Marker::kMDS)) {
+    if (marker == uint16_t(Marker::kMDS) || marker == uint16_t(Marker::kDWS)) {
       try {
-        parse_metadata(payload.data(), payload.size());
+        if (marker == uint16_t(Marker::kMDS))
+          parse_metadata(payload.data(), payload.size());
+        else
+          parse_display_window(payload.data(), payload.size(), h);
       } catch (const BitstreamError& e) {
         throw ArgumentError(e.what());
       }
@@ -205,6 +209,27 @@ std::vector<uint8_t> write_codestream(const PictureHeader& h,
   out.push_back(0xFF);
   out.push_back(0x81);
   return out;
+}
+
+std::vector<uint8_t> write_display_window(const PictureHeader& h, const DisplayWindow& w) {
+  if (w.width < 1 || w.width > h.width || w.height < 1 || w.height > h.height)
+    throw ArgumentError("DWS: the display window must lie inside the coded picture");
+  BitWriter bw;
+  bw.put_ue(w.width - 1);
+  bw.put_ue(w.height - 1);
+  return bw.finish();
+}
+
+DisplayWindow parse_display_window(const uint8_t* data, size_t size, const PictureHeader& h) {
+  BitReader r(data, size);
+  DisplayWindow w;
+  w.width = read_bounded(r, "DWS", kMaxDimension - 1) + 1;
+  w.height = read_bounded(r, "DWS", kMaxDimension - 1) + 1;
+  r.align("DWS");
+  if (r.bits_left() != 0) throw BitstreamError("DWS", "bytes after the display window");
+  if (w.width > h.width || w.height > h.height)
+    throw BitstreamError("DWS", "the display window is larger than the coded picture");
+  return w;
 }
 
 Codestream parse_codestream(const uint8_t* data, size_t size, uint64_t max_pixels) {
@@ -240,6 +265,7 @@ Codestream parse_codestream(const uint8_t* data, size_t size, uint64_t max_pixel
     pos += 4;
     if (marker == uint16_t(Marker::kPIH)) {
       cs.header = read_picture_header(data + payload_at, payload_size, max_pixels);
+      cs.window = {cs.header.width, cs.header.height};
       have_header = true;
       continue;
     }
@@ -247,6 +273,7 @@ Codestream parse_codestream(const uint8_t* data, size_t size, uint64_t max_pixel
       throw BitstreamError(name, "duplicate segment");
     if (marker == uint16_t(Marker::kSORS) && cs.header.chroma_format == 0)
       throw BitstreamError(name, "a 4:0:0 (monochrome) stream has no chroma residual");
+    if (marker == uint16_t(Marker::kDWS)) cs.window = parse_display_window(data + payload_at, payload_size, cs.header);
     if (marker == uint16_t(Marker::kMDS)) {
       for (const auto& [type, span] : parse_metadata(data + payload_at, payload_size))
         cs.metadata.emplace(type, std::make_pair(payload_at + span.first, span.second));

@@ -120,6 +120,7 @@ PictureLatents decode_latents(const LatentModel& model, const uint8_t* data, siz
   const Codestream cs = parse_codestream(data, size, max_pixels);
   PictureLatents out;
   out.header = cs.header;
+  out.window = cs.window;
   const PictureHeader& h = out.header;
   if (h.model_id != model.model_id())
     throw BitstreamError("model_id", "the stream was made by model " + std::to_string(h.model_id) +

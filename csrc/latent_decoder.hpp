@@ -86,6 +86,7 @@ struct LatentStageTimes {
 
 struct PictureLatents {
   PictureHeader header;
+  DisplayWindow window;  // the DWS segment's, or the header's size
   ComponentLatents comp[2];  // 0 luma, 1 chroma (4:0:0: comp[1] empty, channels 0)
   LatentStageTimes seconds;
 };

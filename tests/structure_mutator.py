@@ -22,7 +22,7 @@ HEADER_FIELDS = {  # field -> (low, high) of values worth trying (the container'
     "coded_channels_luma": (0, 300), "coded_channels_chroma": (0, 300),
     "tile_size": (0, 1024), "tile_overlap": (0, 512),
 }
-SEGMENTS = ("SOZ", "SORP", "SORS")
+SEGMENTS = ("SOZ", "SORP", "SORS", "DWS")
 
 
 def _mutate_payload(p: bytes, rng: np.random.Generator) -> bytes:
@@ -54,7 +54,7 @@ def mutate(stream: bytes, rng: np.random.Generator) -> bytes:
     segs = dict(segs)
     edits = 1 if rng.random() < 0.6 else int(rng.integers(2, 4))  # single edits go deepest
     for _ in range(edits):
-        what = rng.integers(4)
+        what = rng.integers(5)
         if what == 0:  # a header field, valid range or just beyond it
             field = str(rng.choice(list(HEADER_FIELDS)))
             lo, hi = HEADER_FIELDS[field]
@@ -75,6 +75,14 @@ def mutate(stream: bytes, rng: np.random.Generator) -> bytes:
                 other = str(rng.choice(SEGMENTS))
                 if name in segs and other in segs:
                     segs[name], segs[other] = segs[other], segs[name]
+        elif what == 4:  # a display window (DWS), inside the coded picture or not (then the writer refuses it)
+            from jpegai_fast import _core
+
+            try:
+                segs["DWS"] = _core.write_display_window(header, int(rng.integers(1, header.width + 2)),
+                                                         int(rng.integers(1, header.height + 2)))
+            except (ValueError, OverflowError):
+                segs["DWS"] = bytes(rng.integers(0, 256, int(rng.integers(0, 6)), dtype=np.uint8))
         else:  # the SOZ luma-length prefix: rewrite it
             if "SOZ" in segs and segs["SOZ"]:
                 b = bytearray(segs["SOZ"])
@@ -98,6 +106,7 @@ def run(decoder: jpegai_fast.Decoder, mutant: bytes, latents: bool = False) -> s
         rgb = decoder.decode(mutant)
     except jpegai_fast.JpegAiError as e:
         return f"error:{e.field}"
-    h, _ = container.parse(mutant, max_pixels=1 << 30)
-    assert rgb.dtype == np.uint8 and rgb.shape == (h.height, h.width, 3)
+    h, segs = container.parse(mutant, max_pixels=1 << 30)
+    w, ht = container.display_size(h, segs)
+    assert rgb.dtype == np.uint8 and rgb.shape == (ht, w, 3)
     return "ok"

@@ -46,7 +46,7 @@ def parse_error(data, cls=jpegai_fast.BitstreamError, field=None, **kw):
 def test_constants_and_markers():
     assert container.FORMAT_VERSION == 1
     assert container.DEFAULT_MAX_PIXELS == 1 << 26
-    assert MARKER_OF == {"SOZ": SOZ, "SORP": SORP, "SORS": SORS, "UDI": UDI, "MDS": 0xFF8D}
+    assert MARKER_OF == {"SOZ": SOZ, "SORP": SORP, "SORS": SORS, "UDI": UDI, "MDS": 0xFF8D, "DWS": 0xFF8E}
 
 
 def test_default_header_roundtrip():
@@ -66,8 +66,10 @@ headers = st.fixed_dictionaries({
     "coded_luma_frac": st.floats(0, 1), "coded_chroma_frac": st.floats(0, 1),
     "tile16": st.integers(0, 4096), "overlap_frac": st.floats(0, 1),
 })
-# (MDS payloads have a syntax of their own, checked by the writer: tests/test_metadata.py)
-payload_sets = st.dictionaries(st.sampled_from(sorted(set(MARKER_OF) - {"MDS"})), st.binary(max_size=300), max_size=4)
+# (MDS and DWS payloads have a syntax of their own, checked by the writer: tests/test_metadata.py,
+# tests/test_hardening.py)
+payload_sets = st.dictionaries(st.sampled_from(sorted(set(MARKER_OF) - {"MDS", "DWS"})), st.binary(max_size=300),
+                               max_size=4)
 
 
 def make_header(d):
@@ -236,7 +238,7 @@ def test_trailing_data():
         parse_error(codestream([], pih=GOOD_PIH, trailing=trailing), field="EOC")
 
 
-@pytest.mark.parametrize("marker", [0xFF83, 0xFF8B, 0xFF8E, 0xFF00, 0x0000, 0xFFFF, SOC])
+@pytest.mark.parametrize("marker", [0xFF83, 0xFF8B, 0xFF8F, 0xFF00, 0x0000, 0xFFFF, SOC])
 def test_unknown_markers(marker):
     parse_error(codestream([segment(marker, b"abc")], pih=GOOD_PIH), field="marker")
 

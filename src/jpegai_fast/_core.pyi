@@ -154,6 +154,10 @@ class PictureHeader:
 
 def write_codestream(header: PictureHeader, segments: Sequence[tuple[int, bytes]]) -> bytes: ...
 def parse_codestream(data: _Bytes, max_pixels: int = ...) -> tuple[PictureHeader, dict[int, bytes]]: ...
+def write_display_window(header: PictureHeader, width: int, height: int) -> bytes:
+    """The DWS payload: the decoder crops the coded picture to its top-left width x height (ValueError if outside)."""
+def parse_display_window(data: _Bytes, header: PictureHeader) -> tuple[int, int]:
+    """DWS payload -> (width, height); BitstreamError (field 'DWS') if malformed."""
 def write_metadata(entries: Sequence[tuple[int, bytes]]) -> bytes:
     """[(type, bytes)] (1 EXIF, 2 ICC profile, 3 XMP) -> the MDS payload (ValueError if invalid)."""
 def parse_metadata(data: _Bytes) -> dict[int, bytes]:

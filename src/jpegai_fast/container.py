@@ -1,4 +1,4 @@
-"""The codestream container (docs/bitstream.md): SOC | PIH | SOZ, SORP, SORS, UDI, MDS | EOC, CRC-32 per segment."""
+"""The codestream container (docs/bitstream.md): SOC | PIH | SOZ, SORP, SORS, UDI, MDS, DWS | EOC; CRC-32 each."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -7,12 +7,12 @@ from . import _core
 from ._core import PictureHeader
 
 __all__ = ["PictureHeader", "MARKERS", "METADATA_TYPES", "write", "parse", "write_metadata", "parse_metadata",
-           "read_metadata", "FORMAT_VERSION", "DEFAULT_MAX_PIXELS", "MAX_METADATA_ENTRY"]
+           "read_metadata", "display_size", "FORMAT_VERSION", "DEFAULT_MAX_PIXELS", "MAX_METADATA_ENTRY"]
 
 FORMAT_VERSION: int = _core.FORMAT_VERSION
 DEFAULT_MAX_PIXELS: int = _core.DEFAULT_MAX_PIXELS
 MAX_METADATA_ENTRY: int = _core.MAX_METADATA_ENTRY  # bytes per MDS entry (16 MiB)
-MARKERS = {"SOZ": 0xFF88, "SORP": 0xFF89, "SORS": 0xFF8A, "UDI": 0xFF8C, "MDS": 0xFF8D}
+MARKERS = {"SOZ": 0xFF88, "SORP": 0xFF89, "SORS": 0xFF8A, "UDI": 0xFF8C, "MDS": 0xFF8D, "DWS": 0xFF8E}
 _NAMES = {v: k for k, v in MARKERS.items()}
 # MDS entry types (docs/bitstream.md §1.1), by the names Pillow uses in Image.info
 METADATA_TYPES = {"exif": 1, "icc_profile": 2, "xmp": 3}
@@ -32,6 +32,14 @@ def parse(data, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[PictureHeader, di
     """Validate and split a codestream.  Raises BitstreamError / LimitError naming the field at fault."""
     header, payloads = _core.parse_codestream(data, int(max_pixels))
     return header, {_NAMES[m]: p for m, p in payloads.items()}
+
+
+def display_size(header: PictureHeader, segments: Mapping[str, bytes]) -> tuple[int, int]:
+    """(width, height) of the decoded picture: the DWS display window's, else the header's (the coded size)."""
+    if "DWS" in segments:
+        w, h = _core.parse_display_window(segments["DWS"], header)
+        return int(w), int(h)
+    return int(header.width), int(header.height)
 
 
 def write_metadata(metadata: Mapping[str, bytes | str | None]) -> bytes | None:

@@ -222,7 +222,9 @@ class Decoder:
         def per_comp(key):
             return {comp: lat[comp][key] for comp in comps}
 
-        return Latents(header=header_dict(h), y_hat=lat["y_hat"],
+        display_h, display_w = lat["display_hw"]  # the display window (DWS); the latents are the coded picture's
+        return Latents(header={**header_dict(h), "display_width": display_w, "display_height": display_h},
+                       y_hat=lat["y_hat"],
                        sigma={comp: synthesis.sigma_from_log(lat[comp]["log_sigma"]) for comp in comps},
                        index=per_comp("index"), z=per_comp("z"), residual=per_comp("residual"),
                        gain={comp: synthesis.gain(model, comp, h.rate_point, disp[k])
@@ -287,6 +289,7 @@ class Decoder:
             np.clip(uv, 0, 255, out=uv)
             # the colour stage in C++ (bit-identical to colour.yuv420_to_rgb, the numpy definition; 3x faster)
             out = {"Y": yy, "UV": uv} if output == "yuv" else _core.yuv420_to_rgb(yy, uv, model.threads)
+        out = _display_window(out, lat["display_hw"])
         timing["colour"] = time.perf_counter() - t2
         timing["total"] = time.perf_counter() - t0
         timing["other"] = max(0.0, timing["total"] - sum(v for k, v in timing.items() if k != "total"))
@@ -298,12 +301,25 @@ class Decoder:
         data = read_input(data)
         h, segs = container.parse(data, self.max_pixels)
         d = header_dict(h)
-        d.update(bytes=len(data), bpp=8 * len(data) / (h.width * h.height),
+        display_w, display_h = container.display_size(h, segs)
+        d.update(coded_width=h.width, coded_height=h.height, width=display_w, height=display_h)
+        d.update(bytes=len(data), bpp=8 * len(data) / (display_w * display_h),
                  segments={k: len(v) for k, v in segs.items()},
                  operating_point_name={0: "sop", 1: "bop", 2: "hop"}.get(h.operating_point, "reserved"),
                  latent_hw={c: self.model.latent_size(c, (h.height, h.width)) for c in COMPONENTS},
                  synthesis_tiling=synthesis_tiling(h, self.tile_size, self.tile_overlap))
         return d
+
+
+def _display_window(out, display_hw):
+    """Crop the decoded picture to the stream's display window (DWS; the whole coded picture without one)."""
+    dh, dw = display_hw
+    if isinstance(out, dict):
+        if out["Y"].shape == (dh, dw):
+            return out
+        return {"Y": np.ascontiguousarray(out["Y"][:dh, :dw]),
+                "UV": np.ascontiguousarray(out["UV"][:, :-(-dh // 2), :-(-dw // 2)])}
+    return out if out.shape[:2] == (dh, dw) else np.ascontiguousarray(out[:dh, :dw])
 
 
 def _monochrome_output(yy: np.ndarray, output: str) -> NDArray[np.uint8] | YuvPlanes:

@@ -69,7 +69,7 @@ class JaiImageFile(ImageFile.ImageFile):
                 self.info.update(container.parse_metadata(segs["MDS"]))
         except JpegAiError as e:
             raise _as_image_error(e) from e
-        self._size = (header.width, header.height)
+        self._size = container.display_size(header, segs)  # the display window (DWS) of a small picture
         self._mode = "L" if header.chroma_format == 0 else "RGB"  # monochrome (4:0:0) streams open as grey
         self.info["rate_point"] = header.rate_point
         self.info["operating_point"] = header.operating_point
