@@ -3,8 +3,9 @@
     python tests/fuzz_picture_atheris.py -runs=1000000 -max_len=64 [CORPUS_DIR]
 
 Each input's bytes seed tests/structure_mutator.py (header fields and segments edited, CRCs recomputed) applied to
-one of three valid base streams, then Decoder.decode and Decoder.decode_latents run on the mutant: our errors are
-the expected outcome; any other exception, a crash or a hang is a finding (libFuzzer writes crash-*/timeout-*).
+one of four valid base streams (one monochrome with MDS and DWS), then Decoder.decode and Decoder.decode_latents
+run on the mutant: our errors are the expected outcome; any other exception, a crash or a hang is a finding
+(libFuzzer writes crash-*/timeout-*).
 With the sanitizer build of the extension the same command checks memory safety:
 
     CMAKE_ARGS=-DJPEGAI_SANITIZE=ON pip install --no-build-isolation --no-deps --target /tmp/asan_site .
@@ -39,7 +40,10 @@ def _bases():
     photo = np.ascontiguousarray(data.astronaut()[:90, :130])
     return [jpegai_fast.encode(photo, rate_point=1),
             jpegai_fast.encode(photo[:40, :70], rate_point=5, substreams=3),
-            jpegai_fast.encode(np.ascontiguousarray(data.coffee()[:80, :80]), quality=46.5, tile_size=64)]
+            jpegai_fast.encode(np.ascontiguousarray(data.coffee()[:80, :80]), quality=46.5, tile_size=64),
+            # monochrome (4:0:0), with metadata (MDS) and a display window (DWS: a side below 64)
+            jpegai_fast.encode(np.ascontiguousarray(data.camera()[:50, :70]), rate_point=3, exif=b"Exif\0\0II*\0",
+                               xmp="<x:xmpmeta/>")]
 
 
 BASES = _bases()

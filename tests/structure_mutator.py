@@ -22,7 +22,7 @@ HEADER_FIELDS = {  # field -> (low, high) of values worth trying (the container'
     "coded_channels_luma": (0, 300), "coded_channels_chroma": (0, 300),
     "tile_size": (0, 1024), "tile_overlap": (0, 512),
 }
-SEGMENTS = ("SOZ", "SORP", "SORS", "DWS")
+SEGMENTS = ("SOZ", "SORP", "SORS", "DWS", "MDS")
 
 
 def _mutate_payload(p: bytes, rng: np.random.Generator) -> bytes:

@@ -25,7 +25,10 @@ def bases():
     photo = np.ascontiguousarray(skdata.astronaut()[:90, :130])
     return [jpegai_fast.encode(photo, rate_point=1),
             jpegai_fast.encode(photo[:40, :70], rate_point=5, substreams=3),
-            jpegai_fast.encode(np.ascontiguousarray(skdata.coffee()[:80, :80]), quality=46.5, tile_size=64)]
+            jpegai_fast.encode(np.ascontiguousarray(skdata.coffee()[:80, :80]), quality=46.5, tile_size=64),
+            # monochrome (4:0:0), with metadata (MDS) and a display window (DWS: a side below 64)
+            jpegai_fast.encode(np.ascontiguousarray(skdata.camera()[:50, :70]), rate_point=3, exif=b"Exif\0\0II*\0",
+                               xmp="<x:xmpmeta/>")]
 
 
 @pytest.mark.parametrize("latents", [False, True])
