@@ -48,6 +48,9 @@ def _bases():
 
 BASES = _bases()
 DECODER = jpegai_fast.Decoder(threads=1, max_pixels=600 * 600)
+# JPEGAI_FUZZ_LATENTS_ONLY=1: every mutant through decode_latents only (the whole C++ latent domain, without the
+# ONNX Runtime synthesis, which is not our code and takes ~90 % of a decode): the sanitizer campaign's mode
+LATENTS_ONLY = os.environ.get("JPEGAI_FUZZ_LATENTS_ONLY") == "1"
 
 
 def one_input(data: bytes) -> None:
@@ -55,7 +58,7 @@ def one_input(data: bytes) -> None:
         return
     rng = np.random.default_rng(list(data))
     mutant = mutate(BASES[data[0] % len(BASES)], rng)
-    run(DECODER, mutant, latents=bool(data[1] & 1))
+    run(DECODER, mutant, latents=LATENTS_ONLY or bool(data[1] & 1))
 
 
 if __name__ == "__main__":
