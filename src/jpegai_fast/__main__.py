@@ -256,6 +256,9 @@ def cmd_decode(argv) -> int:
     ap.add_argument("--strip-metadata", action="store_true",
                     help="do not write the stream's EXIF, ICC profile and XMP into the output (default: written "
                          "where the output format takes them)")
+    ap.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                    help="synthesis precision: fp32 (default) or int8 (CPU; the model's quantised graphs, falls back "
+                         "to fp32 with a warning where a model has none; PSNR cost in the model card)")
     _batch_args(ap)
     a = ap.parse_args(argv)
     _check_jobs(ap, a)
@@ -270,7 +273,7 @@ def cmd_decode(argv) -> int:
         rgb, metadata = decode(src, operating_point=None if a.op == "header" else a.op, threads=a.threads,
                                tile_size="auto" if a.tile_size is None else a.tile_size,
                                max_pixels=DEFAULT_MAX_PIXELS if a.max_pixels is None else a.max_pixels,
-                               with_metadata=True)
+                               with_metadata=True, precision=a.precision)
         ms = 1e3 * (time.perf_counter() - t0)
         assert not isinstance(rgb, dict)  # output="rgb"
         grey = parse(src.read_bytes(), max_pixels=1 << 32)[0].chroma_format == 0  # monochrome: a grey picture out
@@ -287,13 +290,14 @@ def cmd_info(argv) -> int:
     ap.add_argument("--timing", action="store_true", help="decode (after one warm-up) and print the stage times")
     ap.add_argument("--op", choices=("bop", "sop"), default="bop")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--precision", choices=("fp32", "int8"), default="fp32", help="synthesis precision (--timing)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     from .decoder import Decoder
 
     src = pathlib.Path(a.input)
     files = sorted(src.glob("*.jai")) if src.is_dir() else [src]
-    dec = Decoder(operating_point=a.op, threads=a.threads)
+    dec = Decoder(operating_point=a.op, threads=a.threads, precision=a.precision)
     for f in _progress(files, "info") if a.timing else files:
         d = dec.info(f)
         if a.timing:

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from . import _core, container, synthesis
 from .errors import BitstreamError
-from .model import OPERATING_POINTS, Model, providers_for, shipped_model_for_id
+from .model import OPERATING_POINTS, Model, check_precision, providers_for, shipped_model_for_id
 
 __all__ = ["Decoder", "Latents", "Metadata",
            "decode", "header_dict", "read_input", "synthesis_tiling", "STAGES", "DEFAULT_TILE_SIZE",
@@ -127,18 +127,21 @@ class Decoder:
     ``device``: "cpu" or "cuda" (ONNX Runtime's CUDA provider for the float graphs; needs
     onnxruntime-gpu).  ``tile_size`` / ``tile_overlap``: synthesis tiling (:func:`synthesis_tiling`):
     "auto" follows the stream and tiles untiled pictures above ~4 MP, so memory stays bounded.
+    ``precision``: "fp32" (default) or "int8": the synthesis graphs quantised to int8 (CPU only; a model
+    without them, or device="cuda", runs fp32 with a RuntimeWarning; cost in the model card, "synthesis_int8").
     ``last_timing`` holds the seconds per stage of the latest decode (keys :data:`STAGES`, "total").
     """
 
     def __init__(self, model: str | os.PathLike[str] | Model = "default", operating_point: str | None = "bop",
                  device: str = "cpu", threads: int | None = None, max_pixels: int = container.DEFAULT_MAX_PIXELS,
-                 tile_size: int | str = "auto", tile_overlap: int | None = None):
+                 tile_size: int | str = "auto", tile_overlap: int | None = None, precision: str = "fp32"):
+        check_precision(precision)
         if operating_point not in (*OPERATING_POINTS.values(), None):
             raise ValueError(f"operating_point must be 'bop', 'sop' or None, got {operating_point!r}")
         _check_tiling(tile_size, tile_overlap)
         # a Model instance brings its directory; device and threads given here still apply
-        self.model = (model.configured(device, threads) if isinstance(model, Model)
-                      else Model(model, device=device, threads=threads))
+        self.model = (model.configured(device, threads, precision) if isinstance(model, Model)
+                      else Model(model, device=device, threads=threads, precision=precision))
         if operating_point is not None and operating_point not in self.model.operating_points:
             raise ValueError(f"model {self.model.name} has no {operating_point!r} synthesis "
                              f"(it has {self.model.operating_points})")
@@ -157,7 +160,7 @@ class Decoder:
     def __getstate__(self) -> dict:
         return {"model": str(self.model.path), "operating_point": self.operating_point, "device": self.model.device,
                 "threads": self._requested_threads, "max_pixels": self.max_pixels, "tile_size": self.tile_size,
-                "tile_overlap": self.tile_overlap}
+                "tile_overlap": self.tile_overlap, "precision": self.model.precision}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)  # type: ignore[misc]
@@ -196,7 +199,8 @@ class Decoder:
             name = shipped_model_for_id(h.model_id)
             if name is None:
                 return None
-            self._models[h.model_id] = Model(name, device=self.model.device, threads=self._requested_threads)
+            self._models[h.model_id] = Model(name, device=self.model.device, threads=self._requested_threads,
+                                             precision=self.model.precision)
         model = self._models[h.model_id]
         if self.operating_point is not None and self.operating_point not in model.operating_points:
             raise BitstreamError(f"the stream's model {model.name} has no {self.operating_point!r} synthesis "
@@ -336,50 +340,53 @@ _DECODERS: dict = {}
 
 
 def _cached_decoder(model, operating_point, device, threads, tile_size="auto", tile_overlap=None,
-                    max_pixels: int = container.DEFAULT_MAX_PIXELS) -> Decoder:
-    key = (str(model), operating_point, device, threads, tile_size, tile_overlap, int(max_pixels))
+                    max_pixels: int = container.DEFAULT_MAX_PIXELS, precision: str = "fp32") -> Decoder:
+    key = (str(model), operating_point, device, threads, tile_size, tile_overlap, int(max_pixels), precision)
     if key not in _DECODERS:  # convenience functions reuse the sessions of earlier calls
         _DECODERS[key] = Decoder(model, operating_point, device, threads, max_pixels=max_pixels, tile_size=tile_size,
-                                 tile_overlap=tile_overlap)
+                                 tile_overlap=tile_overlap, precision=precision)
     return _DECODERS[key]
 
 
 @overload
 def decode(data: StreamInput, model: str | os.PathLike[str] | Model = ..., operating_point: str | None = ...,
            device: str = ..., threads: int | None = ..., output: Literal["rgb"] = ..., tile_size: int | str = ...,
-           tile_overlap: int | None = ..., max_pixels: int = ..., with_metadata: Literal[False] = ...
-           ) -> NDArray[np.uint8]: ...
+           tile_overlap: int | None = ..., max_pixels: int = ..., with_metadata: Literal[False] = ...,
+           precision: str = ...) -> NDArray[np.uint8]: ...
 @overload
 def decode(data: StreamInput, model: str | os.PathLike[str] | Model = ..., operating_point: str | None = ...,
            device: str = ..., threads: int | None = ..., *, output: Literal["yuv"], tile_size: int | str = ...,
-           tile_overlap: int | None = ..., max_pixels: int = ..., with_metadata: Literal[False] = ...) -> YuvPlanes: ...
+           tile_overlap: int | None = ..., max_pixels: int = ..., with_metadata: Literal[False] = ...,
+           precision: str = ...) -> YuvPlanes: ...
 @overload
 def decode(data: StreamInput, model: str | os.PathLike[str] | Model = ..., operating_point: str | None = ...,
            device: str = ..., threads: int | None = ..., output: str = ..., tile_size: int | str = ...,
-           tile_overlap: int | None = ..., max_pixels: int = ..., with_metadata: Literal[False] = ...
-           ) -> NDArray[np.uint8] | YuvPlanes: ...
+           tile_overlap: int | None = ..., max_pixels: int = ..., with_metadata: Literal[False] = ...,
+           precision: str = ...) -> NDArray[np.uint8] | YuvPlanes: ...
 @overload
 def decode(data: StreamInput, model: str | os.PathLike[str] | Model = ..., operating_point: str | None = ...,
            device: str = ..., threads: int | None = ..., output: str = ..., tile_size: int | str = ...,
-           tile_overlap: int | None = ..., max_pixels: int = ..., *, with_metadata: Literal[True]
-           ) -> tuple[NDArray[np.uint8] | YuvPlanes, Metadata]: ...
+           tile_overlap: int | None = ..., max_pixels: int = ..., *, with_metadata: Literal[True],
+           precision: str = ...) -> tuple[NDArray[np.uint8] | YuvPlanes, Metadata]: ...
 
 
 def decode(data: StreamInput, model: str | os.PathLike[str] | Model = "default", operating_point: str | None = "bop",
            device: str = "cpu", threads: int | None = None, output: str = "rgb", tile_size: int | str = "auto",
-           tile_overlap: int | None = None, max_pixels: int = container.DEFAULT_MAX_PIXELS, with_metadata: bool = False
-           ) -> NDArray[np.uint8] | YuvPlanes | tuple[NDArray[np.uint8] | YuvPlanes, Metadata]:
+           tile_overlap: int | None = None, max_pixels: int = container.DEFAULT_MAX_PIXELS, with_metadata: bool = False,
+           precision: str = "fp32") -> NDArray[np.uint8] | YuvPlanes | tuple[NDArray[np.uint8] | YuvPlanes, Metadata]:
     """One-shot decode (the Decoder and its sessions are cached per argument set).  ``model="default"``: the
     shipped model whose id the stream's header carries, so streams of every shipped model decode.
     ``max_pixels``: streams of larger pictures raise LimitError before anything is allocated (the default,
     container.DEFAULT_MAX_PIXELS, keeps one decode under about 2 GB: docs/stages.md).  ``with_metadata``:
-    -> (pixels, {"exif", "icc_profile", "xmp": bytes}) as :meth:`Decoder.decode`."""
+    -> (pixels, {"exif", "icc_profile", "xmp": bytes}) as :meth:`Decoder.decode`.  ``precision``: as
+    :class:`Decoder`."""
     providers_for(device)  # a missing CUDA provider is named before the stream is looked at
+    check_precision(precision)
     data = read_input(data)
     if isinstance(model, str) and model == "default":
         h, _ = container.parse(data, max_pixels)
         model = shipped_model_for_id(h.model_id) or "default"  # unknown id: the default model refuses it
-    dec = _cached_decoder(model, operating_point, device, threads, tile_size, tile_overlap, max_pixels)
+    dec = _cached_decoder(model, operating_point, device, threads, tile_size, tile_overlap, max_pixels, precision)
     if with_metadata:
         return dec.decode(data, output, with_metadata=True)
     return dec.decode(data, output)

@@ -23,7 +23,7 @@ from .errors import DeviceError
 
 __all__ = ["MODELS_DIR", "available_models", "model_dir", "latent_model", "shipped_model_for_id", "model_for_bpp",
            "Model",
-           "session_options", "providers_for", "OPERATING_POINTS"]
+           "session_options", "providers_for", "OPERATING_POINTS", "PRECISIONS", "check_precision"]
 
 MODELS_DIR = pathlib.Path(__file__).resolve().parent / "models"
 # The model "default" names; another shipped model is chosen by name (the stream's header carries the model id).
@@ -56,6 +56,19 @@ def model_dir(model: str | os.PathLike = "default") -> pathlib.Path:
 # Synthesis operating points: header code -> name.  A model ships an operating point when it has both of
 # its graphs; adding one (HOP) is an entry here plus its graphs.
 OPERATING_POINTS = {0: "sop", 1: "bop"}
+
+# Synthesis precision.  "fp32": the float graphs (synthesis_{op}_{comp}.onnx), the default and the reference.
+# "int8": the statically quantised graphs next to them (synthesis_{op}_{comp}.int8.onnx, made by
+# training/quantize_synthesis.py), on the CPU execution provider only; a model or operating point without them,
+# and device="cuda", run the float graphs instead, with a warning.  The latent domain is the same either way (bpp
+# identical); the int8 graphs' PSNR cost per rate point is in the model card ("synthesis_int8").
+PRECISIONS = ("fp32", "int8")
+
+
+def check_precision(precision) -> str:
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision
 
 
 @functools.cache
@@ -162,7 +175,9 @@ def resolve_threads(threads: int | None) -> int:
 class Model:
     """One model directory under one runtime (device, threads, lazily created ORT sessions)."""
 
-    def __init__(self, model: str | os.PathLike = "default", device: str = "cpu", threads: int | None = None):
+    def __init__(self, model: str | os.PathLike = "default", device: str = "cpu", threads: int | None = None,
+                 precision: str = "fp32"):
+        self.precision = check_precision(precision)
         self.path = model_dir(model)
         self.device = device
         self.providers = providers_for(device)  # fail early on a missing CUDA EP
@@ -178,16 +193,20 @@ class Model:
             table.setflags(write=False)
         self.operating_points = [op for op in OPERATING_POINTS.values()
                                  if all((self.path / f"synthesis_{op}_{c}.onnx").is_file() for c in COMPONENTS)]
+        self.int8_operating_points = [op for op in self.operating_points if all(
+            (self.path / f"synthesis_{op}_{c}.int8.onnx").is_file() for c in COMPONENTS)]
         self._sessions: dict = {}
         self._lock = threading.Lock()
 
-    def configured(self, device: str | None = None, threads: int | None = None) -> Model:
+    def configured(self, device: str | None = None, threads: int | None = None,
+                   precision: str | None = None) -> Model:
         """This model directory under another runtime (``None``: keep this one's setting)."""
         device = self.device if device is None else device
         want = self.threads if threads is None else resolve_threads(threads)
-        if device == self.device and want == self.threads:
+        precision = self.precision if precision is None else check_precision(precision)
+        if device == self.device and want == self.threads and precision == self.precision:
             return self
-        return Model(self.path, device=device, threads=want)
+        return Model(self.path, device=device, threads=want, precision=precision)
 
     @property
     def name(self) -> str:
@@ -205,12 +224,31 @@ class Model:
         h, w, _, _ = self.latent_model.latent_size(COMPONENTS.index(comp), int(image_hw[0]), int(image_hw[1]))
         return h, w
 
+    def synthesis_precision(self, op: str) -> str:
+        """The precision the synthesis of operating point ``op`` runs at: "int8" only when asked for, on the CPU,
+        and when the model ships that operating point's int8 graphs; else "fp32"."""
+        if self.precision == "int8" and self.device == "cpu" and op in self.int8_operating_points:
+            return "int8"
+        return "fp32"
+
+    def _graph_file(self, name: str) -> pathlib.Path:
+        if self.precision == "int8" and name.startswith("synthesis_"):
+            op = name.split("_")[1]
+            if self.synthesis_precision(op) == "int8":
+                return self.path / f"{name}.int8.onnx"
+            import warnings
+
+            why = ("the CUDA execution provider runs the float graphs" if self.device != "cpu" else
+                   f"model {self.name} ships no int8 {op} synthesis (training/quantize_synthesis.py makes it)")
+            warnings.warn(f"precision='int8': {name} runs in fp32: {why}", RuntimeWarning, stacklevel=4)
+        return self.path / f"{name}.onnx"
+
     def session(self, name: str):
         with self._lock:
             if name not in self._sessions:
                 import onnxruntime as ort
 
-                sess = ort.InferenceSession(str(self.path / f"{name}.onnx"), session_options(self.threads),
+                sess = ort.InferenceSession(str(self._graph_file(name)), session_options(self.threads),
                                             providers=self.providers)
                 if self.providers[0] not in sess.get_providers():
                     # ORT falls back to the CPU silently when the CUDA provider's libraries fail to load
