@@ -72,7 +72,6 @@ def test_transcode_and_datasets_small(local_ray, tmp_path):
         np.testing.assert_array_equal(r["decoded"], jpegai_fast.decode(want))
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not (KODAK / "kodim01.png").is_file(), reason="../shared/datasets/kodak is missing")
 def test_transcode_kodak(local_ray, tmp_path):
     _check_transcode(local_ray, [str(KODAK / f"kodim{i:02d}.png") for i in range(1, 25)], tmp_path)
