@@ -27,17 +27,41 @@ def _pair(seed=0, shape=(75, 93, 3)):
     return a, b
 
 
+def _msssim_scipy(a, b):
+    from scipy.ndimage import gaussian_filter
+
+    def g(x):
+        return gaussian_filter(x, 1.5, mode="reflect", truncate=3.5)
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    vals = []
+    for scale in range(5):
+        mu1, mu2 = g(a), g(b)
+        s11, s22, s12 = g(a * a) - mu1 * mu1, g(b * b) - mu2 * mu2, g(a * b) - mu1 * mu2
+        cs_map = (2 * s12 + c2) / (s11 + s22 + c2)
+        if scale == 4:
+            vals.append(max(float(((2 * mu1 * mu2 + c1) / (mu1 * mu1 + mu2 * mu2 + c1) * cs_map).mean()), 1e-12))
+            break
+        vals.append(max(float(cs_map.mean()), 1e-12))
+        h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+        a = a[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+        b = b[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    return float(np.prod(np.array(vals) ** np.array(metrics.MS_WEIGHTS)))
+
+
 @pytest.mark.parametrize("shape", [(75, 93, 3), (128, 160, 3)])
 def test_metrics_equal_rd_eval(shape):
     pytest.importorskip("scipy")
+    from scipy.ndimage import gaussian_filter
+
     from training import rd_eval
 
     a, b = _pair(1, shape)
-    want = rd_eval.metrics(a, b, 777)
     got = metrics.rd_metrics(a, b, 777)
-    for k, v in want.items():
-        assert got[k] == v, k  # the same float operations in the same order: equal, not close
-    from scipy.ndimage import gaussian_filter
+    assert rd_eval.metrics(a, b, 777) == {k: got[k] for k in ("bytes", *rd_eval.METRICS)}
+    # the oracle: MS-SSIM with scipy's Gaussian filter, as the anchor README defines it
+    yo, yr = metrics.rgb_to_ycbcr(a)[0], metrics.rgb_to_ycbcr(b)[0]
+    assert got["msssim_y"] == _msssim_scipy(yo, yr)  # the same float operations in the same order: equal
 
     x = np.random.default_rng(2).random((37, 51)) * 255
     np.testing.assert_array_equal(metrics._gauss(x), gaussian_filter(x, 1.5, mode="reflect", truncate=3.5))

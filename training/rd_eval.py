@@ -32,56 +32,21 @@ import time
 import numpy as np
 from PIL import Image
 
+from jpegai_fast.metrics import rd_metrics
+
 from . import reference_decoder as rd
 from .bd_rate import bd_rate
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 JPEG_QUALITIES = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
-MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 METRICS = ("bpp", "psnr_yuv", "psnr_y", "msssim_y", "msssim_db")  # per point, in every rate table
 
 
-def rgb_to_ycbcr(rgb):
-    x = rgb.astype(np.float64)
-    y = 0.2126 * x[..., 0] + 0.7152 * x[..., 1] + 0.0722 * x[..., 2]
-    return y, (x[..., 2] - y) / 1.8556 + 128.0, (x[..., 0] - y) / 1.5748 + 128.0
-
-
-def _psnr(a, b):
-    mse = np.mean((a - b) ** 2)
-    return 10 * math.log10(255.0**2 / mse) if mse > 0 else math.inf
-
-
-def msssim(a, b):
-    from scipy.ndimage import gaussian_filter
-
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    vals = []
-    for scale in range(5):
-        def g(x):
-            return gaussian_filter(x, 1.5, mode="reflect", truncate=3.5)
-        mu1, mu2 = g(a), g(b)
-        s11, s22, s12 = g(a * a) - mu1 * mu1, g(b * b) - mu2 * mu2, g(a * b) - mu1 * mu2
-        cs_map = (2 * s12 + c2) / (s11 + s22 + c2)
-        if scale < 4:
-            vals.append(max(float(cs_map.mean()), 1e-12))
-            h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
-            a = a[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-            b = b[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-        else:
-            lum = (2 * mu1 * mu2 + c1) / (mu1 * mu1 + mu2 * mu2 + c1)
-            vals.append(max(float((lum * cs_map).mean()), 1e-12))
-    return float(np.prod(np.array(vals) ** np.array(MS_WEIGHTS)))
-
-
 def metrics(orig, rec, nbytes):
-    yo, bo, ro = rgb_to_ycbcr(orig)
-    yr, br, rr = rgb_to_ycbcr(rec)
-    py, pb, pr = _psnr(yo, yr), _psnr(bo, br), _psnr(ro, rr)
-    ms = msssim(yo, yr)
-    return {"bytes": int(nbytes), "bpp": 8.0 * nbytes / (orig.shape[0] * orig.shape[1]),
-            "psnr_yuv": (6 * py + pb + pr) / 8, "psnr_y": py, "msssim_y": ms,
-            "msssim_db": -10 * math.log10(max(1 - ms, 1e-12))}
+    """rd_eval's per-image figures: jpegai_fast.metrics (the one definition; tests/test_eval.py checks it against
+    a scipy-filter oracle)."""
+    m = rd_metrics(orig, rec, nbytes)
+    return {k: m[k] for k in ("bytes", *METRICS)}
 
 
 def jpeg_points(rgb, qualities):
