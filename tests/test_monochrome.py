@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import pathlib
 
 import numpy as np
 import pytest
@@ -11,10 +10,10 @@ from PIL import Image
 import jpegai_fast
 from jpegai_fast import __main__ as cli
 from jpegai_fast import container, images
+from shipped_model import requires_model
 from streamutil import PIH, codestream, pih_payload, segment, walk_codestream
 
-MODELS = sorted((pathlib.Path(jpegai_fast.__file__).parent / "models").glob("*/model.bin"))
-pytestmark = pytest.mark.skipif(not MODELS, reason="no exported model in the package")
+pytestmark = requires_model
 pytest.importorskip("onnxruntime")
 
 
