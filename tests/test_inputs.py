@@ -114,3 +114,29 @@ def test_unreachable_bpp_target_warns_or_raises():
     with pytest.raises(jpegai_fast.RateError) as info:
         jpegai_fast.encode(tiny, bpp=1.0, strict=True)
     assert info.value.field == "bpp"
+
+
+def test_palette_and_cmyk_are_converted_with_a_note(photo, tmp_path):
+    """Modes the codec does not take directly are converted to RGB by Pillow, and the user is told (a
+    ConversionWarning naming the mode); RGB and grey pictures pass without one."""
+    import warnings
+
+    from jpegai_fast.images import to_array
+
+    rgb = Image.fromarray(photo)
+    for mode in ("P", "CMYK", "YCbCr", "LAB"):
+        with pytest.warns(jpegai_fast.ConversionWarning, match=mode):
+            a = to_array(rgb.convert(mode))
+        assert a.shape == photo.shape and a.dtype == np.uint8
+    np.testing.assert_array_equal(to_array(rgb.convert("P", palette=Image.Palette.WEB).convert("RGB")),
+                                  np.asarray(rgb.convert("P", palette=Image.Palette.WEB).convert("RGB")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        to_array(rgb)
+        to_array(rgb.convert("L"))
+    path = tmp_path / "cmyk.tif"
+    rgb.convert("CMYK").save(path)
+    from jpegai_fast.__main__ import main
+
+    with pytest.warns(jpegai_fast.ConversionWarning, match="CMYK"):
+        assert main(["encode", str(path), str(tmp_path / "cmyk.jai"), "--rate-point", "1"]) == 0

@@ -19,7 +19,16 @@ from . import container, entropy
 from . import pillow_plugin as pillow_plugin  # registers ".jai" with Pillow (open and save) on import
 from .decoder import Decoder, decode
 from .encoder import Encoder, encode
-from .errors import BitstreamError, DeviceError, ImageFileError, JpegAiError, LimitError, RateError, RateWarning
+from .errors import (
+    BitstreamError,
+    ConversionWarning,
+    DeviceError,
+    ImageFileError,
+    JpegAiError,
+    LimitError,
+    RateError,
+    RateWarning,
+)
 from .model import Model
 from .parallel import decode_many, encode_many
 from .pillow_plugin import register_jai_opener
@@ -41,6 +50,7 @@ def features() -> dict:
             "onnxruntime": ort.__version__, "providers": ort.get_available_providers(), "models": models,
             "default_model": DEFAULT_MODEL}
 __all__ = ["BitstreamError", "DeviceError", "ImageFileError",
-           "JpegAiError", "RateError", "RateWarning", "LimitError", "container", "entropy", "Decoder", "decode",
+           "JpegAiError", "RateError", "RateWarning", "ConversionWarning", "LimitError", "container", "entropy",
+           "Decoder", "decode",
            "Encoder", "encode", "Model", "__version__", "encode_many", "decode_many", "register_jai_opener",
            "features"]

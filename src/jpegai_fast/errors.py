@@ -33,3 +33,8 @@ class RateError(JpegAiError, ValueError):
 
 class RateWarning(UserWarning):
     """A ``bpp`` target the encoder could not reach: the smallest stream it can make was returned."""
+
+
+class ConversionWarning(UserWarning):
+    """The note that an input picture was converted to RGB before coding (palette, CMYK, YCbCr, LAB, HSV): CMYK
+    and LAB go through Pillow's formulas without colour management, so their colours may shift."""

@@ -6,7 +6,8 @@ the Pillow plugin.
   (v >> 8, i.e. the nearest of 257 levels per step), "I" by its full 16-bit range when the values fit it,
   "F" as 0..1 when its maximum is at most 1, else 0..255.
 - Alpha is refused unless ``alpha="drop"`` (CLI ``--drop-alpha``): a codec that silently drops it loses data.
-- Palette, CMYK, YCbCr, LAB, grey with alpha: converted by Pillow (alpha rules above).
+- Palette, CMYK, YCbCr, LAB, HSV: converted to RGB by Pillow with a note (:class:`ConversionWarning`; CMYK and LAB
+  without colour management); grey with alpha: alpha rules above.
 - Grey modes (1, L, LA, La, I;16*, I, F) give a 2-D array from :func:`to_array`: the encoder codes it
   monochrome (4:0:0).  :func:`to_rgb8` repeats it into three equal channels instead.
 - Metadata (:func:`source_metadata`, :func:`upright_metadata`): EXIF, ICC profile and XMP of ``im.info``; once
@@ -17,9 +18,12 @@ from __future__ import annotations
 
 import re
 import struct
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from .errors import ConversionWarning
 
 __all__ = ["to_rgb8", "to_array", "is_grey", "source_metadata", "upright_metadata", "exif_orientation"]
 
@@ -64,7 +68,16 @@ def to_array(im: Image.Image, alpha: str = "refuse") -> np.ndarray:
             scale = 255.0 if np.nanmax(a) <= 1.0 else 1.0
             g = np.clip(np.rint(np.nan_to_num(a) * scale), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(g)
+    if im.mode in _CONVERTED_MODES:
+        warnings.warn(f"the {im.mode} picture is converted to RGB before coding ({_CONVERTED_MODES[im.mode]})",
+                      ConversionWarning, stacklevel=2)
     return np.ascontiguousarray(np.asarray(im.convert("L" if is_grey(im) else "RGB")))
+
+
+_CONVERTED_MODES = {"P": "palette expanded, exact", "PA": "palette expanded, alpha dropped",
+                    "CMYK": "Pillow's formula, no colour management: colours may shift",
+                    "YCbCr": "Pillow's JPEG Y'CbCr formula", "LAB": "Pillow's formula, no colour management",
+                    "HSV": "Pillow's formula"}
 
 
 def exif_orientation(im: Image.Image) -> int:
