@@ -7,7 +7,8 @@ from . import _core
 from ._core import PictureHeader
 
 __all__ = ["PictureHeader", "MARKERS", "METADATA_TYPES", "write", "parse", "write_metadata", "parse_metadata",
-           "read_metadata", "display_size", "FORMAT_VERSION", "DEFAULT_MAX_PIXELS", "MAX_METADATA_ENTRY"]
+           "read_metadata", "display_size", "write_display_window", "FORMAT_VERSION", "DEFAULT_MAX_PIXELS",
+           "MAX_METADATA_ENTRY"]
 
 FORMAT_VERSION: int = _core.FORMAT_VERSION
 DEFAULT_MAX_PIXELS: int = _core.DEFAULT_MAX_PIXELS
@@ -32,6 +33,11 @@ def parse(data, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[PictureHeader, di
     """Validate and split a codestream.  Raises BitstreamError / LimitError naming the field at fault."""
     header, payloads = _core.parse_codestream(data, int(max_pixels))
     return header, {_NAMES[m]: p for m, p in payloads.items()}
+
+
+def write_display_window(header: PictureHeader, width: int, height: int) -> bytes:
+    """The DWS payload: the decoder crops the coded picture to its top-left width x height (ValueError if outside)."""
+    return _core.write_display_window(header, int(width), int(height))
 
 
 def display_size(header: PictureHeader, segments: Mapping[str, bytes]) -> tuple[int, int]:

@@ -34,7 +34,7 @@ import warnings
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _core, colour, container, entropy
+from . import colour, container, entropy
 from . import synthesis as syn
 from .decoder import AUTO_TILE_PIXELS, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE
 from .errors import LimitError, RateError, RateWarning
@@ -269,7 +269,7 @@ class Encoder:
         hd.coded_channels_chroma = 0 if an.monochrome else m.channels["chroma"]
         hd.tile_size, hd.tile_overlap = tiling
         if an.coded_hw != an.image_hw:
-            segs["DWS"] = _core.write_display_window(hd, an.image_hw[1], an.image_hw[0])
+            segs["DWS"] = container.write_display_window(hd, an.image_hw[1], an.image_hw[0])
         return container.write(hd, segs)
 
     def encode(self, rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | None = None,
