@@ -461,6 +461,34 @@ PYBIND11_MODULE(_core, m) {
     return py::make_tuple(g.mantissa, g.exponent);
   }, py::arg("t"), "1/g of a Q7 log gain offset t as (m, n): 1/g = m * 2^(n - 30), the integer exp2 of the mean path.");
 
+  py::class_<MeanLayer>(m, "MeanLayer")
+      .def(py::init([](const py::object& blob, const std::string& prefix, int in_channels) {
+             const ByteView v = byte_view(blob);
+             return load_mean_layer(ModelBlob(std::vector<uint8_t>(v.data, v.data + v.size)), prefix, in_channels, -1);
+           }),
+           py::arg("model_bin"), py::arg("prefix"), py::arg("in_channels"),
+           "One layer of the fixed-point mean path (sections <prefix>.{weight,bias,shift,meta}): a test surface.")
+      .def_property_readonly("out_channels", [](const MeanLayer& L) { return L.out; })
+      .def("forward", [](const MeanLayer& L, const py::array& x_in, int out_h, int out_w, unsigned threads,
+                         const std::string& kernel) {
+             const Kernel k = parse_kernel(kernel);
+             auto x = require<int16_t>(x_in, "x");
+             if (x.ndim() != 3) throw ArgumentError("x must be H x W x channels (HWC)");
+             Tensor16 t;
+             t.h = int(x.shape(0));
+             t.w = int(x.shape(1));
+             t.c = int(x.shape(2));
+             t.v.assign(x.data(), x.data() + x.size());
+             Tensor16 y;
+             {
+               py::gil_scoped_release release;
+               y = run_mean_layer(L, t, out_h, out_w, threads, k);
+             }
+             return move_to_array(std::move(y.v), {y.h, y.w, y.c});
+           },
+           py::arg("x"), py::arg("out_h"), py::arg("out_w"), py::arg("threads") = 0, py::arg("kernel") = "auto",
+           "x int16 [H, W, in] (HWC) -> int16 [out_h, out_w, out]; kernel as in MeanPath.hyper_decoder.");
+
   py::class_<MeanPath>(m, "MeanPath")
       .def(py::init([](const py::object& blob, int luma_channels, int chroma_channels) {
              const ByteView v = byte_view(blob);
@@ -470,23 +498,28 @@ PYBIND11_MODULE(_core, m) {
            py::arg("model_bin"), py::arg("luma_channels"), py::arg("chroma_channels"),
            "The fixed-point mean path of a model (model.bin sections mean.*).")
       .def("y_frac", &MeanPath::y_frac, py::arg("comp"))
-      .def("hyper_decoder", [](const MeanPath& self, int comp, const py::array& z_in, int hl, int wl, unsigned threads) {
+      .def("hyper_decoder", [](const MeanPath& self, int comp, const py::array& z_in, int hl, int wl, unsigned threads,
+                               const std::string& kernel) {
              if (comp < 0 || comp > 1) throw ArgumentError("comp must be 0 (luma) or 1 (chroma)");
+             const Kernel k = parse_kernel(kernel);
              auto z = require<int16_t>(z_in, "z");
              if (z.ndim() != 3) throw ArgumentError("z must be channels x H x W");
              Tensor16 psi;
              {
                py::gil_scoped_release release;
-               psi = self.hyper_decoder(comp, z.data(), int(z.shape(1)), int(z.shape(2)), hl, wl, threads);
+               psi = self.hyper_decoder(comp, z.data(), int(z.shape(1)), int(z.shape(2)), hl, wl, threads, k);
              }
              return move_to_array(std::move(psi.v), {psi.h, psi.w, psi.c});
            },
            py::arg("comp"), py::arg("z"), py::arg("latent_h"), py::arg("latent_w"), py::arg("threads") = 0,
-           "z_hat int16 [C,hz,wz] -> psi int16 [ceil(Hl/2), ceil(Wl/2), 4C] (HWC, opaque to Python).")
+           py::arg("kernel") = "auto",
+           "z_hat int16 [C,hz,wz] -> psi int16 [ceil(Hl/2), ceil(Wl/2), 4C] (HWC, opaque to Python).  kernel: "
+           "'auto' (the CPU's best GEMM tiles), 'avx2' (capped at AVX2), 'scalar' (the plain C++ tiles); all equal.")
       .def("reconstruct", [](const MeanPath& self, int comp, const py::array& psi_in, const py::array& index_in,
                              const py::array& offsets_in, const py::object& residual_in, const py::object& y_in,
-                             const py::object& gain_in, unsigned threads) {
+                             const py::object& gain_in, unsigned threads, const std::string& kernel) {
              if (comp < 0 || comp > 1) throw ArgumentError("comp must be 0 (luma) or 1 (chroma)");
+             const Kernel k = parse_kernel(kernel);
              auto psi = require<int16_t>(psi_in, "psi");
              auto index = require<uint8_t>(index_in, "index");
              auto offsets = require<int32_t>(offsets_in, "offsets");
@@ -518,15 +551,15 @@ PYBIND11_MODULE(_core, m) {
                self.reconstruct(comp, t, index.data(), offsets.data(), int(hl), int(wl),
                                 encoder ? nullptr : residual.data(), encoder ? y.data() : nullptr,
                                 encoder ? gain.data() : nullptr, encoder ? residual_out.mutable_data() : nullptr,
-                                y_hat.mutable_data(), threads);
+                                y_hat.mutable_data(), threads, k);
              }
              if (encoder) return py::object(py::make_tuple(y_hat, residual_out));
              return py::object(py::make_tuple(y_hat, py::none()));
            },
            py::arg("comp"), py::arg("psi"), py::arg("index"), py::arg("offsets"), py::arg("residual") = py::none(),
-           py::arg("y") = py::none(), py::arg("gain") = py::none(), py::arg("threads") = 0,
+           py::arg("y") = py::none(), py::arg("gain") = py::none(), py::arg("threads") = 0, py::arg("kernel") = "auto",
            "-> (y_hat int16 [C,Hl,Wl] at y_frac(comp), residual int16 (encoder) or None).  Decoder: residual; "
-           "encoder: y (float32) and gain (float32 [C]).");
+           "encoder: y (float32) and gain (float32 [C]).  kernel as in hyper_decoder.");
 
   py::class_<PictureHeader>(m, "PictureHeader")
       .def(py::init<>())

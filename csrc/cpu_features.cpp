@@ -13,13 +13,15 @@ CpuFeatures detect() {
   f.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
   f.avx512 = f.avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl");
+  f.avx512vnni = f.avx512 && __builtin_cpu_supports("avx512vnni");
 #endif
   if (const char* cap = std::getenv("JPEGAI_FAST_SIMD")) {
     if (std::strcmp(cap, "scalar") == 0) {
       f = CpuFeatures{};
       f.baseline_only = true;
     }
-    if (std::strcmp(cap, "avx2") == 0) f.avx512 = false;
+    if (std::strcmp(cap, "avx2") == 0) f.avx512 = f.avx512vnni = false;
+    if (std::strcmp(cap, "avx512") == 0) f.avx512vnni = false;
   }
   return f;
 }

@@ -9,21 +9,15 @@
 
 #include "cpu_features.hpp"
 #include "errors.hpp"
+#include "int16_gemm.hpp"
 #include "thread_pool.hpp"
-
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#define JPEGAI_HSD_X86 1
-#include <immintrin.h>
-#else
-#define JPEGAI_HSD_X86 0
-#endif
 
 namespace jpegai {
 namespace {
 
 constexpr int kActMin = -128, kActMax = 127;
 constexpr int kShuffle = 4;
-constexpr int kBlock = 16;  // outputs per packed weight block (one zmm / two ymm of int32 lanes)
+constexpr int kBlock = gemm16::kBlock;  // outputs per packed weight block (one zmm / two ymm of int32 lanes)
 
 int8_t clamp_act(int32_t v) { return int8_t(std::min(std::max(v, kActMin), kActMax)); }
 
@@ -59,176 +53,87 @@ int32_t dot_i8_baseline(const int8_t* a, const int8_t* b, int n) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// The GEMM tile of the fast kernel: MR blocks of 16 outputs x NR consecutive positions (flat index
-// q = i * wz + j), over the whole reduction K (= taps x cs, as K/2 pairs), then the layer's epilogue.
+// The fast kernel's GEMM tiles are csrc/int16_gemm.hpp's (MR blocks of 16 outputs x NR consecutive
+// positions, flat index q = i * wz + j, over the whole reduction K = taps x cs as K/2 pairs); this job
+// is the layer's epilogue.
 //
 // Exactness: the accumulator starts at the bias and adds products w * x of int8-range integers (x
 // in [-128, 127], |w| <= 128), in pairs (pmaddwd: |w0 x0 + w1 x1| <= 2^15, no saturation or wrap
 // possible).  Every partial sum is bounded by |bias| + 128 * sum|w| < 2^31 (checked at load), so
 // the int32 arithmetic never wraps, whatever the order: each tile gives exactly the reference sums.
-struct Tile {
-  const int16_t* w;       // packed weights of the first output block: [kp][16][2] int16
-  size_t w_block;         // int16 elements from one 16-output block to the next (= K * 16)
-  const int16_t* x;       // im2col panel of the NR positions: [kp][NR][2] int16
-  int kp;                 // K / 2
-  const int32_t* bias;    // of the first output of the tile (padded to whole blocks)
-  const int32_t* shift;
+struct HsdJob {
+  gemm16::Operands op;    // weights [kp][16][2] of the first output block, panel [kp][NR][2], bias
+  const int32_t* shift;   // of the first output of the tile (padded to whole blocks)
   bool last;              // conv3: abs/clamp + PixelShuffle into s; else ReLU/clamp into y
   int16_t* y;             // conv1/conv2: output of position p, block m at y + p * ys + 16 m
   int ys;
   int32_t* s;             // conv3: channel ch0 + m (= output block m) of the PixelShuffled output
   int ch0, q0, wz, hl, wl;
-};
 
-// Where the 16 outputs of block m at position q0 + p go in s: output lane 4 dy + dx -> row 4 i + dy,
-// column 4 j + dx of channel ch0 + m, cropped to `rows` rows (from `base`, `stride` apart) of `cols`.
-struct ShuffleRows {
-  int32_t* base;
-  size_t stride;
-  int rows, cols;
-};
+  // Where the 16 outputs of block m at position q0 + p go in s: output lane 4 dy + dx -> row 4 i + dy,
+  // column 4 j + dx of channel ch0 + m, cropped to `rows` rows (from `base`, `stride` apart) of `cols`.
+  struct ShuffleRows {
+    int32_t* base;
+    size_t stride;
+    int rows, cols;
+  };
+  ShuffleRows shuffle_rows(int p, int m) const {
+    const int q = q0 + p, i = q / wz, j = q % wz;
+    ShuffleRows r;
+    r.cols = std::min(kShuffle, wl - kShuffle * j);
+    r.rows = r.cols > 0 ? std::min(kShuffle, hl - kShuffle * i) : 0;
+    r.stride = size_t(wl);
+    r.base = s + (size_t(ch0 + m) * hl + size_t(kShuffle) * i) * wl + size_t(kShuffle) * j;
+    return r;
+  }
 
-inline ShuffleRows shuffle_rows(const Tile& t, int p, int m) {
-  const int q = t.q0 + p, i = q / t.wz, j = q % t.wz;
-  ShuffleRows r;
-  r.cols = std::min(kShuffle, t.wl - kShuffle * j);
-  r.rows = r.cols > 0 ? std::min(kShuffle, t.hl - kShuffle * i) : 0;
-  r.stride = size_t(t.wl);
-  r.base = t.s + (size_t(t.ch0 + m) * t.hl + size_t(kShuffle) * i) * t.wl + size_t(kShuffle) * j;
-  return r;
-}
-
-// Plain C++ tile: the baseline twin (also what non-x86 builds run).
-template <int MR, int NR>
-void tile_generic(const Tile& t) {
-  int32_t acc[NR][MR * kBlock];
-  for (int p = 0; p < NR; ++p)
-    for (int v = 0; v < MR * kBlock; ++v) acc[p][v] = t.bias[v];
-  for (int k = 0; k < t.kp; ++k) {
-    const int16_t* xk = t.x + size_t(k) * NR * 2;
-    for (int m = 0; m < MR; ++m) {
-      const int16_t* wk = t.w + m * t.w_block + size_t(k) * 2 * kBlock;
-      // The pair's two weights per output, each contiguous; int16 x int16 -> int32 products are
-      // what baseline SIMD (SSE2 pmullw/pmulhw, NEON smull) widens without a 32-bit multiply.
-      int16_t w0[kBlock], w1[kBlock];
-      for (int v = 0; v < kBlock; ++v) w0[v] = wk[2 * v], w1[v] = wk[2 * v + 1];
-      for (int p = 0; p < NR; ++p) {
-        const int16_t x0 = xk[2 * p], x1 = xk[2 * p + 1];
-        for (int v = 0; v < kBlock; ++v)
-          acc[p][m * kBlock + v] += int32_t(w0[v]) * int32_t(x0) + int32_t(w1[v]) * int32_t(x1);
-      }
+  // Plain C++ epilogue (the baseline twin).
+  void store_lanes(int m, int p, const int32_t* acc) const {
+    int32_t v[kBlock];
+    for (int l = 0; l < kBlock; ++l) v[l] = acc[l] >> shift[m * kBlock + l];
+    if (!last) {
+      for (int l = 0; l < kBlock; ++l) y[size_t(p) * ys + m * kBlock + l] = int16_t(std::min(std::max(v[l], 0), kActMax));
+    } else {
+      const ShuffleRows r = shuffle_rows(p, m);
+      for (int dy = 0; dy < r.rows; ++dy)
+        for (int dx = 0; dx < r.cols; ++dx) r.base[dy * r.stride + dx] = std::min(std::abs(v[kShuffle * dy + dx]), kMaxLogSigma);
     }
   }
-  for (int p = 0; p < NR; ++p)
-    for (int m = 0; m < MR; ++m) {
-      int32_t v[kBlock];
-      for (int l = 0; l < kBlock; ++l) v[l] = acc[p][m * kBlock + l] >> t.shift[m * kBlock + l];
-      if (!t.last) {
-        for (int l = 0; l < kBlock; ++l)
-          t.y[size_t(p) * t.ys + m * kBlock + l] = int16_t(std::min(std::max(v[l], 0), kActMax));
-      } else {
-        const ShuffleRows r = shuffle_rows(t, p, m);
-        for (int dy = 0; dy < r.rows; ++dy)
-          for (int dx = 0; dx < r.cols; ++dx)
-            r.base[dy * r.stride + dx] = std::min(std::abs(v[kShuffle * dy + dx]), kMaxLogSigma);
-      }
-    }
-}
 
-#if JPEGAI_HSD_X86
-inline int32_t load_pair(const int16_t* x) {
-  int32_t v;
-  std::memcpy(&v, x, sizeof v);
-  return v;
-}
+#if JPEGAI_GEMM16_X86
+  JPEGAI_TARGET_AVX512 void store_zmm(int m, int p, __m512i acc) const {
+    const __m512i v = _mm512_srav_epi32(acc, _mm512_loadu_si512(shift + m * kBlock));
+    if (!last) {
+      const __m512i r = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_setzero_si512()), _mm512_set1_epi32(kActMax));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + size_t(p) * ys + m * kBlock), _mm512_cvtepi32_epi16(r));
+    } else {
+      const __m512i r = _mm512_min_epi32(_mm512_abs_epi32(v), _mm512_set1_epi32(kMaxLogSigma));
+      alignas(64) int32_t lanes[kBlock];
+      _mm512_store_si512(lanes, r);
+      const ShuffleRows rw = shuffle_rows(p, m);
+      const __mmask8 mask = __mmask8((1u << std::max(rw.cols, 0)) - 1);
+      for (int dy = 0; dy < rw.rows; ++dy)
+        _mm_mask_storeu_epi32(rw.base + dy * rw.stride, mask,
+                              _mm_load_si128(reinterpret_cast<const __m128i*>(lanes + kShuffle * dy)));
+    }
+  }
 
-// AVX-512BW tile: one zmm = 16 outputs of one position; MR x NR accumulators (<= 24 of 32 registers).
-template <int MR, int NR>
-__attribute__((target("avx512f,avx512bw,avx512vl"))) void tile_avx512(const Tile& t) {
-  __m512i acc[MR][NR];
-#pragma GCC unroll 4
-  for (int m = 0; m < MR; ++m) {
-    const __m512i b = _mm512_loadu_si512(t.bias + m * kBlock);
-#pragma GCC unroll 16
-    for (int p = 0; p < NR; ++p) acc[m][p] = b;
-  }
-  const int16_t* w = t.w;
-  const int16_t* x = t.x;
-  for (int k = 0; k < t.kp; ++k, w += 2 * kBlock, x += 2 * NR) {
-    __m512i wv[MR];
-#pragma GCC unroll 4
-    for (int m = 0; m < MR; ++m) wv[m] = _mm512_loadu_si512(w + m * t.w_block);
-#pragma GCC unroll 16
-    for (int p = 0; p < NR; ++p) {
-      const __m512i xb = _mm512_set1_epi32(load_pair(x + 2 * p));
-#pragma GCC unroll 4
-      for (int m = 0; m < MR; ++m) acc[m][p] = _mm512_add_epi32(acc[m][p], _mm512_madd_epi16(wv[m], xb));
-    }
-  }
-  const __m512i zero = _mm512_setzero_si512();
-  const __m512i act_max = _mm512_set1_epi32(kActMax), sigma_max = _mm512_set1_epi32(kMaxLogSigma);
-#pragma GCC unroll 4
-  for (int m = 0; m < MR; ++m) {
-    const __m512i sh = _mm512_loadu_si512(t.shift + m * kBlock);
-#pragma GCC unroll 16
-    for (int p = 0; p < NR; ++p) {
-      const __m512i v = _mm512_srav_epi32(acc[m][p], sh);
-      if (!t.last) {
-        const __m512i r = _mm512_min_epi32(_mm512_max_epi32(v, zero), act_max);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(t.y + size_t(p) * t.ys + m * kBlock), _mm512_cvtepi32_epi16(r));
-      } else {
-        const __m512i r = _mm512_min_epi32(_mm512_abs_epi32(v), sigma_max);
-        alignas(64) int32_t lanes[kBlock];
-        _mm512_store_si512(lanes, r);
-        const ShuffleRows rw = shuffle_rows(t, p, m);
-        const __mmask8 mask = __mmask8((1u << std::max(rw.cols, 0)) - 1);
-        for (int dy = 0; dy < rw.rows; ++dy)
-          _mm_mask_storeu_epi32(rw.base + dy * rw.stride, mask,
-                                _mm_load_si128(reinterpret_cast<const __m128i*>(lanes + kShuffle * dy)));
-      }
-    }
-  }
-}
-
-// AVX2 tile: two ymm = 16 outputs of one position; 2 x NR accumulators (12 of the 16 registers).
-template <int MR, int NR>
-__attribute__((target("avx2"))) void tile_avx2(const Tile& t) {
-  static_assert(MR == 1, "AVX2 tiles are one 16-output block wide");
-  __m256i acc[2][NR];
-  const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.bias));
-  const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.bias + 8));
-#pragma GCC unroll 16
-  for (int p = 0; p < NR; ++p) acc[0][p] = b0, acc[1][p] = b1;
-  const int16_t* w = t.w;
-  const int16_t* x = t.x;
-  for (int k = 0; k < t.kp; ++k, w += 2 * kBlock, x += 2 * NR) {
-    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
-    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kBlock));
-#pragma GCC unroll 16
-    for (int p = 0; p < NR; ++p) {
-      const __m256i xb = _mm256_set1_epi32(load_pair(x + 2 * p));
-      acc[0][p] = _mm256_add_epi32(acc[0][p], _mm256_madd_epi16(w0, xb));
-      acc[1][p] = _mm256_add_epi32(acc[1][p], _mm256_madd_epi16(w1, xb));
-    }
-  }
-  const __m256i sh0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.shift));
-  const __m256i sh1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.shift + 8));
-  const __m256i zero = _mm256_setzero_si256();
-  const __m256i act_max = _mm256_set1_epi32(kActMax), sigma_max = _mm256_set1_epi32(kMaxLogSigma);
-#pragma GCC unroll 16
-  for (int p = 0; p < NR; ++p) {
-    const __m256i v0 = _mm256_srav_epi32(acc[0][p], sh0), v1 = _mm256_srav_epi32(acc[1][p], sh1);
-    if (!t.last) {
+  JPEGAI_TARGET_AVX2 void store_ymm(int p, __m256i acc0, __m256i acc1) const {
+    const __m256i v0 = _mm256_srav_epi32(acc0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(shift)));
+    const __m256i v1 = _mm256_srav_epi32(acc1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(shift + 8)));
+    if (!last) {
+      const __m256i zero = _mm256_setzero_si256(), act_max = _mm256_set1_epi32(kActMax);
       const __m256i r0 = _mm256_min_epi32(_mm256_max_epi32(v0, zero), act_max);
       const __m256i r1 = _mm256_min_epi32(_mm256_max_epi32(v1, zero), act_max);
       // packs works per 128-bit lane: [r0 0-3, r1 0-3 | r0 4-7, r1 4-7] -> qwords 0, 2, 1, 3
       const __m256i packed = _mm256_permute4x64_epi64(_mm256_packs_epi32(r0, r1), _MM_SHUFFLE(3, 1, 2, 0));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(t.y + size_t(p) * t.ys), packed);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + size_t(p) * ys), packed);
     } else {
+      const __m256i sigma_max = _mm256_set1_epi32(kMaxLogSigma);
       alignas(32) int32_t lanes[kBlock];
       _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_min_epi32(_mm256_abs_epi32(v0), sigma_max));
       _mm256_store_si256(reinterpret_cast<__m256i*>(lanes + 8), _mm256_min_epi32(_mm256_abs_epi32(v1), sigma_max));
-      const ShuffleRows rw = shuffle_rows(t, p, 0);
+      const ShuffleRows rw = shuffle_rows(p, 0);
       for (int dy = 0; dy < rw.rows; ++dy) {
         if (rw.cols == kShuffle)
           _mm_storeu_si128(reinterpret_cast<__m128i*>(rw.base + dy * rw.stride),
@@ -238,94 +143,8 @@ __attribute__((target("avx2"))) void tile_avx2(const Tile& t) {
       }
     }
   }
-}
 #endif
-
-using TileFn = void (*)(const Tile&);
-constexpr int kMaxMR = 2, kMaxNR = 12;
-
-// One instruction set's tiles: fn[mr - 1][n - 1] for mr <= mr_max blocks, n <= nr positions.
-struct TileSet {
-  int mr_max, nr;
-  TileFn fn[kMaxMR][kMaxNR];
 };
-
-template <template <int, int> class F, int MR, int... N>
-constexpr void fill_row(TileFn (&row)[kMaxNR], std::integer_sequence<int, N...>) {
-  ((row[N] = &F<MR, N + 1>::run), ...);
-}
-
-template <int MR, int NR>
-struct GenericTile {
-  static void run(const Tile& t) { tile_generic<MR, NR>(t); }
-};
-#if JPEGAI_HSD_X86
-template <int MR, int NR>
-struct Avx512Tile {
-  static void run(const Tile& t) { tile_avx512<MR, NR>(t); }
-};
-template <int MR, int NR>
-struct Avx2Tile {
-  static void run(const Tile& t) { tile_avx2<MR, NR>(t); }
-};
-#endif
-
-// The plain C++ tiles: 16 outputs x 4 positions (64 int32 accumulators the compiler can vectorise).
-TileSet make_generic() {
-  TileSet s{1, 4, {}};
-  fill_row<GenericTile, 1>(s.fn[0], std::make_integer_sequence<int, 4>{});
-  return s;
-}
-#if JPEGAI_HSD_X86
-// AVX-512: 32 outputs x 12 positions (a Kodak z row in one tile), 16-output tiles for an odd block.
-TileSet make_avx512() {
-  TileSet s{2, 12, {}};
-  fill_row<Avx512Tile, 1>(s.fn[0], std::make_integer_sequence<int, 12>{});
-  fill_row<Avx512Tile, 2>(s.fn[1], std::make_integer_sequence<int, 12>{});
-  return s;
-}
-// AVX2: 16 outputs x 6 positions.
-TileSet make_avx2() {
-  TileSet s{1, 6, {}};
-  fill_row<Avx2Tile, 1>(s.fn[0], std::make_integer_sequence<int, 6>{});
-  return s;
-}
-#endif
-
-// The tiles for this call: the forced-baseline switch and the JPEGAI_FAST_SIMD cap are in
-// cpu_features(); Kernel::kAvx2 caps at AVX2.
-const TileSet& tile_set(Kernel kernel) {
-  static const TileSet generic = make_generic();
-#if JPEGAI_HSD_X86
-  static const TileSet avx512 = make_avx512(), avx2 = make_avx2();
-  const CpuFeatures& f = cpu_features();
-  if (f.baseline_only) return generic;
-  if (f.avx512 && kernel != Kernel::kAvx2) return avx512;
-  if (f.avx2) return avx2;
-#else
-  (void)kernel;
-#endif
-  return generic;
-}
-
-// im2col panel of positions q0 .. q0 + n - 1 (n <= kMaxNR) of an HWC int16 activation (stride cs;
-// `zeros` is cs zeros, read for taps outside the picture): panel[kp][p][2] with kp = tap * cs / 2 +
-// c / 2 (tap-major, then pairs of channels), so a tile reads its NR positions' pairs contiguously.
-void pack_panel(const int16_t* act, const int16_t* zeros, int hz, int wz, int cs, int k, int q0, int n,
-                int16_t* panel) {
-  const int r = k / 2, half = cs / 2;
-  const int16_t* src[kMaxNR];
-  for (int ky = 0; ky < k; ++ky)
-    for (int kx = 0; kx < k; ++kx) {
-      for (int p = 0; p < n; ++p) {
-        const int q = q0 + p, yy = q / wz + ky - r, xx = q % wz + kx - r;
-        src[p] = (yy < 0 || yy >= hz || xx < 0 || xx >= wz) ? zeros : act + (size_t(yy) * wz + xx) * cs;
-      }
-      int16_t* dst = panel + size_t(ky * k + kx) * half * n * 2;
-      for (int c = 0; c < half; ++c, dst += 2 * n)
-        for (int p = 0; p < n; ++p) std::memcpy(dst + 2 * p, src[p] + 2 * c, 2 * sizeof(int16_t));
-    }
-}
 
 // Positions per band: the im2col panel of one band stays under this many int16 (cache-sized).
 constexpr size_t kPanelBudget = size_t(192) << 10;
@@ -425,7 +244,7 @@ void HyperScaleDecoder::forward_reference(const int16_t* z, int hz, int wz, int 
 // (an activation slice of the next buffer, or whole rows of 4 samples in the PixelShuffled s).
 void HyperScaleDecoder::forward_fast(const int16_t* z, int hz, int wz, int hl, int wl, int32_t* s, unsigned threads,
                                      Kernel kernel) const {
-  const TileSet& ts = tile_set(kernel);
+  const gemm16::TileSet<HsdJob>& ts = gemm16::tile_set<HsdJob>(kernel);
   const int c = channels_, cs = cs_, nr = ts.nr;
   const size_t positions = size_t(hz) * wz;
   std::vector<int16_t> act(positions * cs, 0), next(positions * cs, 0), zeros(cs, 0);
@@ -437,6 +256,8 @@ void HyperScaleDecoder::forward_fast(const int16_t* z, int hz, int wz, int hl, i
   for (int l = 0; l < 3; ++l) {
     const IntConvLayer& L = layers_[l];
     const size_t K = size_t(L.k) * L.k * cs;
+    int dy[9], dx[9];  // tap offsets, row-major over the k x k kernel
+    for (int t = 0; t < L.k * L.k; ++t) dy[t] = t / L.k - L.k / 2, dx[t] = t % L.k - L.k / 2;
     const int blocks = (L.out + kBlock - 1) / kBlock;
     const size_t mtiles = size_t(blocks + ts.mr_max - 1) / ts.mr_max;
     const size_t band = std::min(std::max<size_t>(1, kPanelBudget / K / nr) * nr, (positions + nr - 1) / nr * nr);
@@ -448,19 +269,24 @@ void HyperScaleDecoder::forward_fast(const int16_t* z, int hz, int wz, int hl, i
       const size_t b1 = std::min(positions, b0 + band), ptiles = (b1 - b0 + nr - 1) / nr;
       global_pool().parallel_for(ptiles, threads, [&](size_t pt) {
         const size_t q0 = b0 + pt * nr;
-        pack_panel(act.data(), zeros.data(), hz, wz, cs, L.k, int(q0), int(std::min<size_t>(nr, b1 - q0)),
-                   panel.get() + pt * nr * K);
+        gemm16::pack_panel(act.data(), hz, wz, cs, 0, cs, zeros.data(), dy, dx, L.k * L.k, wz, int(q0),
+                           int(std::min<size_t>(nr, b1 - q0)), panel.get() + pt * nr * K);
       });
       global_pool().parallel_for(mtiles * ptiles, threads, [&](size_t task) {
         const size_t pt = task % ptiles, q0 = b0 + pt * nr;
         const int ob0 = int(task / ptiles) * ts.mr_max, mr = std::min(ts.mr_max, blocks - ob0);
         const int n = int(std::min<size_t>(nr, b1 - q0));
-        Tile t;
-        t.w = gemm_w_[l].data() + size_t(ob0) * K * kBlock;
-        t.w_block = K * kBlock;
-        t.x = panel.get() + pt * nr * K;
-        t.kp = int(K / 2);
-        t.bias = gemm_bias_[l].data() + size_t(ob0) * kBlock;
+        HsdJob t;
+        const int16_t* x[gemm16::kMaxNR];  // the panel [K/2][n][2] of the n positions
+        for (int p = 0; p < n; ++p) x[p] = panel.get() + pt * nr * K + 2 * p;
+        t.op.w = gemm_w_[l].data() + size_t(ob0) * K * kBlock;
+        t.op.w_block = K * kBlock;
+        t.op.x = x;
+        t.op.x_offset = 0;
+        t.op.taps = 1;
+        t.op.pairs = int(K / 2);
+        t.op.step = 2 * n;
+        t.op.bias = gemm_bias_[l].data() + size_t(ob0) * kBlock;
         t.shift = gemm_shift_[l].data() + size_t(ob0) * kBlock;
         t.last = l == 2;
         t.y = l < 2 ? next.data() + q0 * cs + size_t(ob0) * kBlock : nullptr;

@@ -18,12 +18,13 @@
 //    definition), and forward_fast, im2col + a register-tiled integer GEMM per layer: activations
 //    int16 position-major, weights int16 packed in blocks of 16 outputs x pairs of taps, each tile
 //    (16-32 outputs x up to 12 positions) accumulated in registers with pmaddwd (exact: a product
-//    pair is at most 2 * 128 * 128 in magnitude) and finished in registers (shift, ReLU/clamp, or
-//    abs/clamp scattered straight into the PixelShuffled output).  Paths: AVX-512BW, AVX2 (explicit
-//    intrinsics, chosen from cpu_features(); JPEGAI_FAST_SIMD=avx2 caps at AVX2) and the same tiling
-//    in plain C++ (the baseline twin; JPEGAI_FAST_SIMD=scalar forces it).  Integer sums do not
-//    depend on the order of addition and no partial sum can leave int32 (see above), so every
-//    kernel gives identical results.
+//    pair is at most 2 * 128 * 128 in magnitude; vpdpwssd with AVX512_VNNI) and finished in registers
+//    (HsdJob: shift, ReLU/clamp, or abs/clamp scattered straight into the PixelShuffled output).  The
+//    tiles are csrc/int16_gemm.hpp's, shared with the mean path.  Paths: AVX-512BW (+VNNI), AVX2
+//    (explicit intrinsics, chosen from cpu_features(); JPEGAI_FAST_SIMD=avx2 caps at AVX2, =avx512 drops
+//    VNNI) and the same tiling in plain C++ (the baseline twin; JPEGAI_FAST_SIMD=scalar forces it).
+//    Integer sums do not depend on the order of addition and no partial sum can leave int32 (see
+//    above), so every kernel gives identical results.
 //  * forward_legacy is the previous fast kernel (one int8 dot product per position, output and tap),
 //    kept only so that bench/test_hyper_scale.py can time old and new side by side in one run; it is
 //    reached only with JPEGAI_FAST_HSD_LEGACY=1 in the environment (read per call, bench-only).

@@ -3,9 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <type_traits>
 
 #include "cpu_features.hpp"
 #include "errors.hpp"
+#include "int16_gemm.hpp"
 #include "thread_pool.hpp"
 
 namespace jpegai {
@@ -26,10 +30,6 @@ int16_t sat16(int64_t v) { return int16_t(std::min<int64_t>(std::max<int64_t>(v,
 
 int64_t round_shift(int64_t v, int s) { return s > 0 ? (v + (int64_t{1} << (s - 1))) >> s : v; }
 
-int16_t requant(int16_t v, int from, int to) {
-  return from >= to ? sat16(round_shift(v, from - to)) : sat16(int64_t(v) << (to - from));
-}
-
 int16_t activate(int64_t v, MeanActivation act, int frac_out) {
   int16_t x = sat16(v);
   if (act == MeanActivation::kNone) return x;
@@ -39,8 +39,10 @@ int16_t activate(int64_t v, MeanActivation act, int frac_out) {
   return x;
 }
 
-// Four output pixels against one weight row: the fast kernel's inner loop.  One clone per ISA
-// (picked at load time), each auto-vectorised; every clone computes the same exact integer sums.
+// ---------------------------------------------------------------------------------------------------
+// The legacy kernel (bench-only, JPEGAI_FAST_MEAN_LEGACY=1): im2col per output row, then four output
+// pixels against one weight row.  One clone per ISA (picked at load time), each auto-vectorised; every
+// clone computes the same exact integer sums.
 inline __attribute__((always_inline)) void gemm_rows_body(const int16_t* col, int pixels, int K, size_t col_stride,
                                                           const int16_t* weight, int outs, int32_t* acc,
                                                           size_t acc_stride) {
@@ -88,6 +90,204 @@ void gemm_rows_baseline(const int16_t* col, int pixels, int K, size_t col_stride
 using GemmRows = void (*)(const int16_t*, int, int, size_t, const int16_t*, int, int32_t*, size_t);
 
 GemmRows gemm_kernel() { return cpu_features().baseline_only ? gemm_rows_baseline : gemm_rows; }
+
+bool legacy_requested() {
+  const char* v = std::getenv("JPEGAI_FAST_MEAN_LEGACY");
+  return v && v[0] == '1';
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The fast kernel: csrc/int16_gemm.hpp's register-tiled tiles (run_layer_fast feeds them); this job is the
+// epilogue of one tile (MR blocks of 16 outputs of one group x NR positions): acc = bias + sum w x (int32, exact:
+// int8 weights, |bias| + 32768 sum|w| < 2^31 checked at load), then per output the rounding right shift,
+// saturation to int16, the activation, and the store into the HWC output.
+//
+// The scalar epilogue (store_lanes) is the definition: activate(round_shift(acc, s)) in int64.  The SIMD
+// ones compute the same in int32 without the overflow that acc + 2^(s-1) could reach near 2^31:
+//   t = acc >> max(s - 1, 0);  r = (t >> b) + (t & b),  b = (s > 0)
+// (floor((acc + 2^(s-1)) / 2^s) = floor((floor(acc / 2^(s-1)) + 1) / 2) = (t >> 1) + (t & 1)); then
+// saturation and ReLU / ReLU6 are one clamp to [lo, hi], and LeakyReLU of the saturated x is
+// max(x, (41 x + 2048) >> 12) (for x < 0 the second is the larger, for x >= 0 it is at most x).
+constexpr int kBlock = gemm16::kBlock;
+
+struct MeanJob {
+  gemm16::Operands op;
+  int16_t* dst[gemm16::kMaxNR];  // position p: where the tile's first output goes (then block m at + 16 m)
+  int valid;                     // real outputs from the tile's first on (the rest: the last block's padding)
+  const int32_t* shift;          // per output from the tile's first (padded like the bias)
+  const int32_t* shift_a;        // max(shift - 1, 0)
+  const int32_t* shift_b;        // shift > 0
+  MeanActivation act;
+  int frac_out;
+  int32_t lo, hi;                // saturation and ReLU / ReLU6 as one clamp
+  bool leaky;
+
+  int lanes(int m) const { return std::min(std::max(valid - m * kBlock, 0), kBlock); }
+
+  void store_lanes(int m, int p, const int32_t* acc) const {
+    int16_t* d = dst[p] + m * kBlock;
+    const int n = lanes(m);
+    for (int l = 0; l < n; ++l) d[l] = activate(round_shift(acc[l], shift[m * kBlock + l]), act, frac_out);
+  }
+
+#if JPEGAI_GEMM16_X86
+  JPEGAI_TARGET_AVX512 void store_zmm(int m, int p, __m512i acc) const {
+    const __m512i t = _mm512_srav_epi32(acc, _mm512_loadu_si512(shift_a + m * kBlock));
+    const __m512i b = _mm512_loadu_si512(shift_b + m * kBlock);
+    __m512i r = _mm512_add_epi32(_mm512_srav_epi32(t, b), _mm512_and_si512(t, b));
+    r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_set1_epi32(lo)), _mm512_set1_epi32(hi));
+    if (leaky)
+      r = _mm512_max_epi32(r, _mm512_srai_epi32(_mm512_add_epi32(_mm512_mullo_epi32(r, _mm512_set1_epi32(41)),
+                                                                 _mm512_set1_epi32(2048)), 12));
+    const __m256i h = _mm512_cvtepi32_epi16(r);  // in int16 range after the clamp: truncation is exact
+    int16_t* d = dst[p] + m * kBlock;
+    const int n = lanes(m);
+    if (n == kBlock)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d), h);
+    else
+      _mm256_mask_storeu_epi16(d, __mmask16((1u << n) - 1), h);
+  }
+
+  JPEGAI_TARGET_AVX2 __m256i finish_ymm(__m256i acc, int at) const {
+    const __m256i t = _mm256_srav_epi32(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(shift_a + at)));
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(shift_b + at));
+    __m256i r = _mm256_add_epi32(_mm256_srav_epi32(t, b), _mm256_and_si256(t, b));
+    r = _mm256_min_epi32(_mm256_max_epi32(r, _mm256_set1_epi32(lo)), _mm256_set1_epi32(hi));
+    if (leaky)
+      r = _mm256_max_epi32(r, _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(r, _mm256_set1_epi32(41)),
+                                                                 _mm256_set1_epi32(2048)), 12));
+    return r;
+  }
+
+  JPEGAI_TARGET_AVX2 void store_ymm(int p, __m256i acc0, __m256i acc1) const {
+    const __m256i r0 = finish_ymm(acc0, 0), r1 = finish_ymm(acc1, 8);
+    // packs works per 128-bit lane: [r0 0-3, r1 0-3 | r0 4-7, r1 4-7] -> qwords 0, 2, 1, 3
+    const __m256i h = _mm256_permute4x64_epi64(_mm256_packs_epi32(r0, r1), _MM_SHUFFLE(3, 1, 2, 0));
+    const int n = lanes(0);
+    if (n == kBlock) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[p]), h);
+    } else {
+      alignas(32) int16_t tmp[kBlock];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), h);
+      std::memcpy(dst[p], tmp, sizeof(int16_t) * size_t(n));
+    }
+  }
+#endif
+};
+
+// An HWC int16 input: h x w positions, `stride` int16 from one position to the next (the layer reads its
+// first `in` channels: a context stage reads the first s C channels of the decoded phases in place).
+struct View16 {
+  const int16_t* v;
+  int h, w, stride;
+};
+
+// int16 of the im2col panels of one band of positions (all groups): about L2-sized.  Only layers whose
+// group width is odd use panels (see run_layer_fast).
+constexpr size_t kPanelBudget = size_t(192) << 10;
+
+// y = layer(x) by the fast kernel.  A transposed conv is four convs with 2 x 2 taps on the input grid,
+// one per output parity (py, px) ("phase"): output (2i + py, 2j + px) reads input (i + kTapOff[py][a],
+// j + kTapOff[px][b]).  A tile reads its positions' channel pairs straight from the HWC input through a
+// table of pointers per (position tile, tap, position) -- the input position's first channel, or a zero
+// row for a tap outside the input -- built once per phase and shared by every group (the group's channel
+// offset is added in the tile) and output tile; there is no im2col copy.  Except for an odd group width,
+// whose last pair would read one channel past the group: those layers (none in the shipped models) pack
+// zero-padded panels first, a band of positions at a time.  Tasks are (group, output tile, chunk of
+// position tiles), output tile outermost so that its weights stay in cache while the positions stream
+// past.  Tasks write disjoint outputs; a tile's arithmetic does not depend on the thread that runs it.
+void run_layer_fast(const MeanLayer& L, const View16& x, Tensor16& y, unsigned threads, Kernel kernel) {
+  const gemm16::TileSet<MeanJob>& ts = gemm16::tile_set<MeanJob>(kernel);
+  const bool transposed = L.kind == MeanLayerKind::kConvTranspose4x4s2;
+  const int G = L.groups, in_g = L.in / G, out_g = L.out / G, blocks = L.gemm_blocks, nr = ts.nr;
+  const int taps = transposed ? 4 : L.k * L.k, r = L.k / 2;
+  const bool direct = in_g % 2 == 0;
+  const size_t K = size_t(2) * L.gemm_kp, w_block = K * kBlock;
+  const size_t mtiles = size_t(blocks + ts.mr_max - 1) / ts.mr_max, units = size_t(G) * mtiles;
+  const size_t workers = threads ? threads : hardware_threads();
+  const std::vector<int16_t> zeros(size_t(L.in) + 1, 0);  // a zero row for every group's channel offset
+  MeanJob proto{};
+  proto.act = L.act;
+  proto.frac_out = L.frac_out;
+  const bool relu = L.act == MeanActivation::kRelu || L.act == MeanActivation::kRelu6;
+  proto.lo = relu ? 0 : -32768;
+  proto.hi = L.act == MeanActivation::kRelu6 ? std::min(6 << L.frac_out, 32767) : 32767;
+  proto.leaky = L.act == MeanActivation::kLeakyRelu;
+  proto.op.w_block = w_block;
+  proto.op.taps = direct ? taps : 1;
+  proto.op.pairs = direct ? in_g / 2 : L.gemm_kp;
+  std::vector<int16_t> panel;
+  std::vector<const int16_t*> xs;  // [position tile][tap][n]: direct reads (group 0), or panel positions
+  std::vector<int16_t*> dst;       // position q: its output's channel 0
+  for (int ph = 0; ph < (transposed ? 4 : 1); ++ph) {
+    const int py = ph >> 1, px = ph & 1;
+    const int gh = transposed ? (y.h - py + 1) / 2 : y.h, gw = transposed ? (y.w - px + 1) / 2 : y.w;
+    const size_t positions = size_t(std::max(gh, 0)) * size_t(std::max(gw, 0));
+    if (positions == 0) continue;
+    int dy[9], dx[9];
+    for (int t = 0; t < taps; ++t) {
+      dy[t] = transposed ? kTapOff[py][t >> 1] : t / L.k - r;
+      dx[t] = transposed ? kTapOff[px][t & 1] : t % L.k - r;
+    }
+    const size_t all_tiles = (positions + nr - 1) / nr;
+    dst.resize(positions);
+    xs.resize(all_tiles * nr * (direct ? taps : G));
+    for (size_t q = 0; q < positions; ++q) {
+      const size_t i = q / gw, j = q % gw;
+      const size_t Y = transposed ? 2 * i + py : i, X = transposed ? 2 * j + px : j;
+      dst[q] = y.v.data() + (Y * y.w + X) * L.out;
+      if (!direct) continue;
+      const size_t pt = q / nr, p = q % nr, n = std::min<size_t>(nr, positions - pt * nr);
+      for (int t = 0; t < taps; ++t) {
+        const int iy = int(i) + dy[t], ix = int(j) + dx[t];
+        xs[pt * taps * nr + t * n + p] =  // [pt][t][n]: rows of n entries (n < nr: the tail tile)
+            iy < 0 || iy >= x.h || ix < 0 || ix >= x.w ? zeros.data() : x.v + (size_t(iy) * x.w + ix) * x.stride;
+      }
+    }
+    // Direct: one band of all positions.  Panels: bands whose panels fit kPanelBudget.
+    const size_t band = direct ? all_tiles * nr
+                               : std::min(std::max<size_t>(1, kPanelBudget / (K * G) / nr), all_tiles) * nr;
+    if (!direct && panel.size() < band * K * G) panel.resize(band * K * G);
+    for (size_t b0 = 0; b0 < positions; b0 += band) {
+      const size_t b1 = std::min(positions, b0 + band), ptiles = (b1 - b0 + nr - 1) / nr;
+      if (!direct)
+        global_pool().parallel_for(size_t(G) * ptiles, threads, [&](size_t task) {
+          const size_t g = task / ptiles, pt = task % ptiles, q0 = b0 + pt * nr;
+          const int n = int(std::min<size_t>(nr, b1 - q0));
+          int16_t* pan = panel.data() + (g * ptiles + pt) * nr * K;
+          gemm16::pack_panel(x.v, x.h, x.w, x.stride, int(g) * in_g, in_g, zeros.data(), dy, dx, taps, gw, int(q0), n,
+                             pan);
+          for (int p = 0; p < n; ++p) xs[(g * ptiles + pt) * nr + p] = pan + 2 * p;
+        });
+      // enough tasks to balance the threads, few enough that a task is many tiles
+      const size_t chunks = std::min(ptiles, std::max<size_t>(1, (4 * workers + units - 1) / units));
+      const size_t per = (ptiles + chunks - 1) / chunks;
+      global_pool().parallel_for(units * chunks, threads, [&](size_t task) {
+        const size_t unit = task / chunks, chunk = task % chunks;
+        const int g = int(unit / mtiles), ob0 = int(unit % mtiles) * ts.mr_max;
+        const int mr = std::min(ts.mr_max, blocks - ob0);
+        const size_t out0 = size_t(g) * blocks * kBlock + size_t(ob0) * kBlock;  // padded output index
+        const size_t channel0 = size_t(g) * out_g + size_t(ob0) * kBlock;
+        MeanJob job = proto;
+        job.op.w = L.gemm_w.data() + ((size_t(ph) * G + g) * blocks + ob0) * w_block;
+        job.op.x_offset = direct ? ptrdiff_t(g) * in_g : 0;
+        job.op.bias = L.gemm_bias.data() + out0;
+        job.shift = L.gemm_shift.data() + out0;
+        job.shift_a = L.gemm_shift_a.data() + out0;
+        job.shift_b = L.gemm_shift_b.data() + out0;
+        job.valid = out_g - ob0 * kBlock;
+        for (size_t pt = chunk * per; pt < std::min(ptiles, (chunk + 1) * per); ++pt) {
+          const size_t q0 = b0 + pt * nr;
+          const int n = int(std::min<size_t>(nr, b1 - q0));
+          job.op.x = direct ? xs.data() + (q0 / nr) * taps * nr : xs.data() + (size_t(g) * ptiles + pt) * nr;
+          job.op.step = direct ? 2 : 2 * n;
+          for (int p = 0; p < n; ++p) job.dst[p] = dst[q0 + p] + channel0;
+          ts.fn[mr - 1][n - 1](job);
+        }
+      });
+    }
+  }
+}
 
 std::vector<uint32_t> u32(std::initializer_list<int> dims) {
   std::vector<uint32_t> v;
@@ -148,6 +348,38 @@ MeanLayer load_mean_layer(const ModelBlob& blob, const std::string& prefix, int 
                 L.packed[(((size_t(py * 2 + px) * out + o) * 4) + a * 2 + b) * in + i] =
                     L.weight[((size_t(o) * in + i) * 4 + kTapK[py][a]) * 4 + kTapK[px][b]];
   }
+  // The fast kernel's layout (see MeanLayer): reduction index kk = tap * in_gp + i, in_gp = in_g rounded
+  // up to pairs; a transposed conv's phase (py, px) has taps (a, b) = kernel (kTapK[py][a], kTapK[px][b]).
+  const bool transposed = L.kind == MeanLayerKind::kConvTranspose4x4s2;
+  const int out_g = out / L.groups, in_gp = in_g + (in_g & 1), gtaps = transposed ? 4 : taps;
+  const int phases = transposed ? 4 : 1, blocks = (out_g + kBlock - 1) / kBlock;
+  L.gemm_kp = gtaps * in_gp / 2;
+  L.gemm_blocks = blocks;
+  const size_t w_block = size_t(L.gemm_kp) * 2 * kBlock, padded = size_t(L.groups) * blocks * kBlock;
+  L.gemm_w.assign(size_t(phases) * L.groups * blocks * w_block, 0);
+  L.gemm_bias.assign(padded, 0);
+  L.gemm_shift.assign(padded, 0);
+  L.gemm_shift_a.assign(padded, 0);
+  L.gemm_shift_b.assign(padded, 0);
+  for (int g = 0; g < L.groups; ++g)
+    for (int o = 0; o < out_g; ++o) {
+      const int og = g * out_g + o;
+      const size_t at = (size_t(g) * blocks) * kBlock + o;  // padded output index
+      L.gemm_bias[at] = L.bias[og];
+      L.gemm_shift[at] = L.shift[og];
+      L.gemm_shift_a[at] = std::max(L.shift[og] - 1, 0);
+      L.gemm_shift_b[at] = L.shift[og] > 0;
+      for (int ph = 0; ph < phases; ++ph)
+        for (int t = 0; t < gtaps; ++t)
+          for (int i = 0; i < in_g; ++i) {
+            const size_t kk = size_t(t) * in_gp + i;
+            const int8_t w = transposed ? L.weight[((size_t(og) * in + i) * 4 + kTapK[ph >> 1][t >> 1]) * 4 +
+                                                   kTapK[ph & 1][t & 1]]
+                                        : L.weight[(size_t(og) * in_g + i) * taps + t];
+            L.gemm_w[((size_t(ph) * L.groups + g) * blocks + o / kBlock) * w_block + kk / 2 * 2 * kBlock +
+                     (o % kBlock) * 2 + kk % 2] = w;
+          }
+    }
   return L;
 }
 
@@ -168,16 +400,12 @@ InverseGain inverse_gain(int32_t t) {
   return {int64_t(acc), int(n)};
 }
 
-Tensor16 run_mean_layer(const MeanLayer& L, const Tensor16& x, int out_h, int out_w, unsigned threads) {
-  if (x.c != L.in) throw ArgumentError("mean layer: input channels do not match");
+namespace {
+
+// The legacy kernel (bench-only): im2col of one output row, gemm_rows, the scalar epilogue.
+void run_layer_legacy(const MeanLayer& L, const View16& x, Tensor16& y, unsigned threads) {
   const bool transposed = L.kind == MeanLayerKind::kConvTranspose4x4s2;
-  if (transposed ? (out_h > 2 * x.h || out_w > 2 * x.w) : (out_h != x.h || out_w != x.w))
-    throw ArgumentError("mean layer: output size does not match");
-  Tensor16 y;
-  y.h = out_h;
-  y.w = out_w;
-  y.c = L.out;
-  y.v.assign(size_t(out_h) * out_w * L.out, 0);
+  const int out_h = y.h, out_w = y.w;
   const int in = L.in, in_g = in / L.groups, out_g = L.out / L.groups;
   const int taps = transposed ? 4 : L.k * L.k, r = L.k / 2;
   const int K = taps * in_g;  // one group's im2col row
@@ -200,7 +428,7 @@ Tensor16 run_mean_layer(const MeanLayer& L, const Tensor16& x, int out_h, int ou
           ix = X + t % L.k - r;
         }
         if (iy < 0 || iy >= x.h || ix < 0 || ix >= x.w) continue;
-        const int16_t* src = x.v.data() + (size_t(iy) * x.w + ix) * in;
+        const int16_t* src = x.v + (size_t(iy) * x.w + ix) * x.stride;
         for (int g = 0; g < L.groups; ++g)
           std::copy(src + g * in_g, src + (g + 1) * in_g, c + (size_t(g) * taps + t) * in_g);
       }
@@ -225,24 +453,152 @@ Tensor16 run_mean_layer(const MeanLayer& L, const Tensor16& x, int out_h, int ou
         dst[size_t(X) * L.out + o] = activate(round_shift(a, L.shift[o]), L.act, L.frac_out);
       }
   });
+}
+
+// One layer on an input view (checked by the callers).
+Tensor16 run_layer(const MeanLayer& L, const View16& x, int out_h, int out_w, unsigned threads, Kernel kernel) {
+  Tensor16 y;
+  y.h = out_h;
+  y.w = out_w;
+  y.c = L.out;
+  y.v.assign(size_t(out_h) * out_w * L.out, 0);
+  if (legacy_requested())
+    run_layer_legacy(L, x, y, threads);
+  else
+    run_layer_fast(L, x, y, threads, kernel);
   return y;
+}
+
+}  // namespace
+
+Tensor16 run_mean_layer(const MeanLayer& L, const Tensor16& x, int out_h, int out_w, unsigned threads, Kernel kernel) {
+  if (x.c != L.in || x.v.size() != size_t(x.h) * x.w * x.c) throw ArgumentError("mean layer: input channels do not match");
+  const bool transposed = L.kind == MeanLayerKind::kConvTranspose4x4s2;
+  if (transposed ? (out_h < 0 || out_w < 0 || out_h > 2 * x.h || out_w > 2 * x.w) : (out_h != x.h || out_w != x.w))
+    throw ArgumentError("mean layer: output size does not match");
+  return run_layer(L, View16{x.v.data(), x.h, x.w, x.c}, out_h, out_w, threads, kernel);
 }
 
 namespace {
 
-Tensor16 run_chain(const std::vector<MeanLayer>& layers, Tensor16 x, unsigned threads) {
-  for (const MeanLayer& L : layers) x = run_mean_layer(L, x, x.h, x.w, threads);
-  return x;
+// The layers in order, the first reading the view x.
+Tensor16 run_chain(const std::vector<MeanLayer>& layers, const View16& x, unsigned threads, Kernel kernel) {
+  Tensor16 y = run_layer(layers[0], x, x.h, x.w, threads, kernel);
+  for (size_t l = 1; l < layers.size(); ++l)
+    y = run_layer(layers[l], View16{y.v.data(), y.h, y.w, y.c}, y.h, y.w, threads, kernel);
+  return y;
 }
+
+// requant(v, from, to) with the direction and amount fixed once (callers' loops then vectorise): a rounding
+// right shift (no saturation needed: |v| < 2^15 stays in range) or a saturating left shift (by at most 15:
+// the product stays below 2^30).
+struct Requant {
+  int right, left;
+  Requant(int from, int to) : right(std::max(from - to, 0)), left(std::max(to - from, 0)) {}
+  int16_t operator()(int16_t v) const {
+    return right ? int16_t((int32_t(v) + (int32_t{1} << (right - 1))) >> right) : sat16(int32_t(v) * (int32_t{1} << left));
+  }
+};
 
 // Channels [c0, c0 + n) of an HWC tensor, requantised from frac `from` to `to`, written at channel
 // offset `at` of dst (which has dst.c channels and the same h, w).
 void copy_channels(const Tensor16& src, int c0, int n, int from, int to, Tensor16& dst, int at) {
   const size_t pixels = size_t(src.h) * src.w;
-  for (size_t p = 0; p < pixels; ++p)
-    for (int c = 0; c < n; ++c)
-      dst.v[p * dst.c + at + c] = requant(src.v[p * src.c + c0 + c], from, to);
+  const Requant q(from, to);
+  for (size_t p = 0; p < pixels; ++p) {
+    const int16_t* a = src.v.data() + p * src.c + c0;
+    int16_t* b = dst.v.data() + p * dst.c + at;
+    if (q.right)
+      for (int c = 0; c < n; ++c) b[c] = q(a[c]);
+    else
+      for (int c = 0; c < n; ++c) b[c] = q(a[c]);
+  }
 }
+
+// y_hat of a latent value (int16 at y_frac): mu + r / g with 1/g = gm * 2^-gs (gs >= 1, so round_shift(v,
+// gs) = (v + half) >> gs); `at` = c * plane + position in the CHW planes.  encode: the encoder's value, r
+// made from y (float, need not be exact: it is what gets coded); decode: the decoder's, r given (0 where
+// skipped: y_hat = mu).
+struct LatentCoder {
+  const uint8_t* index;
+  const int16_t* residual;
+  const float* y;
+  const float* gain;
+  int16_t* residual_out;
+  const int64_t* gm;
+  const int64_t* half;  // 2^(gs - 1): round_shift(v, gs) = (v + half) >> gs
+  const int* gs;
+  float mu_scale;
+
+  int16_t decode(int c, int16_t r, int16_t mu) const {
+    return sat16(int64_t(mu) + ((int64_t(r) * gm[c] + half[c]) >> gs[c]));
+  }
+
+  // The encoder's r = round((y - mu) * g) is float and need not be exact (docs: the residual is coded).
+  int16_t encode(int c, size_t at, int16_t mu) const {
+    if (index[at] == kSkip) {
+      residual_out[at] = 0;
+      return mu;
+    }
+    const float d = (y[at] - float(mu) * mu_scale) * gain[c];
+    const int64_t r = int64_t(std::min(std::max(std::nearbyint(d), -32768.0f), 32767.0f));
+    residual_out[at] = int16_t(r);
+    return sat16(int64_t(mu) + ((r * gm[c] + half[c]) >> gs[c]));
+  }
+
+};
+
+// The decoder's latent values by phase: [stage][i][j][c] for latent position (2i + kStageDy[stage],
+// 2j + kStageDx[stage]) -- the HWC layout of the context model's grid.  gather() fills it with the
+// residuals, 0 where skipped (and at the even padding outside the latent); DecoderPhases::code turns a
+// stage's residuals into y_hat in place; scatter() writes y_hat back into the CHW planes.  gather and
+// scatter walk the planes in order, a few at a time, and write / read the phase buffer strided; the
+// stages then read and write it contiguously.
+struct DecoderPhases {
+  int C, hl, wl, h2, w2;
+  std::vector<int16_t> v;
+
+  DecoderPhases(int C_, int hl_, int wl_)
+      : C(C_), hl(hl_), wl(wl_), h2((hl_ + 1) / 2), w2((wl_ + 1) / 2), v(size_t(4) * h2 * w2 * C_, 0) {}
+
+  size_t at(int Y, int X) const {  // the value of channel 0 at latent position (Y, X)
+    return ((size_t(kStageOfPhase[(Y & 1) * 2 + (X & 1)]) * h2 + (Y >> 1)) * w2 + (X >> 1)) * C;
+  }
+  int16_t* stage(int s) { return v.data() + size_t(s) * h2 * w2 * C; }
+
+  // Tasks: blocks of kLine channels (one cache line of a position's HWC record), row by row: the lines
+  // written (read) by a row of a block stay in L1, and each plane is walked in order.
+  static constexpr int kLine = 32;
+
+  void gather(const uint8_t* index, const int16_t* residual, unsigned threads) {
+    const size_t plane = size_t(hl) * wl;
+    global_pool().parallel_for(size_t(C + kLine - 1) / kLine, threads, [&](size_t b) {
+      const int c0 = int(b) * kLine, c1 = std::min(C, c0 + kLine);
+      for (int Y = 0; Y < hl; ++Y)
+        for (int c = c0; c < c1; ++c)
+          for (int px = 0; px < 2; ++px) {  // the row's even and odd columns: two phases
+            const uint8_t* ix = index + c * plane + size_t(Y) * wl + px;
+            const int16_t* rs = residual + c * plane + size_t(Y) * wl + px;
+            int16_t* d = v.data() + at(Y, px) + c;
+            for (int j = 0; 2 * j + px < wl; ++j) d[size_t(j) * C] = int16_t(rs[2 * j] & -int(ix[2 * j] != kSkip));
+          }
+    });
+  }
+
+  void scatter(int16_t* y_hat, unsigned threads) const {
+    const size_t plane = size_t(hl) * wl;
+    global_pool().parallel_for(size_t(C + kLine - 1) / kLine, threads, [&](size_t b) {
+      const int c0 = int(b) * kLine, c1 = std::min(C, c0 + kLine);
+      for (int Y = 0; Y < hl; ++Y)
+        for (int c = c0; c < c1; ++c)
+          for (int px = 0; px < 2; ++px) {
+            int16_t* out = y_hat + c * plane + size_t(Y) * wl + px;
+            const int16_t* s = v.data() + at(Y, px) + c;
+            for (int j = 0; 2 * j + px < wl; ++j) out[2 * j] = s[size_t(j) * C];
+          }
+    });
+  }
+};
 
 Tensor16 empty(int h, int w, int c) {
   Tensor16 t;
@@ -322,7 +678,8 @@ MeanPath::MeanPath(const ModelBlob& blob, int luma_channels, int chroma_channels
   }
 }
 
-Tensor16 MeanPath::hyper_decoder(int comp, const int16_t* z, int hz, int wz, int hl, int wl, unsigned threads) const {
+Tensor16 MeanPath::hyper_decoder(int comp, const int16_t* z, int hz, int wz, int hl, int wl, unsigned threads,
+                                 Kernel kernel) const {
   const int C = channels_[comp];
   const int h2 = (hl + 1) / 2, w2 = (wl + 1) / 2;
   const bool from_mu = hyper_output_ == HyperMeanOutput::kMeanOnLatentGrid;
@@ -337,9 +694,9 @@ Tensor16 MeanPath::hyper_decoder(int comp, const int16_t* z, int hz, int wz, int
   for (const MeanLayer& L : hyper_[comp]) {
     if (L.kind == MeanLayerKind::kConvTranspose4x4s2) {
       --remaining;  // crop to the grid this output feeds: ceil(final / 2^remaining)
-      x = run_mean_layer(L, x, -(-fh >> remaining), -(-fw >> remaining), threads);
+      x = run_mean_layer(L, x, -(-fh >> remaining), -(-fw >> remaining), threads, kernel);
     } else {
-      x = run_mean_layer(L, x, x.h, x.w, threads);
+      x = run_mean_layer(L, x, x.h, x.w, threads, kernel);
     }
   }
   if (!from_mu) return x;
@@ -357,13 +714,13 @@ Tensor16 MeanPath::hyper_decoder(int comp, const int16_t* z, int hz, int wz, int
 
 void MeanPath::reconstruct(int comp, const Tensor16& psi, const uint8_t* index, const int32_t* offsets, int hl,
                            int wl, const int16_t* residual, const float* y, const float* gain, int16_t* residual_out,
-                           int16_t* y_hat_q, unsigned threads) const {
+                           int16_t* y_hat_q, unsigned threads, Kernel kernel) const {
   const int C = channels_[comp], fy = y_frac_[comp];
   const int h2 = (hl + 1) / 2, w2 = (wl + 1) / 2;
   if (psi.h != h2 || psi.w != w2 || psi.c != 4 * C) throw ArgumentError("reconstruct: psi does not match the latent");
   if ((residual == nullptr) == (y == nullptr) || (y && (!gain || !residual_out)))
     throw ArgumentError("reconstruct: give either the residual (decoder) or y and gain (encoder)");
-  std::vector<int64_t> gm(C);
+  std::vector<int64_t> gm(C), half(C);
   std::vector<int> gs(C);
   for (int c = 0; c < C; ++c) {
     const InverseGain ig = inverse_gain(offsets[c]);
@@ -371,10 +728,127 @@ void MeanPath::reconstruct(int comp, const Tensor16& psi, const uint8_t* index, 
     if (s < 1) throw BitstreamError(comp ? "gain_log_chroma" : "gain_log_luma", "gain outside the decodable range");
     gm[c] = ig.mantissa;
     gs[c] = std::min(s, 62);  // |r * m| < 2^47: any larger shift rounds to 0 all the same
+    half[c] = int64_t{1} << (gs[c] - 1);
   }
+  if (legacy_requested())
+    return reconstruct_legacy(comp, psi, index, hl, wl, residual, y, gain, residual_out, y_hat_q, threads, gm.data(),
+                              gs.data());
+  const size_t plane = size_t(hl) * wl;
+  const LatentCoder coder{index, residual, y, gain, residual_out, gm.data(), half.data(), gs.data(),
+                          std::ldexp(1.0f, -fy)};
+  // Rows in parallel (disjoint outputs).  The decoder, the hot path, first gathers the residuals by phase
+  // (DecoderPhases: each CHW plane read in order), runs the stages on that HWC copy, and scatters y_hat
+  // back.  The encoder (float y, rate trials) reads the CHW planes in place, a row at a time and a block
+  // of kChannelBlock channels at a time, so that the block's lines of the planes (index, y, residual,
+  // y_hat) and of the row's HWC tensors stay in L1 while the row is walked.
+  constexpr int kChannelBlock = 16;
+
+  if (comp == 1) {  // chroma: mu = psi chunk of the position's phase, no context
+    const Requant to_y(psi_frac(1), fy);
+    auto rows = [&]() {  // the encoder
+      global_pool().parallel_for(size_t(hl), threads, [&](size_t row) {
+        const int Y = int(row);
+        auto mu = [&](int X, int c) {
+          return to_y(psi.v[(size_t(Y >> 1) * w2 + (X >> 1)) * psi.c + kStageOfPhase[(Y & 1) * 2 + (X & 1)] * C + c]);
+        };
+        for (int c0 = 0; c0 < C; c0 += kChannelBlock)
+          for (int X = 0; X < wl; ++X)
+            for (int c = c0; c < std::min(C, c0 + kChannelBlock); ++c) {
+              const size_t at = size_t(c) * plane + size_t(Y) * wl + X;
+              y_hat_q[at] = coder.encode(c, at, mu(X, c));
+            }
+      });
+    };
+    if (y) {
+      rows();
+    } else {
+      DecoderPhases ph(C, hl, wl);
+      ph.gather(index, residual, threads);
+      for (int s = 0; s < 4; ++s) {
+        int16_t* r = ph.stage(s);
+        global_pool().parallel_for(size_t(h2), threads, [&](size_t i) {
+          for (size_t q = i * w2; q < (i + 1) * w2; ++q)
+            for (int c = 0; c < C; ++c) r[q * C + c] = coder.decode(c, r[q * C + c], to_y(psi.v[q * psi.c + s * C + c]));
+        });
+      }
+      ph.scatter(y_hat_q, threads);
+    }
+    return;
+  }
+  const int fpsi = psi_frac(0);
+  const Requant psi_to_y(fpsi, fy);
+  Tensor16 decoded = empty(h2, w2, 3 * C);  // y_hat phases of stages 0..2, the context of the later ones
+  std::unique_ptr<DecoderPhases> ph;
+  if (!y) {
+    ph.reset(new DecoderPhases(C, hl, wl));
+    ph->gather(index, residual, threads);
+  }
+  for (int s = 0; s < 4; ++s) {
+    // the fusion's input: stage 0 psi_0; later stages [context(y_hat of stages < s), psi_s], requantised
+    Tensor16 mu;
+    const int fin = fusion_[s][0].frac_in;
+    if (s == 0 && fin == fpsi) {
+      mu = run_chain(fusion_[0], View16{psi.v.data(), h2, w2, psi.c}, threads, kernel);  // psi_0 in place
+    } else if (s == 0) {
+      Tensor16 in = empty(h2, w2, C);
+      copy_channels(psi, 0, C, fpsi, fin, in, 0);
+      mu = run_chain(fusion_[0], View16{in.v.data(), h2, w2, C}, threads, kernel);
+    } else {
+      const Tensor16 ctx = run_chain(context_[s - 1], View16{decoded.v.data(), h2, w2, decoded.c}, threads, kernel);
+      Tensor16 in = empty(h2, w2, 2 * C);
+      copy_channels(ctx, 0, C, context_[s - 1][1].frac_out, fin, in, 0);
+      copy_channels(psi, s * C, C, fpsi, fin, in, C);
+      mu = run_chain(fusion_[s], View16{in.v.data(), h2, w2, 2 * C}, threads, kernel);
+    }
+    const int dy = kStageDy[s], dx = kStageDx[s];
+    global_pool().parallel_for(size_t(h2), threads, [&](size_t row) {
+      const int i = int(row), Y = 2 * i + dy;
+      const int inside = Y < hl ? (wl - dx + 1) / 2 : 0;  // positions j < inside are in the latent; the
+                                                         // others are the even padding: skipped, y_hat = mu
+      for (int c0 = 0; c0 < C; c0 += ph ? C : kChannelBlock)
+        for (int j = 0; j < w2; ++j) {
+          const size_t q = size_t(i) * w2 + j, at = size_t(Y) * wl + 2 * size_t(j) + dx;
+          const int16_t* m = mu.v.data() + q * C;
+          const int16_t* p = psi.v.data() + q * psi.c + s * C;
+          int16_t* d = decoded.v.data() + q * decoded.c + s * C;
+          int16_t* r = ph ? ph->stage(s) + q * C : nullptr;  // decoder: residuals in, y_hat out
+          for (int c = c0; c < std::min(C, c0 + (ph ? C : kChannelBlock)); ++c) {
+            // residual context model: the stage predicts a correction to psi_s (the hyper-mean of the phase)
+            int16_t v = context_residual_ ? sat16(int32_t(m[c]) + psi_to_y(p[c])) : m[c];
+            if (r)
+              r[c] = v = coder.decode(c, r[c], v);
+            else if (j < inside)
+              y_hat_q[size_t(c) * plane + at] = v = coder.encode(c, size_t(c) * plane + at, v);
+            if (s < 3) d[c] = v;
+          }
+        }
+    });
+  }
+  if (ph) ph->scatter(y_hat_q, threads);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The previous reconstruct (bench-only, with the legacy layer kernel under JPEGAI_FAST_MEAN_LEGACY=1): one
+// position at a time across the channels, reading and writing the CHW planes in place, the context
+// stages' input copied out of the decoded phases, requantisation per value.  Same integers.
+void MeanPath::reconstruct_legacy(int comp, const Tensor16& psi, const uint8_t* index, int hl, int wl,
+                                  const int16_t* residual, const float* y, const float* gain, int16_t* residual_out,
+                                  int16_t* y_hat_q, unsigned threads, const int64_t* gm, const int* gs) const {
+  const int C = channels_[comp], fy = y_frac_[comp];
+  const int h2 = (hl + 1) / 2, w2 = (wl + 1) / 2;
   const size_t plane = size_t(hl) * wl;
   const float mu_scale = std::ldexp(1.0f, -fy);
-  // One latent position: r (given or made from y) and y_hat from mu (int16 at fy).
+  auto requant = [](int16_t v, int from, int to) {
+    return from >= to ? sat16(round_shift(v, from - to)) : sat16(int64_t(v) * (int64_t{1} << (to - from)));
+  };
+  auto copy = [&](const Tensor16& src, int c0, int n, int from, int to, Tensor16& dst, int at) {
+    for (size_t p = 0; p < size_t(src.h) * src.w; ++p)
+      for (int c = 0; c < n; ++c) dst.v[p * dst.c + at + c] = requant(src.v[p * src.c + c0 + c], from, to);
+  };
+  auto chain = [&](const std::vector<MeanLayer>& layers, Tensor16 x) {
+    for (const MeanLayer& L : layers) x = run_mean_layer(L, x, x.h, x.w, threads);
+    return x;
+  };
   auto code = [&](int c, size_t pos, int16_t mu) -> int16_t {
     const size_t at = size_t(c) * plane + pos;
     if (index[at] == kSkip) {
@@ -391,43 +865,42 @@ void MeanPath::reconstruct(int comp, const Tensor16& psi, const uint8_t* index, 
     }
     return sat16(int64_t(mu) + round_shift(int64_t(r) * gm[c], gs[c]));
   };
-
-  if (comp == 1) {  // chroma: mu = psi chunk of the position's phase, no context
+  if (comp == 1) {
     const int fpsi = psi_frac(1);
     for (int Y = 0; Y < hl; ++Y)
       for (int X = 0; X < wl; ++X) {
         const int stage = kStageOfPhase[(Y & 1) * 2 + (X & 1)];
         const int16_t* p = psi.v.data() + (size_t(Y >> 1) * w2 + (X >> 1)) * psi.c + stage * C;
-        for (int c = 0; c < C; ++c) y_hat_q[size_t(c) * plane + size_t(Y) * wl + X] = code(c, size_t(Y) * wl + X, requant(p[c], fpsi, fy));
+        for (int c = 0; c < C; ++c)
+          y_hat_q[size_t(c) * plane + size_t(Y) * wl + X] = code(c, size_t(Y) * wl + X, requant(p[c], fpsi, fy));
       }
     return;
   }
   const int fpsi = psi_frac(0);
-  Tensor16 decoded = empty(h2, w2, 3 * C);  // y_hat phases of stages 0..2, the context of the later ones
+  Tensor16 decoded = empty(h2, w2, 3 * C);
   for (int s = 0; s < 4; ++s) {
     Tensor16 in;
     if (s == 0) {
       in = empty(h2, w2, C);
-      copy_channels(psi, 0, C, fpsi, fusion_[0][0].frac_in, in, 0);
+      copy(psi, 0, C, fpsi, fusion_[0][0].frac_in, in, 0);
     } else {
       Tensor16 prev = empty(h2, w2, s * C);
-      copy_channels(decoded, 0, s * C, fy, fy, prev, 0);
-      const Tensor16 ctx = run_chain(context_[s - 1], std::move(prev), threads);
+      copy(decoded, 0, s * C, fy, fy, prev, 0);
+      const Tensor16 ctx = chain(context_[s - 1], std::move(prev));
       const int fcat = fusion_[s][0].frac_in;
       in = empty(h2, w2, 2 * C);
-      copy_channels(ctx, 0, C, context_[s - 1][1].frac_out, fcat, in, 0);
-      copy_channels(psi, s * C, C, fpsi, fcat, in, C);
+      copy(ctx, 0, C, context_[s - 1][1].frac_out, fcat, in, 0);
+      copy(psi, s * C, C, fpsi, fcat, in, C);
     }
-    const Tensor16 mu = run_chain(fusion_[s], std::move(in), threads);
+    const Tensor16 mu = chain(fusion_[s], std::move(in));
     const int dy = kStageDy[s], dx = kStageDx[s];
     for (int i = 0; i < h2; ++i)
       for (int j = 0; j < w2; ++j) {
         const int Y = 2 * i + dy, X = 2 * j + dx;
-        const bool inside = Y < hl && X < wl;  // padded positions are skipped: y_hat = mu
+        const bool inside = Y < hl && X < wl;
         const int16_t* m = mu.v.data() + (size_t(i) * w2 + j) * C;
         const int16_t* p = psi.v.data() + (size_t(i) * w2 + j) * psi.c + s * C;
         for (int c = 0; c < C; ++c) {
-          // residual context model: the stage predicts a correction to psi_s (the hyper-mean of the phase)
           const int16_t mc = context_residual_ ? sat16(int32_t(m[c]) + requant(p[c], fpsi, fy)) : m[c];
           const int16_t v = inside ? code(c, size_t(Y) * wl + X, mc) : mc;
           if (inside) y_hat_q[size_t(c) * plane + size_t(Y) * wl + X] = v;

@@ -122,16 +122,26 @@ def yuv420_to_rgb(
 ) -> npt.NDArray[np.uint8]:
     """Y'CbCr 4:2:0 float32 planes (0-255) -> uint8 RGB [H, W, 3], bit-identical to colour.yuv420_to_rgb."""
 
+class MeanLayer:
+    """One layer of the fixed-point mean path (sections <prefix>.*): a test surface for the GEMM kernels."""
+    def __init__(self, model_bin: _Bytes, prefix: str, in_channels: int) -> None: ...
+    @property
+    def out_channels(self) -> int: ...
+    def forward(self, x: npt.NDArray[np.int16], out_h: int, out_w: int, threads: int = 0,
+                kernel: str = "auto") -> npt.NDArray[np.int16]: ...
+
 class MeanPath:
-    """The fixed-point mean path (model.bin sections mean.*): psi, context model, chroma mean, y_hat."""
+    """The fixed-point mean path (model.bin sections mean.*): psi, context model, chroma mean, y_hat.
+    kernel: "auto" (the CPU's best GEMM tiles), "avx2" (capped at AVX2), "scalar" (the plain C++ tiles)."""
     def __init__(self, model_bin: _Bytes, luma_channels: int, chroma_channels: int) -> None: ...
     def y_frac(self, comp: int) -> int: ...
     def hyper_decoder(self, comp: int, z: npt.NDArray[np.int16], latent_h: int, latent_w: int,
-                      threads: int = 0) -> npt.NDArray[np.int16]: ...
+                      threads: int = 0, kernel: str = "auto") -> npt.NDArray[np.int16]: ...
     def reconstruct(self, comp: int, psi: npt.NDArray[np.int16], index: npt.NDArray[np.uint8],
                     offsets: npt.NDArray[np.int32], residual: npt.NDArray[np.int16] | None = None,
                     y: npt.NDArray[np.float32] | None = None, gain: npt.NDArray[np.float32] | None = None,
-                    threads: int = 0) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.int16] | None]: ...
+                    threads: int = 0,
+                    kernel: str = "auto") -> tuple[npt.NDArray[np.int16], npt.NDArray[np.int16] | None]: ...
 
 class PictureHeader:
     width: int
