@@ -1,6 +1,7 @@
-"""The forced-baseline switch (JPEGAI_FAST_SIMD=scalar): every SIMD kernel — the AVX2 rANS decoder and the
-target_clones kernels of the hyper-scale decoder and the mean path — runs its baseline twin, and a picture
-decodes (and encodes) to exactly the same integers, ŷ and pixels as with the CPU's fastest kernels."""
+"""The forced-baseline switch (JPEGAI_FAST_SIMD=scalar): every SIMD kernel (the AVX2 rANS decoder, the
+register-tiled int16 GEMM tiles of the hyper-scale decoder and the mean path (csrc/int16_gemm.hpp), the
+target_clones colour rows) runs its plain C++ twin, and a picture decodes (and encodes) to exactly the same
+integers, ŷ and pixels as with the CPU's fastest kernels."""
 from __future__ import annotations
 
 import json

@@ -249,6 +249,14 @@ def export_onnx(name, wrapper, make_inputs, ref_fn, out_dir):
     return diffs
 
 
+def validation_summary(diffs) -> str:
+    """The worst ONNX-vs-torch difference of one graph, relative to the output's magnitude (absolute
+    differences of graphs whose outputs span 1e-2 or 1e3 are not comparable)."""
+    v = max(diffs.values(), key=lambda d: d["max_abs_diff"] / max(d["max_abs_ref"], 1e-12))
+    return (f"max|onnx - torch| / max|torch| = {v['max_abs_diff'] / max(v['max_abs_ref'], 1e-12):.3g} "
+            f"({v['max_abs_diff']:.3g} of {v['max_abs_ref']:.3g})")
+
+
 # ----------------------------------------------------------------------------------------------
 # MACs measured from the graphs (Conv / ConvTranspose, at a given image size)
 # ----------------------------------------------------------------------------------------------
@@ -503,8 +511,7 @@ def main():
         if calib is not None and name in MEAN_GRAPHS:
             continue
         validation[name] = export_onnx(name, wrapper.eval(), make, ref_fn, out_dir)
-        worst = max(v["max_abs_diff"] for v in validation[name].values())
-        print(f"{name:28s} max|onnx - torch| = {worst:.3g}", flush=True)
+        print(f"{name:28s} {validation_summary(validation[name])}", flush=True)
     (out_dir / "model.bin").write_bytes(write_blob(blob_sections(model, calib)))
     (out_dir / "export_validation.json").write_text(json.dumps(validation, indent=1) + "\n")
     macs = measure_macs(out_dir, model)

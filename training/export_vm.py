@@ -27,7 +27,17 @@ import torch.nn.functional as F
 
 from . import vm33
 from .colour import denormalise
-from .export import OPSET, ROOT, _cdiv, calibration_images, export_onnx, graph_macs, hsd_macs, validation_inputs
+from .export import (
+    OPSET,
+    ROOT,
+    _cdiv,
+    calibration_images,
+    export_onnx,
+    graph_macs,
+    hsd_macs,
+    validation_inputs,
+    validation_summary,
+)
 from .hyper import Z_BOUND
 from .model_file import BLOB_VERSION, pmf_to_cdf, write_blob
 from .sigma_levels import SKIP_INDEX_THRESHOLD
@@ -187,8 +197,7 @@ def main():
     validation = {}
     for name, (wrapper, make, ref_fn) in graphs(model).items():
         validation[name] = export_onnx(name, wrapper.eval(), make, ref_fn, out_dir)
-        worst = max(v["max_abs_diff"] for v in validation[name].values())
-        print(f"{name:28s} max|onnx - torch| = {worst:.3g}", flush=True)
+        print(f"{name:28s} {validation_summary(validation[name])}", flush=True)
     (out_dir / "model.bin").write_bytes(write_blob(blob_sections(model, calib)))
     (out_dir / "export_validation.json").write_text(json.dumps(validation, indent=1) + "\n")
     macs = measure_macs(out_dir)

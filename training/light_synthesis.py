@@ -34,7 +34,6 @@ last 8 crops of the pool, never trained on, whole 512², at every rate point: me
 column its difference to BOP's on the same crops).
 """
 import argparse
-import datetime
 import hashlib
 import itertools
 import json
@@ -58,6 +57,7 @@ from .codec import RATE_LAMBDAS, Codec
 from .colour import denormalise, normalise, psnr_yuv, rgb_to_yuv420, weighted_mse, yuv_mse
 from .data import _load_rgb, load_kodak, pool_files
 from .synthesis import CHROMA_INFO, LightCombineBlock
+from .tsv_log import TsvLog
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -405,19 +405,6 @@ def frozen_latents(codec, y_lat, c_lat, rate_idx):
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
-class TsvLog:
-    def __init__(self, path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            path.write_text("\t".join(LOG_COLUMNS) + "\n")
-
-    def row(self, **fields):
-        fields["utc_time"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        with open(self.path, "a") as f:
-            f.write("\t".join(str(fields.get(c, "")) for c in LOG_COLUMNS) + "\n")
-
-
 def save_light(models, meta, path):
     state = {name: {k: v.half() for k, v in m.state_dict().items()} for name, m in models.items()}
     tmp = path.with_suffix(".tmp")
@@ -479,7 +466,7 @@ def train(args, codec, bop_meta):
 
     val_bop = validate(lambda a, b, hw: (denormalise(bop["luma"](a, hw)), denormalise(bop["chroma"](a, b, hw))))
 
-    log = TsvLog(pathlib.Path(args.log))
+    log = TsvLog(pathlib.Path(args.log), LOG_COLUMNS)
     meta = {"variants": {n: list(VARIANTS[n]) for n in args.variants}, "init": notes, "steps": 0, "wall_s": 0.0,
             "bop_checkpoint": str(args.checkpoint), "bop_checkpoint_sha256": sha256(args.checkpoint),
             "bop_steps": bop_meta.get("steps"), "recipe": {

@@ -17,7 +17,6 @@ Checkpoints: training/checkpoints/<name>.pt (float16 weights + step; committed, 
 Log: one TSV row per --log-every steps and per Kodak evaluation, appended to training/logs/.
 """
 import argparse
-import datetime
 import math
 import os
 import pathlib
@@ -31,6 +30,7 @@ from . import vm_codec
 from .colour import psnr, psnr_yuv, rgb_to_yuv420, weighted_mse, yuv_mse
 from .data import TrainPool, load_kodak
 from .evaluate import evaluate_kodak
+from .tsv_log import TsvLog
 
 HERE = pathlib.Path(__file__).resolve().parent
 LOG_COLUMNS = ("utc_time", "step", "device", "threads", "rate_point", "loss", "train_bpp",
@@ -89,21 +89,6 @@ def parse_args():
     ap.add_argument("--eval-rates", default="0,3,7", help="rate indices evaluated on Kodak")
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args()
-
-
-class TsvLog:
-    def __init__(self, path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            path.write_text("\t".join(LOG_COLUMNS) + "\n")
-        # an older log keeps its own columns
-        self.columns = path.read_text().split("\n", 1)[0].split("\t")
-
-    def row(self, **fields):
-        fields["utc_time"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        with open(self.path, "a") as f:
-            f.write("\t".join(str(fields.get(c, "")) for c in self.columns) + "\n")
 
 
 def _atomic_save(obj, path):
@@ -282,7 +267,7 @@ def main():
     meta.setdefault("wall_s_by_op", {"bop": meta["wall_s"], "sop": 0.0})  # older checkpoints: all BOP
     meta.setdefault("model", args.model)
     log_name = f"{args.name}.tsv" if args.op == "bop" else f"{args.name}_{args.op}.tsv"
-    log = TsvLog(pathlib.Path(args.log_dir or HERE / "logs") / log_name)
+    log = TsvLog(pathlib.Path(args.log_dir or HERE / "logs") / log_name, LOG_COLUMNS)
 
     counts = vm_codec.parameter_counts(model) if args.model == "vm33" else vr_codec.parameter_counts(model)
     for part, n in counts.items():
