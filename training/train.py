@@ -26,7 +26,8 @@ import time
 import torch
 
 from . import codec as vr_codec
-from . import vm_codec
+from . import vm33, vm_codec
+from .augment import LINE_PROBABILITY, paint_frame_lines
 from .colour import psnr, psnr_yuv, rgb_to_yuv420, weighted_mse, yuv_mse
 from .data import TrainPool, load_kodak
 from .evaluate import evaluate_kodak
@@ -87,6 +88,8 @@ def parse_args():
     ap.add_argument("--eval-every-min", type=float, default=40.0)
     ap.add_argument("--eval-images", type=int, default=6)
     ap.add_argument("--eval-rates", default="0,3,7", help="rate indices evaluated on Kodak")
+    ap.add_argument("--frame-lines", type=float, default=LINE_PROBABILITY,
+                    help="probability per crop of thin constant lines along its borders (training.augment; 0 = off)")
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args()
 
@@ -307,10 +310,19 @@ def main():
         """-> (y, uv, latents or None) on the device."""
         if frozen:
             rgb, y_feat, c_feat = pool.batch(args.batch, args.crop, gen)
+            changed = paint_frame_lines(rgb, gen, args.frame_lines) if args.frame_lines > 0 else []
             y, uv = rgb_to_yuv420(rgb.to(device))
-            return y, uv, (model.luma_analysis.tail(y_feat.to(device), tail),
-                           model.chroma_analysis.tail(c_feat.to(device), tail))
-        y, uv = rgb_to_yuv420(pool.batch(args.batch, args.crop, gen).to(device))
+            y_feat, c_feat = y_feat.to(device), c_feat.to(device)
+            if changed:  # the cached head features are those of the unpainted pixels: recompute these crops'
+                with torch.no_grad():
+                    y_feat[changed] = model.luma_analysis.head(y[changed], tail)
+                    c_feat[changed] = model.chroma_analysis.head(vm33.chroma_analysis_input(y[changed], uv[changed]),
+                                                                 tail)
+            return y, uv, (model.luma_analysis.tail(y_feat, tail), model.chroma_analysis.tail(c_feat, tail))
+        rgb = pool.batch(args.batch, args.crop, gen)
+        if args.frame_lines > 0:
+            paint_frame_lines(rgb, gen, args.frame_lines)
+        y, uv = rgb_to_yuv420(rgb.to(device))
         return y, uv, None
 
     def latents():
