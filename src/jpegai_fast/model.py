@@ -93,7 +93,7 @@ def model_for_bpp(bpp: float, operating_point: str = "bop") -> str:
     """The shipped model to encode a ``bpp`` target with: the one whose measured Kodak curve (model card,
     real bytes, 24 images) has the highest PSNR-YUV at that rate, among the models that ship the operating
     point and whose measured range covers the target; the default model when none does.  With vm33 (from the
-    VM 3.3 networks) and vr_bop shipped, targets below about 0.3 bpp go to vm33."""
+    VM 3.3 networks) and vr_bop shipped, targets up to about 0.33 bpp (vm33's top rate point) go to vm33."""
     best, best_q = DEFAULT_MODEL if DEFAULT_MODEL in available_models() else None, -np.inf
     reach = []  # (distance in log bpp outside the measured range, name): below / above every range
     for name in available_models():
