@@ -146,6 +146,21 @@ class SynChroma(nn.Module):
         return denormalise(F.pixel_shuffle(x, 4)[..., :_cdiv(h, 2), :_cdiv(w, 2)])
 
 
+def synthesis_inputs(f32, luma_channels, chroma_channels):
+    """Input makers (h, w) -> feeds of the luma and chroma synthesis graphs: random latents and an image_ref
+    whose size is not a multiple of 16 (the graphs crop to it)."""
+    def luma(h, w):
+        return {"y_hat": f32(1, luma_channels, h, w, scale=2),
+                "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
+
+    def chroma(h, w):
+        return {"y_hat_luma": f32(1, luma_channels, h, w, scale=2),
+                "y_hat_chroma": f32(1, chroma_channels, h, w, scale=2),
+                "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
+
+    return luma, chroma
+
+
 def validation_inputs(seed=0):
     """The validation inputs' makers, sharing one generator: f32(*shape, scale) normal noise, img(hl, wl) a luma
     picture and img2(hl, wl) luma + 4:2:0 chroma of a size that is not a multiple of the latent stride."""
@@ -201,14 +216,7 @@ def graphs(model: Codec):
     for op in ("bop", "sop"):
         syn = model.synthesis[op]
 
-        def yl(h, w):
-            return {"y_hat": f32(1, cl, h, w, scale=2),
-                    "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
-
-        def yc(h, w):
-            return {"y_hat_luma": f32(1, cl, h, w, scale=2), "y_hat_chroma": f32(1, cc, h, w, scale=2),
-                    "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
-
+        yl, yc = synthesis_inputs(f32, cl, cc)
         out[f"synthesis_{op}_luma"] = (
             SynLuma(syn["luma"]), yl,
             lambda d, syn=syn: denormalise(syn["luma"](d["y_hat"], d["image_ref"].shape[-2:])))

@@ -568,17 +568,10 @@ class ChromaGraph(nn.Module):
 
 def export_variant(name, model, out_dir):
     """ONNX graphs synthesis_<name>_{luma,chroma}.onnx (export.py's exporter and its ORT-vs-torch check)."""
-    from .export import export_onnx, validation_inputs
+    from .export import export_onnx, synthesis_inputs, validation_inputs
 
     f32, _, _ = validation_inputs()
-
-    def yl(h, w):
-        return {"y_hat": f32(1, LUMA_LATENT, h, w, scale=2),
-                "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
-
-    def yc(h, w):
-        return {"y_hat_luma": f32(1, LUMA_LATENT, h, w, scale=2), "y_hat_chroma": f32(1, CHROMA_LATENT, h, w, scale=2),
-                "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
+    yl, yc = synthesis_inputs(f32, LUMA_LATENT, CHROMA_LATENT)
 
     diffs = {
         "luma": export_onnx(f"synthesis_{name}_luma", LumaGraph(model.luma).eval(), yl,
