@@ -64,3 +64,30 @@ def test_head_state_covers_only_the_frozen_stages():
     with torch.no_grad():
         luma.blocks[0].down.weight.add_(1.0)
     assert latent_cache.fingerprint([pathlib.Path("a")], latent_cache.head_state(luma, chroma, 2)) != before
+
+
+def test_unfreezing_a_stage_keeps_the_adam_state_of_the_rest():
+    """A recipe that trains one more analysis stage (tail 2 -> 3) keeps every moment estimate it had; only
+    the newly trained stage starts fresh (and train.main warms up)."""
+    from training import train, vm_codec
+
+    torch.manual_seed(0)
+    model = vm_codec.VMCodec(pretrained=False)
+    old = train.make_optimizer(model, "bop", 1e-4, frozen_analysis=True, analysis_tail=2)
+    for group in old.param_groups:
+        for p in group["params"]:
+            p.grad = torch.full_like(p, 0.5)
+    old.step()
+    saved = old.state_dict()
+    new = train.make_optimizer(model, "bop", 1e-4, frozen_analysis=True, analysis_tail=3)
+    with pytest.raises(ValueError):  # what load_checkpoint tries first
+        train.make_optimizer(model, "bop", 1e-4, True, 3).load_state_dict(saved)
+    kept, total = train.transfer_optimizer_state(new, saved, train.param_groups(model, "bop", 2))
+    old_params = [p for g in old.param_groups for p in g["params"]]
+    newly_trained = list(model.luma_analysis.stages()[2].parameters())
+    assert kept == len(old_params) and total == kept + len(newly_trained) + len(
+        list(model.chroma_analysis.stages()[2].parameters()))
+    for p in old_params:
+        assert torch.equal(new.state[p]["exp_avg"], old.state[p]["exp_avg"])
+    assert all(p not in new.state and p.requires_grad for p in newly_trained)
+    assert not any(p.requires_grad for p in model.luma_analysis.stages()[1].parameters())

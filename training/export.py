@@ -227,6 +227,38 @@ def graphs(model: Codec):
     return out
 
 
+FLOAT16_STORAGE_MIN = 64  # elements: smaller tensors (biases of tiny layers) are not worth a Cast node
+
+
+def store_float16_exact(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """Store every float32 weight that float16 holds exactly as float16, cast back to float32 in the graph.
+
+    The checkpoints keep float16 weights, so every trained tensor qualifies and the graph computes with the
+    very same float32 values (ONNX Runtime folds the Casts when the session is made): outputs stay bit for bit,
+    the file halves.  A tensor that float16 would change is left as it is.  -> (proto, bytes saved)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    casts, saved = [], 0
+    for i, init in enumerate(list(proto.graph.initializer)):
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        a = numpy_helper.to_array(init)
+        if a.size < FLOAT16_STORAGE_MIN:
+            continue
+        h = a.astype(np.float16)
+        back = h.astype(np.float32)
+        if not (np.array_equal(back, a) and np.array_equal(np.signbit(back), np.signbit(a))):
+            continue
+        name = init.name  # init is the stored message itself: read the name before overwriting it
+        proto.graph.initializer[i].CopyFrom(numpy_helper.from_array(h, name + ".f16"))
+        casts.append(helper.make_node("Cast", [name + ".f16"], [name], to=TensorProto.FLOAT, name=name + ".to_f32"))
+        saved += 2 * a.size
+    nodes = casts + list(proto.graph.node)  # the Casts first: the graph stays topologically sorted
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    return proto, saved
+
+
 def export_onnx(name, wrapper, make_inputs, ref_fn, out_dir):
     example = make_inputs(6, 7)
     names = list(example)
@@ -238,7 +270,7 @@ def export_onnx(name, wrapper, make_inputs, ref_fn, out_dir):
         torch.onnx.export(wrapper, tuple(torch.from_numpy(example[k]) for k in names), buf, dynamo=False,
                           opset_version=OPSET, input_names=names, output_names=["out"], dynamic_axes=dyn,
                           do_constant_folding=True)
-    proto = onnx.load_from_string(buf.getvalue())
+    proto, _ = store_float16_exact(onnx.load_from_string(buf.getvalue()))
     onnx.checker.check_model(proto)
     path = out_dir / f"{name}.onnx"
     onnx.save(proto, str(path))
@@ -271,8 +303,8 @@ def validation_summary(diffs) -> str:
 def graph_macs(path, feeds):
     proto = onnx.load(str(path))
     inits = {i.name: list(i.dims) for i in proto.graph.initializer}
-    for n in proto.graph.node:  # the exporter shares identical weights through Identity nodes
-        if n.op_type == "Identity" and n.input[0] in inits:
+    for n in proto.graph.node:  # identical weights shared through Identity nodes; float16 storage's Casts
+        if n.op_type in ("Identity", "Cast") and n.input[0] in inits:
             inits[n.output[0]] = inits[n.input[0]]
     convs = [n for n in proto.graph.node if n.op_type in ("Conv", "ConvTranspose")]
     wanted = []
@@ -445,7 +477,7 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd):
           "Unsplash/GPL-2+; provenance per crop in the pool's MANIFEST.tsv), so **these weights are a research "
           "artefact**: use them for research and evaluation. The code is Apache-2.0.",
           f"- λ per rate point: {', '.join(f'{x:g}' for x in RATE_LAMBDAS)}.",
-          "- Format: ONNX opset 17 float32 (dynamic H/W) + model.bin (docs/model_format.md).",
+          "- Format: ONNX opset 17 float32 (weights stored as exact float16, dynamic H/W) + model.bin (docs/model_format.md).",
           ("- Mean path (hyper-mean decoders, luma context model, ŷ = μ + r/g): float ONNX graphs."
            if (out_dir / "hyper_decoder_luma.onnx").exists() else
            "- Mean path (hyper-mean decoders, luma context model, ŷ = μ + r/g): **fixed-point** in model.bin "

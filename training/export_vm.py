@@ -7,7 +7,7 @@ Same directory layout and model.bin format as training/export.py (docs/model_for
 mean-path topology: `mean.topology` = [1 (the hyper-mean decoder makes mu on the latent grid), 1 (residual
 context model), 5, 5 layers], LeakyReLU layers, and `meta.grid` = [16, 32] (chroma latent at H/32).
 Graphs (float32 ONNX, dynamic H/W): analysis_{luma,chroma}, hyper_encoder_{luma,chroma},
-synthesis_bop_{luma,chroma}; the chroma synthesis graph takes the luma latent on its own grid and
+synthesis_{bop,sop}_{luma,chroma}; the chroma synthesis graphs take the luma latent on its own grid and
 subsamples it [::2, ::2] itself, so the runtime hands both latents over unchanged.
 Every graph is checked against its torch module with ONNX Runtime at two sizes (export_validation.json).
 """
@@ -41,7 +41,7 @@ from .export import (
 from .hyper import Z_BOUND
 from .model_file import BLOB_VERSION, pmf_to_cdf, write_blob
 from .sigma_levels import SKIP_INDEX_THRESHOLD
-from .vm_codec import GRID, VM_RATE_LAMBDAS, VMCodec, parameter_counts
+from .vm_codec import GRID, SOP_WIDTH, VM_RATE_LAMBDAS, VMCodec, parameter_counts
 
 MODEL_ID = 2  # the header's model_id of vm33 streams (vr_bop: 1)
 
@@ -88,7 +88,6 @@ class SynChroma(nn.Module):
 def graphs(model: VMCodec):
     """name -> (wrapper, input maker(hl, wl of the luma latent) -> arrays, torch reference fn)."""
     cl, cc = vm33.LUMA_LATENT, vm33.CHROMA_LATENT
-    syn = model.synthesis["bop"]
     f32, img, img2 = validation_inputs()
 
     def yl(h, w):
@@ -100,6 +99,16 @@ def graphs(model: VMCodec):
                 "y_hat_chroma": f32(1, cc, -(-h // 2), -(-w // 2), scale=0.3),
                 "image_ref": np.zeros((1, 0, 16 * h - 6, 16 * w - 10), np.float32)}
 
+    def synthesis_graphs(op):
+        syn = model.synthesis[op]
+        return {
+            f"synthesis_{op}_luma": (SynLuma(syn.luma), yl,
+                                     lambda d: denormalise(F.pixel_shuffle(syn.luma(d["y_hat"]), 4)[
+                                         ..., :d["image_ref"].shape[-2], :d["image_ref"].shape[-1]])),
+            f"synthesis_{op}_chroma": (SynChroma(syn.chroma), yc,
+                                       lambda d: syn(d["y_hat_luma"], d["y_hat_chroma"], d["image_ref"].shape[-2:])[1]),
+        }
+
     return {
         "analysis_luma": (AnalysisLuma(model.luma_analysis), img, lambda d: model.luma_analysis(d["image_y"])),
         "analysis_chroma": (AnalysisChroma(model.chroma_analysis), img2,
@@ -108,11 +117,7 @@ def graphs(model: VMCodec):
                                lambda d: model.luma.hyper_encoder(d["y"])),
         "hyper_encoder_chroma": (model.chroma.hyper_encoder, lambda h, w: {"y": f32(1, cc, h, w, scale=2)},
                                  lambda d: model.chroma.hyper_encoder(d["y"])),
-        "synthesis_bop_luma": (SynLuma(syn.luma), yl,
-                               lambda d: denormalise(F.pixel_shuffle(syn.luma(d["y_hat"]), 4)[
-                                   ..., :d["image_ref"].shape[-2], :d["image_ref"].shape[-1]])),
-        "synthesis_bop_chroma": (SynChroma(syn.chroma), yc,
-                                 lambda d: syn(d["y_hat_luma"], d["y_hat_chroma"], d["image_ref"].shape[-2:])[1]),
+        **{k: v for op in model.synthesis for k, v in synthesis_graphs(op).items()},
     }
 
 
@@ -139,7 +144,7 @@ def blob_sections(model: VMCodec, calib) -> dict:
     return sec
 
 
-def measure_macs(out_dir, hw=(512, 768)):
+def measure_macs(out_dir, hw=(512, 768), ops=("bop",)):
     h, w = hw
     hl, wl, hc, wc = h // 16, w // 16, h // 32, w // 32
     z = np.zeros
@@ -148,12 +153,13 @@ def measure_macs(out_dir, hw=(512, 768)):
         "analysis_chroma": {"image_y": z((1, 1, h, w), np.float32), "image_uv": z((1, 2, h // 2, w // 2), np.float32)},
         "hyper_encoder_luma": {"y": z((1, vm33.LUMA_LATENT, hl, wl), np.float32)},
         "hyper_encoder_chroma": {"y": z((1, vm33.CHROMA_LATENT, hc, wc), np.float32)},
-        "synthesis_bop_luma": {"y_hat": z((1, vm33.LUMA_LATENT, hl, wl), np.float32),
-                               "image_ref": z((1, 0, h, w), np.float32)},
-        "synthesis_bop_chroma": {"y_hat_luma": z((1, vm33.LUMA_LATENT, hl, wl), np.float32),
-                                 "y_hat_chroma": z((1, vm33.CHROMA_LATENT, hc, wc), np.float32),
-                                 "image_ref": z((1, 0, h, w), np.float32)},
     }
+    for op in ops:
+        feeds[f"synthesis_{op}_luma"] = {"y_hat": z((1, vm33.LUMA_LATENT, hl, wl), np.float32),
+                                         "image_ref": z((1, 0, h, w), np.float32)}
+        feeds[f"synthesis_{op}_chroma"] = {"y_hat_luma": z((1, vm33.LUMA_LATENT, hl, wl), np.float32),
+                                           "y_hat_chroma": z((1, vm33.CHROMA_LATENT, hc, wc), np.float32),
+                                           "image_ref": z((1, 0, h, w), np.float32)}
     px = h * w
     res = {name: graph_macs(out_dir / f"{name}.onnx", f) / px / 1000 for name, f in feeds.items()}
     for comp, c, (ll, lw) in (("luma", vm33.LUMA_LATENT, (hl, wl)), ("chroma", vm33.CHROMA_LATENT, (hc, wc))):
@@ -177,7 +183,8 @@ def main():
     ap.add_argument("--checkpoint", default=str(ROOT / "training/checkpoints/vm33.pt"))
     ap.add_argument("--name", default="vm33")
     ap.add_argument("--out", default=None, help="default src/jpegai_fast/models/<name>")
-    ap.add_argument("--rd", default=None, help="rd_eval JSON whose points go into the card")
+    ap.add_argument("--rd", default=None, help="rd_eval JSON (BOP) whose points go into the card")
+    ap.add_argument("--rd-sop", default=None, help="rd_eval --op sop JSON for the card's SOP table")
     ap.add_argument("--data", default="../shared/datasets/train", help="training pool: fixed-point calibration")
     ap.add_argument("--calib-images", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
@@ -200,20 +207,21 @@ def main():
         print(f"{name:28s} {validation_summary(validation[name])}", flush=True)
     (out_dir / "model.bin").write_bytes(write_blob(blob_sections(model, calib)))
     (out_dir / "export_validation.json").write_text(json.dumps(validation, indent=1) + "\n")
-    macs = measure_macs(out_dir)
-    rd = None
-    if args.rd:
-        full = json.loads(pathlib.Path(args.rd).read_text())
-        rd = {"source": args.rd, "images": full["images"], "points": full["ours"]["mean_points"],
-              "bd_rate": {k: (v["mean_percent"] if isinstance(v, dict) else v)
-                          for k, v in full.get("bd_rate", {}).items()}}
+    macs = measure_macs(out_dir, ops=tuple(model.synthesis))
+    rd = {op: rd_summary(path) for op, path in (("bop", args.rd), ("sop", args.rd_sop)) if path}
     for _ in range(2):  # second pass: the file table includes the card files' own sizes
         write_card(out_dir, args.name, args.checkpoint, meta, model, macs, validation, rd)
     total = sum(p.stat().st_size for p in out_dir.iterdir())
     print(f"wrote {out_dir}: {total / 2**20:.2f} MiB", flush=True)
 
 
-def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd):
+def rd_summary(path):
+    full = json.loads(pathlib.Path(path).read_text())
+    return {"source": path, "images": full["images"], "points": full["ours"]["mean_points"],
+            "bd_rate": {k: (v["mean_percent"] if isinstance(v, dict) else v) for k, v in full.get("bd_rate", {}).items()}}
+
+
+def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd_by_op):
     counts = parameter_counts(model)
     files = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file()}
     card = {"name": name, "format": {"onnx_opset": OPSET, "onnx_dtype": "float32", "blob_version": BLOB_VERSION},
@@ -225,7 +233,9 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd):
                          "data": "../shared/datasets/train (1411 crops; research-use licences), crop 256, batch 8",
                          "rate_lambdas_bpp_per_db": list(VM_RATE_LAMBDAS)},
             "attribution": CARD_ATTRIBUTION, "parameters_torch": counts, "kmac_per_px_768x512": macs,
-            "validation_max_abs_diff": validation, "files_bytes": files, "kodak_rd": rd}
+            "validation_max_abs_diff": validation, "files_bytes": files,
+            "kodak_rd": rd_by_op.get("bop"), "kodak_rd_sop": rd_by_op.get("sop"),
+            "sop_beside_bop_from_step": meta.get("sop_beside_bop_from_step")}
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
     md = [f"# Model card: `{name}`", "",
           f"- {CARD_ATTRIBUTION}",
@@ -236,26 +246,34 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd):
           "(provenance per crop in the pool's MANIFEST.tsv), and the VM weights are CC BY 4.0: **these weights are a "
           "research artefact**. The code is Apache-2.0.",
           f"- Rate points as RD slopes λ (bpp per dB of PSNR-YUV): {', '.join(f'{x:g}' for x in VM_RATE_LAMBDAS)}.",
-          "- Format: ONNX opset 17 float32 (dynamic H/W) + model.bin (docs/model_format.md; "
+          "- Format: ONNX opset 17 float32 (weights stored as exact float16, dynamic H/W) + model.bin (docs/model_format.md; "
           "mean.topology [1, 1, 5, 5], meta.grid [16, 32]). Mean path fixed-point (calibrated on 16 training crops "
           "at every rate point).",
           "", "## Parameters", "", "| part | parameters |", "|---|---:|"]
     md += [f"| {k} | {v:,} |" for k, v in counts.items()]
     md += ["", "## kMAC per luma pixel (graphs measured at 768x512; integer parts analytic)", "",
            "| part | kMAC/px |", "|---|---:|"] + [f"| {k} | {v:.3f} |" for k, v in macs.items()]
-    dec = sum(v for k, v in macs.items() if not k.startswith(("analysis", "hyper_encoder")))
-    md += [f"| **decoder total, BOP** | {dec:.3f} |", "", "## Kodak RD", ""]
-    if rd:
-        md += [f"From `{rd.get('source')}` ({rd.get('images')} images; real bytes through jpegai_fast).", "",
+    for op in model.synthesis:
+        other_ops = tuple(f"synthesis_{o}_" for o in model.synthesis if o != op)
+        dec = sum(v for k, v in macs.items() if not k.startswith(("analysis", "hyper_encoder") + other_ops))
+        md.append(f"| **decoder total, {op.upper()}** | {dec:.3f} |")
+    md += ["", "## Kodak RD", ""]
+    if not rd_by_op:
+        md += ["Not measured at export time (`python -m training.rd_eval --model src/jpegai_fast/models/vm33 "
+               "[--op sop]`, then re-export with `--rd` / `--rd-sop`).", ""]
+    for op, rd in rd_by_op.items():
+        md += [f"{op.upper()}: from `{rd.get('source')}` ({rd.get('images')} images; real bytes through "
+               "jpegai_fast).", "",
                "| rate point | bpp | PSNR-YUV (dB) | MS-SSIM-Y | MS-SSIM-Y (dB) |", "|---:|---:|---:|---:|---:|"]
         md += [f"| {p['rate']} | {p['bpp']:.4f} | {p['psnr_yuv']:.3f} | {p['msssim_y']:.4f} | {p['msssim_db']:.2f} |"
                for p in rd["points"]]
         bd = rd.get("bd_rate") or {}
         if bd:
             md += ["", "| BD-rate | % |", "|---|---:|"] + [f"| {k} | {v:+.2f} |" for k, v in bd.items()]
-    else:
-        md += ["Not measured at export time (`python -m training.rd_eval --model src/jpegai_fast/models/vm33`, then "
-               "re-export with `--rd`)."]
+        md.append("")
+    if "sop" in model.synthesis and meta.get("sop_beside_bop_from_step") is not None:
+        md += [f"SOP synthesis: pruned from the BOP one (last stage {SOP_WIDTH} channels) and trained "
+               f"beside it on the same latent since step {meta['sop_beside_bop_from_step']:,}.", ""]
     md += ["", "## Files", "", "| file | bytes |", "|---|---:|"] + [f"| {k} | {v:,} |" for k, v in files.items()]
     (out_dir / "MODEL_CARD.md").write_text("\n".join(md) + "\n")
 

@@ -6,9 +6,12 @@ While the analysis head is frozen (the CPU recipe, see training/README.md) a tra
 features entering the trainable tail, not the pixels through the whole analysis: the head is ~60 kMAC/px of
 the ~70 kMAC/px of a forward pass, so caching it makes a CPU step several times cheaper.
 --tail k leaves the last k analysis stages trainable (vm33.Analysis.stages: 0 = everything frozen, the cache
-holds the latents; 2 = the stride-2 conv and the 1x1 train, the cache holds the H/8 features). Measured why
-the tail must train: with all of the analysis frozen the top rate point saturated near 31 dB on Kodak
-(unquantised VM latents decode to 31.7 dB on kodim23). Crops are cut at multiples of 32 pixels together
+holds the latents; 2 = the stride-2 conv and the 1x1 train, the cache holds the H/8 features; 3 = the third
+gated block trains too, the cache holds the H/4 features, ~6.4 GB for the 1411-crop pool). Measured why the
+tail must train: with all of the analysis frozen the top rate point saturated near 31 dB on Kodak
+(unquantised VM latents decode to 31.7 dB on kodim23); with tail 2 it crept to 32 dB and a pure-
+reconstruction run of tail + synthesis stalled at +0.5 dB (training/README.md), so the H/8 features of the
+frozen head bound it: tail 3 from step 33,364.  The pool is memory-mapped, not read into memory. Crops are cut at multiples of 32 pixels together
 with the matching pixels. The fingerprint of the pool and of the frozen head's weights is stored with the
 cache and checked by training.train; the cache lives in an ignored folder.
 """
@@ -24,7 +27,7 @@ from .colour import rgb_to_yuv420
 from .data import _load_rgb, pool_files
 
 CACHE_DIR = pathlib.Path(__file__).resolve().parent / "cache"
-DEFAULT_TAIL = 2  # trainable analysis stages in the CPU recipe (see the module docstring)
+DEFAULT_TAIL = 3  # trainable analysis stages in the CPU recipe (see the module docstring)
 
 
 def default_path(tail):
@@ -107,7 +110,7 @@ class LatentPool:
     included); crops at offset 0 or at the far edge keep the pool crop's real borders."""
 
     def __init__(self, path=DEFAULT_OUT):
-        data = torch.load(path, map_location="cpu")
+        data = torch.load(path, map_location="cpu", mmap=True)  # 6 GB at tail 3: page cache, not a copy
         self.images, self.y_luma, self.y_chroma = data["images"], data["y_luma"], data["y_chroma"]
         self.fingerprint, self.tail = data["fingerprint"], data.get("tail", 0)
         side = self.images.shape[-1]

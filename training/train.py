@@ -10,7 +10,9 @@ image (the metric we report, normalised per rate point), crop 256, linear warm-u
 reset, cosine decay to --lr-min over the planned run (--time-limit-min or --steps), lr logged. With
 --frozen-analysis (default on the CPU) the analysis head stays fixed and its features come from
 training/latent_cache.py, so a CPU step skips ~85 % of the forward MACs; the last --analysis-tail stages
-of the analysis still train (2 by default: with the whole analysis frozen the top rate saturated at 31 dB).
+of the analysis still train (3 by default: with the whole analysis frozen the top rate saturated at 31 dB,
+with 2 training at 32 dB; see training/README.md).  Resuming with more stages unfrozen keeps the Adam state
+of everything that trained before and warms up.
 
 Checkpoints: training/checkpoints/<name>.pt (float16 weights + step; committed, overwritten) and
 <name>.opt.pt (float32 weights + Adam state; ignored by git, used when its step matches).
@@ -45,6 +47,8 @@ GAIN_LR_MULT = 10.0  # gain units move whole rate points; at the base lr they wo
 # z priors: a factorised density has to follow z's whole distribution; at the base lr a fresh one still
 # spent 0.15 bpp on luma z after 850 steps (kodim01, vm33), ~10x what a fitted one does
 PRIOR_LR_MULT = 10.0
+LEGACY_TRAINABLE_STAGES = 2  # checkpoints written before the meta recorded it: the CPU tail-2 recipe
+ALL_ANALYSIS_STAGES = 5  # vm33.Analysis.stages(): three gated blocks, the stride-2 conv, the 1x1
 
 
 def parse_args():
@@ -90,6 +94,9 @@ def parse_args():
     ap.add_argument("--eval-rates", default="0,3,7", help="rate indices evaluated on Kodak")
     ap.add_argument("--frame-lines", type=float, default=LINE_PROBABILITY,
                     help="probability per crop of thin constant lines along its borders (training.augment; 0 = off)")
+    ap.add_argument("--sop-weight", type=float, default=None,
+                    help="BOP runs of vm33: the SOP synthesis trains in the same steps on the same latent (detached: "
+                         "it never moves the latent), its -PSNR-YUV weighted by this (default 1 for vm33, 0 = off)")
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args()
 
@@ -131,7 +138,7 @@ def adapt_rate_points(state_dict, meta, rate_lambdas):
     return True
 
 
-def load_checkpoint(model, opt, op, ckpt, opt_path, device, rate_lambdas):
+def load_checkpoint(model, opt, op, ckpt, opt_path, device, rate_lambdas, trainable_stages=ALL_ANALYSIS_STAGES):
     """Prefer the full-precision local state when it belongs to the same steps; else the committed file.
     Adam state is reused only by the stage (bop/sop) that wrote it and only for the same rate points.
     -> (meta, how, optimizer_state_kept)."""
@@ -148,8 +155,17 @@ def load_checkpoint(model, opt, op, ckpt, opt_path, device, rate_lambdas):
                 return full["meta"], "float32 weights, fresh optimizer", False
             try:
                 opt.load_state_dict(full["optimizer"])
-            except ValueError:  # the recipe changed the parameter groups: a fresh optimizer (with warm-up)
-                return full["meta"], "float32 weights, fresh optimizer (parameter groups changed)", False
+            except ValueError:  # the recipe changed the parameter groups: keep what state there is, warm up
+                old_stages = full["meta"].get("analysis_trainable_stages", LEGACY_TRAINABLE_STAGES)
+                try:
+                    old_groups = param_groups(model, op, old_stages,
+                                              joint_sop=len(full["optimizer"]["param_groups"]) == 4)
+                    kept, total = transfer_optimizer_state(opt, full["optimizer"], old_groups)
+                except (ValueError, IndexError):
+                    return full["meta"], "float32 weights, fresh optimizer (parameter groups changed)", False
+                return (full["meta"], f"float32 weights, Adam state kept for {kept} of {total} tensors "
+                        f"(trained analysis stages {old_stages} -> {trainable_stages}, parameter groups "
+                        f"{len(full['optimizer']['param_groups'])} -> {len(opt.param_groups)}), warm-up", False)
             for group, lr in zip(opt.param_groups, initial_lrs):  # the saved state carries its own lr:
                 group["lr"] = lr                                    # --lr of this run wins
             return full["meta"], "float32 weights + optimizer state", True
@@ -157,26 +173,62 @@ def load_checkpoint(model, opt, op, ckpt, opt_path, device, rate_lambdas):
     return committed["meta"], "float16 weights, fresh optimizer", False
 
 
-def make_optimizer(model, op, lr, frozen_analysis=False, analysis_tail=0):
-    """Adam; SOP trains only its synthesis, a frozen analysis head (all but its last analysis_tail stages) is
-    left out; gain units get GAIN_LR_MULT."""
+def trainable_analysis_stages(frozen_analysis, analysis_tail):
+    """How many of the last analysis stages train: all of them unless the head is frozen (vm33 on the CPU)."""
+    return analysis_tail if frozen_analysis else ALL_ANALYSIS_STAGES
+
+
+def param_groups(model, op, trainable_stages=ALL_ANALYSIS_STAGES, joint_sop=False):
+    """The optimizer's parameter lists, in order: [rest, gains, priors] for BOP (the frozen analysis head and
+    any SOP synthesis left out), + [SOP synthesis] when it trains beside BOP; [synthesis] for SOP alone.
+    Pure: requires_grad is set by make_optimizer."""
     if op == "sop":
-        trainable = {id(p) for p in model.synthesis["sop"].parameters()}
-        for p in model.parameters():
-            p.requires_grad_(id(p) in trainable)
-        return torch.optim.Adam(model.synthesis["sop"].parameters(), lr=lr)
-    if frozen_analysis:
+        return [list(model.synthesis["sop"].parameters())]
+    # vm33's SOP synthesis stays out of the BOP groups (it trains beside BOP or not at all); vr's BOP optimizer
+    # has always held its idle SOP synthesis in `rest`, which its saved Adam states index
+    sop = list(model.synthesis["sop"].parameters()) if getattr(model, "sop_trains_beside_bop", False) else []
+    frozen = {id(p) for p in sop}
+    if trainable_stages < ALL_ANALYSIS_STAGES and hasattr(model, "luma_analysis"):
         for m in (model.luma_analysis, model.chroma_analysis):
-            m.requires_grad_(False)
-            for stage in m.stages()[len(m.stages()) - analysis_tail:] if analysis_tail else []:
-                stage.requires_grad_(True)
+            for stage in m.stages()[:len(m.stages()) - trainable_stages]:
+                frozen.update(id(p) for p in stage.parameters())
     gains = [model.luma.gain.log2_gain, model.chroma.gain.log2_gain]
     priors = list(model.luma.z_prior.parameters()) + list(model.chroma.z_prior.parameters())
-    ids = {id(p) for p in gains + priors}
-    rest = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
-    return torch.optim.Adam([{"params": rest, "lr": lr, "lr_mult": 1.0},
-                             {"params": gains, "lr": lr * GAIN_LR_MULT, "lr_mult": GAIN_LR_MULT},
-                             {"params": priors, "lr": lr * PRIOR_LR_MULT, "lr_mult": PRIOR_LR_MULT}])
+    ids = {id(p) for p in gains + priors} | frozen
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [rest, gains, priors] + ([sop] if joint_sop else [])
+
+
+def make_optimizer(model, op, lr, frozen_analysis=False, analysis_tail=0, joint_sop=False):
+    """Adam; SOP trains only its synthesis, a frozen analysis head (all but its last analysis_tail stages) is
+    left out; gain units get GAIN_LR_MULT, z priors PRIOR_LR_MULT; joint_sop: the SOP synthesis trains in
+    the same steps on the same (detached) latent."""
+    groups = param_groups(model, op, trainable_analysis_stages(frozen_analysis, analysis_tail), joint_sop)
+    trainable = {id(p) for g in groups for p in g}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in trainable)
+    if op == "sop":
+        return torch.optim.Adam(groups[0], lr=lr)
+    mults = (1.0, GAIN_LR_MULT, PRIOR_LR_MULT, 1.0)
+    return torch.optim.Adam([{"params": g, "lr": lr * m, "lr_mult": m} for g, m in zip(groups, mults)])
+
+
+def transfer_optimizer_state(opt, saved, old_groups):
+    """Adam state saved under other parameter groups (e.g. more analysis stages unfrozen): each tensor that
+    had state keeps it, the newly trained ones start fresh.  saved indexes its state by position in the old
+    groups' concatenation.  -> (tensors with state kept, tensors in the new optimizer)."""
+    old_params = [p for g in old_groups for p in g]
+    if [len(g["params"]) for g in saved["param_groups"]] != [len(g) for g in old_groups]:
+        raise ValueError("saved optimizer does not match the old parameter groups")
+    new_ids = {id(p) for g in opt.param_groups for p in g["params"]}
+    kept = 0
+    for index, state in saved["state"].items():
+        p = old_params[int(index)]
+        if id(p) in new_ids:
+            opt.state[p] = {k: v.to(p.device) if torch.is_tensor(v) and k != "step" else v
+                            for k, v in state.items()}
+            kept += 1
+    return kept, len(new_ids)
 
 
 def lr_factor(steps_since_reset, warmup_steps, progress):
@@ -257,18 +309,24 @@ def main():
         tail = DEFAULT_TAIL if args.analysis_tail is None else args.analysis_tail
     else:
         tail = 0
-    opt = make_optimizer(model, args.op, args.lr, frozen, tail)
+    sop_weight = (1.0 if args.model == "vm33" else 0.0) if args.sop_weight is None else args.sop_weight
+    joint_sop = args.op == "bop" and sop_weight > 0 and getattr(model, "sop_trains_beside_bop", False)
+    opt = make_optimizer(model, args.op, args.lr, frozen, tail, joint_sop)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     opt_path = ckpt.with_name(ckpt.stem + ".opt.pt")
     meta = {"steps": {"bop": 0, "sop": 0}, "wall_s": 0.0, "rate_lambdas": list(rate_lambdas), "model": args.model}
     opt_kept = False
     if resuming:
-        meta, how, opt_kept = load_checkpoint(model, opt, args.op, ckpt, opt_path, device, rate_lambdas)
+        meta, how, opt_kept = load_checkpoint(model, opt, args.op, ckpt, opt_path, device, rate_lambdas,
+                                              trainable_analysis_stages(frozen, tail))
         print(f"resumed {ckpt} at steps {meta['steps']} ({how})", flush=True)
     # wall time per stage, so a SOP run trained beside BOP (its own --checkpoint, merged afterwards by
     # training.merge_sop) adds its own time to the record
     meta.setdefault("wall_s_by_op", {"bop": meta["wall_s"], "sop": 0.0})  # older checkpoints: all BOP
     meta.setdefault("model", args.model)
+    meta["analysis_trainable_stages"] = trainable_analysis_stages(frozen, tail)
+    if joint_sop:
+        meta.setdefault("sop_beside_bop_from_step", meta["steps"]["bop"])
     log_name = f"{args.name}.tsv" if args.op == "bop" else f"{args.name}_{args.op}.tsv"
     log = TsvLog(pathlib.Path(args.log_dir or HERE / "logs") / log_name, LOG_COLUMNS)
 
@@ -342,7 +400,7 @@ def main():
 
     run_start = last_save = last_eval = time.time()
     wall0, op_wall0 = meta["wall_s"], meta["wall_s_by_op"].get(args.op, 0.0)
-    step, window = start_step, []
+    step, window, window_sop = start_step, [], []
     warmup = 0 if opt_kept else args.warmup_steps
     current_lr = args.lr
 
@@ -357,10 +415,12 @@ def main():
 
     def evaluate():
         t = time.time()
-        for r, (bpp, psnr_) in evaluate_kodak(model, kodak, eval_rates, args.op, device).items():
-            log.row(step=step, rate_point=f"{r}:{rate_lambdas[r]:g}", kodak_bpp=f"{bpp:.4f}",
-                    kodak_psnr_yuv=f"{psnr_:.3f}", kodak_images=len(kodak), wall_s=wall(), **common)
-            print(f"step {step} kodak rate {r}: {bpp:.4f} bpp {psnr_:.2f} dB", flush=True)
+        for op in [args.op] + (["sop"] if joint_sop else []):
+            tag = "" if op == args.op else f"{op} "
+            for r, (bpp, psnr_) in evaluate_kodak(model, kodak, eval_rates, op, device).items():
+                log.row(step=step, rate_point=f"{tag}{r}:{rate_lambdas[r]:g}", kodak_bpp=f"{bpp:.4f}",
+                        kodak_psnr_yuv=f"{psnr_:.3f}", kodak_images=len(kodak), wall_s=wall(), **common)
+                print(f"step {step} kodak {tag}rate {r}: {bpp:.4f} bpp {psnr_:.2f} dB", flush=True)
         print(f"kodak eval took {time.time() - t:.1f} s", flush=True)
 
     def progress():
@@ -383,13 +443,23 @@ def main():
         y, uv, lat = next_batch()
         rate_idx = torch.randint(len(rate_lambdas), (args.batch,), device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            if lat is not None:
+            if joint_sop:
+                if lat is None:
+                    lat = model.analysis(y, uv)
+                y_hat, c_hat, bits = model.code_latents(*lat, rate_idx)
+                y_rec, uv_rec = model.synthesis["bop"](y_hat, c_hat, y.shape[-2:])
+                y_sop, uv_sop = model.synthesis["sop"](y_hat.detach(), c_hat.detach(), y.shape[-2:])
+            elif lat is not None:
                 y_rec, uv_rec, bits = model.forward_latents(*lat, rate_idx, y.shape[-2:], args.op)
             else:
                 y_rec, uv_rec, bits = model(y, uv, rate_idx, args.op)
         mse3 = yuv_mse(y_rec.float(), uv_rec.float(), y, uv)
         bpp = bits / (y.shape[-2] * y.shape[-1])
         loss = rd_loss(loss_kind, lambdas, rate_idx, mse3, bpp)
+        if joint_sop:  # distortion only: the SOP decodes the BOP's latent, it has no say in the rate
+            mse3_sop = yuv_mse(y_sop.float(), uv_sop.float(), y, uv)
+            loss = loss + sop_weight * rd_loss(loss_kind, lambdas, rate_idx, mse3_sop, torch.zeros_like(bpp))
+            window_sop.append(psnr_yuv(mse3_sop.detach()).mean().item())
         if not torch.isfinite(loss):
             print(f"step {step}: non-finite loss, batch skipped", flush=True)
             continue
@@ -405,9 +475,13 @@ def main():
             loss_avg, b, p = (sum(w[i] for w in window) / n for i in range(3))
             log.row(step=step, rate_point="mix", loss=f"{loss_avg:.4f}", train_bpp=f"{b:.4f}",
                     train_psnr_yuv=f"{p:.3f}", wall_s=wall(), lr=f"{current_lr:.3g}", **common)
-            print(f"step {step} loss {loss_avg:.4f} bpp {b:.4f} psnr_yuv {p:.2f} lr {current_lr:.3g} "
+            if window_sop:
+                log.row(step=step, rate_point="mix sop", train_psnr_yuv=f"{sum(window_sop) / len(window_sop):.3f}",
+                        wall_s=wall(), lr=f"{current_lr:.3g}", **common)
+            sop_note = f" sop {sum(window_sop) / len(window_sop):.2f}" if window_sop else ""
+            print(f"step {step} loss {loss_avg:.4f} bpp {b:.4f} psnr_yuv {p:.2f}{sop_note} lr {current_lr:.3g} "
                   f"({(time.time() - run_start) / max(step - start_step, 1):.2f} s/step)", flush=True)
-            window = []
+            window, window_sop = [], []
         if kodak and args.eval_every_min and time.time() - last_eval >= 60 * args.eval_every_min:
             evaluate()
             last_eval = time.time()

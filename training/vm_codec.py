@@ -95,13 +95,23 @@ class ResidualContextModel(LumaContextModel):
         return psi_chunk + super().stage_mean(stage, psi_chunk, decoded)
 
 
-class VMSynthesis(nn.Module):
-    """Luma and chroma synthesis of one operating point (BOP: the VM decoders)."""
+# SOP: the VM decoders with the H/4 part (luma) / H/8 part (chroma) at SOP_WIDTH channels instead of 64, where
+# the 3x3 conv and the second ConvTranspose spend ~70 % of the BOP MACs: 3.9 instead of 7.4 kMAC per pixel.
+SOP_WIDTH = 32
 
-    def __init__(self, pretrained=True):
+
+class VMSynthesis(nn.Module):
+    """Luma and chroma synthesis of one operating point (BOP: the VM decoders; SOP: the same blocks with the
+    last stage at SOP_WIDTH channels, trained on the same latent)."""
+
+    def __init__(self, pretrained=True, op="bop"):
         super().__init__()
-        self.luma = vm33.make_graph("decoder_y", pretrained)
-        self.chroma = vm33.make_graph("decoder_uv", pretrained)
+        if op == "bop":
+            self.luma = vm33.make_graph("decoder_y", pretrained)
+            self.chroma = vm33.make_graph("decoder_uv", pretrained)
+        else:
+            self.luma = vm33.Synthesis(vm33.LUMA_LATENT, 96, SOP_WIDTH, 16)
+            self.chroma = vm33.Synthesis(vm33.LUMA_LATENT + vm33.CHROMA_LATENT, 64, SOP_WIDTH, 32)
 
     def forward(self, y_hat, c_hat, hw):
         h, w = hw
@@ -114,6 +124,7 @@ class VMSynthesis(nn.Module):
 class VMCodec(nn.Module):
     rate_lambdas = VM_RATE_LAMBDAS
     name = "vm33"
+    sop_trains_beside_bop = True  # training.train: the SOP synthesis learns the BOP's latent in the same steps
 
     def __init__(self, num_rates=len(VM_RATE_LAMBDAS), pretrained=True):
         """pretrained: start from the VM 3.3 ONNX weights (../shared/pretrained/jpegai_vm33); False builds
@@ -124,7 +135,10 @@ class VMCodec(nn.Module):
         self.luma = VMComponent("y", vm33.LUMA_LATENT, num_rates, pretrained)
         self.chroma = VMComponent("uv", vm33.CHROMA_LATENT, num_rates, pretrained)
         self.context_model = ResidualContextModel(vm33.LUMA_LATENT)
-        self.synthesis = nn.ModuleDict({"bop": VMSynthesis(pretrained)})
+        self.synthesis = nn.ModuleDict({"bop": VMSynthesis(pretrained), "sop": VMSynthesis(pretrained, "sop")})
+        sop_from_bop(self.synthesis["bop"], self.synthesis["sop"])
+        # checkpoints from before the SOP existed: their SOP is derived from their BOP as it loads
+        self.register_load_state_dict_pre_hook(_fill_sop_from_bop)
 
     def analysis(self, y_img, uv_img):
         return self.luma_analysis(y_img), self.chroma_analysis(vm33.chroma_analysis_input(y_img, uv_img))
@@ -147,11 +161,16 @@ class VMCodec(nn.Module):
         c_hat, b = code_residual(c, mu, s, gain, self.training)
         return c_hat, bits + b.sum(dim=(1, 2, 3))
 
-    def forward_latents(self, y_lat, c_lat, rate_idx, hw, op="bop"):
+    def code_latents(self, y_lat, c_lat, rate_idx):
+        """Latents -> (y_hat, c_hat, bits [B]): what every operating point's synthesis decodes."""
         y_hat, bits_y = self._code_luma(y_lat, rate_idx)
         c_hat, bits_c = self._code_chroma(c_lat, rate_idx)
+        return y_hat, c_hat, bits_y + bits_c
+
+    def forward_latents(self, y_lat, c_lat, rate_idx, hw, op="bop"):
+        y_hat, c_hat, bits = self.code_latents(y_lat, c_lat, rate_idx)
         y_rec, uv_rec = self.synthesis[op](y_hat, c_hat, hw)
-        return y_rec, uv_rec, bits_y + bits_c
+        return y_rec, uv_rec, bits
 
     def forward(self, y_img, uv_img, rate_idx, op="bop"):
         """Same contract as codec.Codec: 0-255 4:2:0 in -> (y_rec, uv_rec) 0-255 unclamped, bits [B]."""
@@ -160,6 +179,50 @@ class VMCodec(nn.Module):
 
     def encoder_modules(self):
         return [self.luma_analysis, self.chroma_analysis]
+
+
+def _kept_channels(synthesis: vm33.Synthesis, width):
+    """The `width` last-stage channels the BOP head leans on most (largest 1x1 output weight columns)."""
+    importance = synthesis.out.weight.detach().flatten(1).norm(dim=0)  # [c2]
+    return importance.argsort(descending=True)[:width].sort().values
+
+
+@torch.no_grad()
+def prune_synthesis(bop: vm33.Synthesis, sop: vm33.Synthesis):
+    """SOP weights from BOP's: the blocks before the last stage copied, the last stage cut to its most used
+    channels (a starting point, not an equivalent: the 3x3 then misses the dropped inputs)."""
+    keep = _kept_channels(bop, sop.out.weight.shape[1])
+    for name in ("res", "up1"):
+        getattr(sop, name).load_state_dict(getattr(bop, name).state_dict())
+    sop.up2.up.weight.copy_(bop.up2.up.weight[:, keep])  # ConvTranspose: [cin, cout, k, k]
+    sop.up2.up.bias.copy_(bop.up2.up.bias[keep])
+    for block in ("up2", "mid"):
+        src, dst = getattr(bop, block), getattr(sop, block)
+        dst.gate.weight.copy_(src.gate.weight[keep][:, keep])
+        dst.gate.bias.copy_(src.gate.bias[keep])
+    sop.mid.up.weight.copy_(bop.mid.up.weight[keep][:, keep])
+    sop.mid.up.bias.copy_(bop.mid.up.bias[keep])
+    sop.out.weight.copy_(bop.out.weight[:, keep])
+
+
+def sop_from_bop(bop: VMSynthesis, sop: VMSynthesis):
+    prune_synthesis(bop.luma, sop.luma)
+    prune_synthesis(bop.chroma, sop.chroma)
+
+
+def _fill_sop_from_bop(module, state_dict, prefix, *_):
+    """load_state_dict pre-hook: a state dict without SOP weights gets them pruned from its own BOP."""
+    if any(k.startswith(prefix + "synthesis.sop.") for k in state_dict):
+        return
+    bop_keys = [k for k in state_dict if k.startswith(prefix + "synthesis.bop.")]
+    if not bop_keys:
+        return
+    bop, sop = VMSynthesis(pretrained=False), VMSynthesis(pretrained=False, op="sop")
+    bop.load_state_dict({k[len(prefix + "synthesis.bop."):]: state_dict[k].float() for k in bop_keys})
+    sop_from_bop(bop, sop)
+    dtype = state_dict[bop_keys[0]].dtype
+    for k, v in sop.state_dict().items():
+        state_dict[prefix + "synthesis.sop." + k] = v.to(dtype)
 
 
 class ScaleTeacher(nn.Module):

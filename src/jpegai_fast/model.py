@@ -77,13 +77,15 @@ def _latent_model_at(path: pathlib.Path, mtime_ns: int, size: int):
 
 
 @functools.cache
-def _kodak_curve(name: str) -> tuple[tuple[float, float], ...]:
-    """(bpp, PSNR-YUV) of a shipped model's Kodak rate points, from its model card (empty if not measured)."""
+def _kodak_curve(name: str, operating_point: str = "bop") -> tuple[tuple[float, float], ...]:
+    """(bpp, PSNR-YUV) of a shipped model's Kodak rate points, from its model card (empty if not measured):
+    the operating point's own curve (``kodak_rd_sop``) when the card has one, else the BOP curve."""
     import json
 
     try:
         card = json.loads((MODELS_DIR / name / "model_card.json").read_text())
-        points = (card.get("kodak_rd") or {}).get("points") or []
+        rd = (card.get(f"kodak_rd_{operating_point}") if operating_point != "bop" else None) or card.get("kodak_rd")
+        points = (rd or {}).get("points") or []
         return tuple(sorted((float(p["bpp"]), float(p["psnr_yuv"])) for p in points))
     except (OSError, ValueError, KeyError, TypeError):
         return ()
@@ -97,7 +99,7 @@ def model_for_bpp(bpp: float, operating_point: str = "bop") -> str:
     best, best_q = DEFAULT_MODEL if DEFAULT_MODEL in available_models() else None, -np.inf
     reach = []  # (distance in log bpp outside the measured range, name): below / above every range
     for name in available_models():
-        pts = _kodak_curve(name)
+        pts = _kodak_curve(name, operating_point)
         has_op = all((MODELS_DIR / name / f"synthesis_{operating_point}_{c}.onnx").is_file() for c in COMPONENTS)
         if len(pts) < 2 or not has_op:
             continue
