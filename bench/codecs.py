@@ -472,16 +472,17 @@ ENCODER_SOURCES = ("encoder.py", "model.py", "container.py", "entropy.py", "synt
 
 
 def _jpegai_digest() -> str:
-    """Hash of what our streams depend on: the default model's files, the encoder's Python sources and the
-    compiled core.  Part of the stream cache key, so a retrained model or a changed encoder re-encodes."""
+    """Hash of what our streams depend on: every shipped model's files (a bpp target may pick any of them,
+    model_for_bpp), the encoder's Python sources and the compiled core.  Part of the stream cache key, so a
+    retrained model or a changed encoder re-encodes."""
     import hashlib
 
     import jpegai_fast
-    from jpegai_fast.model import model_dir
+    from jpegai_fast.model import available_models, model_dir
 
     h = hashlib.sha256()
     pkg = Path(jpegai_fast.__file__).resolve().parent
-    files = sorted(p for p in model_dir("default").iterdir() if p.is_file())
+    files = sorted(p for name in available_models() for p in model_dir(name).iterdir() if p.is_file())
     files += [pkg / f for f in ENCODER_SOURCES if (pkg / f).exists()]
     try:
         from jpegai_fast import _core
