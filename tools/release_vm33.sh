@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Export a vm33 checkpoint and measure it, into a work folder; nothing in src/ changes.
+#
+#   bash tools/release_vm33.sh [CHECKPOINT] [WORK]     # defaults: training/checkpoints/vm33.pt, /tmp/vm33_release
+#
+# Steps (each the command the training README documents): export (BOP + SOP graphs) -> Kodak RD with real
+# bytes for BOP (against the shipped model's curve) and SOP -> export again with both curves in the card ->
+# int8 synthesis graphs (the export step) -> torch vs runtime check -> border error.  Then, if the figures
+# are better, ship it: copy WORK/model into src/jpegai_fast/models/vm33 and WORK/rd_bop.* / rd_sop.* into
+# training/results/rd_eval_vm33.* / rd_eval_vm33_sop.* (see training/README.md, "Shipping an export").
+# About 35 min on one Zen 3 core.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CKPT_SRC=${1:-training/checkpoints/vm33.pt}
+WORK=${2:-/tmp/vm33_release}
+THREADS=${THREADS:-1}
+mkdir -p "$WORK"
+cp "$CKPT_SRC" "$WORK/checkpoint.pt"   # a snapshot: the training run keeps overwriting its checkpoint
+export OMP_NUM_THREADS=$THREADS
+run() { echo "+ $*" >&2; "$@"; }
+run python -m training.export_vm --checkpoint "$WORK/checkpoint.pt" --out "$WORK/model" --threads "$THREADS"
+run python -m training.rd_eval --model "$WORK/model" --out "$WORK/rd_bop" --threads "$THREADS" \
+    --baseline training/results/rd_eval_vm33.json
+run python -m training.rd_eval --model "$WORK/model" --op sop --out "$WORK/rd_sop" --threads "$THREADS" \
+    --baseline training/results/rd_eval_sop.json
+run python -m training.export_vm --checkpoint "$WORK/checkpoint.pt" --out "$WORK/model" --threads "$THREADS" \
+    --rd "$WORK/rd_bop.json" --rd-sop "$WORK/rd_sop.json"
+run python -m training.quantize_synthesis --model "$WORK/model" --qat-steps 300,1000 --threads "$THREADS"
+run python -m training.export_vm compare --checkpoint "$WORK/checkpoint.pt" --model-dir "$WORK/model" \
+    --out "$WORK/export_compare.json"
+run python tools/border_error.py --model "$WORK/model" --out "$WORK/border.json"
+echo "done: $WORK" >&2
