@@ -402,17 +402,38 @@ def _f(v, nd=2):
 
 
 def model_info() -> dict:
-    """The default model's card (name, training steps per operating point): what the RD numbers are of."""
+    """The shipped models' cards (name, checkpoint, training steps per operating point): what the RD numbers are
+    of.  The rate-point ladder rows are the default model's; the streams rate-controlled to a bpp target (the
+    "@ VVC bpp" rows and the decode benchmark) use the model measured best at that rate (model_for_bpp)."""
     try:
-        from jpegai_fast.model import model_dir
+        from jpegai_fast.model import DEFAULT_MODEL, available_models, model_dir, model_for_bpp
 
-        d = model_dir("default")
-        card = json.loads((d / "model_card.json").read_text())
-        tr = card.get("training", {})
-        return {"name": card.get("name", d.name), "checkpoint": card.get("checkpoint"),
-                "training steps": tr.get("steps"), "exported_utc": card.get("exported_utc")}
+        models = []
+        for name in available_models():
+            card = json.loads((model_dir(name) / "model_card.json").read_text())
+            tr = card.get("training", {})
+            models.append({"name": card.get("name", name), "checkpoint": card.get("checkpoint"),
+                           "training steps": tr.get("steps"), "exported_utc": card.get("exported_utc"),
+                           "sop_beside_bop_from_step": card.get("sop_beside_bop_from_step")})
+        picks = {op: {f"{b:g}": model_for_bpp(b, op) for b in (0.035, 0.09, 0.2, 0.43, 0.79, 1.27)}
+                 for op in ("bop", "sop")}
+        return {"default": DEFAULT_MODEL, "models": models, "bpp_target_picks": picks}
     except Exception as exc:  # noqa: BLE001 — informative only
         return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def model_lines(mi: dict) -> list[str]:
+    if "error" in mi:
+        return [f"- Models: not read ({mi['error']})"]
+    lines = [f"- Model `{m['name']}`{' (default: the rate-point ladder rows)' if m['name'] == mi['default'] else ''}: "
+             f"{m['checkpoint']}, training steps {m['training steps']}"
+             + (f", SOP trained beside BOP from step {m['sop_beside_bop_from_step']:,}"
+                if m.get("sop_beside_bop_from_step") is not None else "") for m in mi["models"]]
+    picks = "; ".join(f"{op.upper()} " + ", ".join(f"{b} → {n}" for b, n in p.items())
+                      for op, p in mi["bpp_target_picks"].items())
+    lines.append(f"- Streams made for a bpp target (`@ VVC bpp` rows, decode benchmark) use the model measured best "
+                 f"at that rate (`model_for_bpp`): {picks}")
+    return lines
 
 
 def write_docs(path: Path, data: dict, plot_paths: dict, quick: bool, cmd: str) -> None:
@@ -439,8 +460,7 @@ def write_docs(path: Path, data: dict, plot_paths: dict, quick: bool, cmd: str) 
         f"jpegai_fast SIMD level {m.get('cpu_features')}, core built {m.get('core_built_utc')}",
         f"- Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v),
         "- FFmpeg (PyAV): " + ", ".join(f"{k} {v}" for k, v in C.ffmpeg_versions().items()),
-        f"- Model: `{mi.get('name')}` ({mi.get('checkpoint')}), training steps per operating point "
-        f"{mi.get('training steps')}",
+        *model_lines(mi),
         "",
         "## Commands",
         "",
@@ -632,9 +652,10 @@ def write_docs(path: Path, data: dict, plot_paths: dict, quick: bool, cmd: str) 
           "run; absolute times move with machine load (anything else running on the machine shows up in them), the "
           "ratios less so. Other machines (more cores, other SIMD) can order the codecs differently; the "
           "all-threads rows use every core listed.",
-          f"- The model is an early checkpoint (training steps {mi.get('training steps')}): its RD numbers, BD-rates "
-          "and the SOP synthesis's quality say where training stands, not what the architecture can do. Decode time "
-          "does not depend on how far the weights are trained.",
+          "- The models are early checkpoints (training steps above): their RD numbers, BD-rates and the SOP "
+          "syntheses' quality say where training stands, not what the architecture can do. Decode time does not "
+          "depend on how far the weights are trained (it does on which model a bpp target picks: vm33's synthesis "
+          "is lighter than vr_bop's).",
           "- Our matched streams come from the encoder's rate control (at most the target, within 10 % below when "
           "reachable); the other codecs' from the nearest ladder point: compare the bpp columns, decode time depends "
           "on the rate (see the decode-time plot).",

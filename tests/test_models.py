@@ -70,6 +70,8 @@ def test_bpp_targets_go_to_the_model_measured_best_there(photo):
     """encode(bpp=...) with the default model picks by the model cards' Kodak curves: vm33 below ~0.3 bpp (it is
     1.3 dB better at 0.11 bpp), vr_bop above (vm33 saturates near 31 dB)."""
     assert model_mod.model_for_bpp(0.1) == "vm33" and model_mod.model_for_bpp(1.0) == "vr_bop"
+    # just below every range (VVC QP47's 0.035 bpp): the curves extended a little in log bpp, vm33's is higher
+    assert model_mod.model_for_bpp(0.035) == "vm33"
     # SOP by the cards' SOP curves (kodak_rd_sop): vm33's SOP is ~1 dB above vr_bop's at 0.1 bpp
     assert model_mod.model_for_bpp(0.1, "sop") == "vm33" and model_mod.model_for_bpp(1.0, "sop") == "vr_bop"
     for target, name in ((0.12, "vm33"), (1.0, "vr_bop")):
@@ -90,3 +92,11 @@ def test_a_default_decoder_follows_the_stream_model(photo):
         want = jpegai_fast.Decoder(model=name, threads=1).decode(stream)
         np.testing.assert_array_equal(dec.decode(stream), want)
         assert dec.model.name == name
+
+
+def test_quality_on_a_card_curve_is_interpolated_inside_and_extended_only_a_little_below():
+    pts = ((0.1, 30.0), (0.2, 32.0), (0.4, 33.0))
+    assert model_mod._quality_at(pts, 0.2) == 32.0
+    assert abs(model_mod._quality_at(pts, 0.3) - (32.0 + np.log(1.5) / np.log(2.0))) < 1e-9
+    assert abs(model_mod._quality_at(pts, 0.05) - 28.0) < 1e-9  # one halving below: 2 dB per halving
+    assert model_mod._quality_at(pts, 0.049) is None and model_mod._quality_at(pts, 0.41) is None

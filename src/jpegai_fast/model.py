@@ -91,11 +91,29 @@ def _kodak_curve(name: str, operating_point: str = "bop") -> tuple[tuple[float, 
         return ()
 
 
+# A target below a model's lowest measured rate point but within this factor of it is judged by the curve
+# extended linearly in log bpp (the encoder reaches below rate point 0 by lowering the gain); further out, or
+# above the top point (where the curves flatten), only the measured ranges count.
+EXTRAPOLATE_BELOW = 2.0
+
+
+def _quality_at(pts, bpp: float) -> float | None:
+    """PSNR-YUV of a measured curve at ``bpp``: interpolated inside, extrapolated a little below; else None."""
+    (b0, q0), (b1, q1) = pts[0], pts[1]
+    if b0 <= bpp <= pts[-1][0]:
+        return float(np.interp(np.log(bpp), np.log([p[0] for p in pts]), [p[1] for p in pts]))
+    if bpp < b0 and b0 / bpp <= EXTRAPOLATE_BELOW and b1 > b0:
+        return float(q0 + (q1 - q0) * np.log(bpp / b0) / np.log(b1 / b0))
+    return None
+
+
 def model_for_bpp(bpp: float, operating_point: str = "bop") -> str:
     """The shipped model to encode a ``bpp`` target with: the one whose measured Kodak curve (model card,
-    real bytes, 24 images) has the highest PSNR-YUV at that rate, among the models that ship the operating
-    point and whose measured range covers the target; the default model when none does.  With vm33 (from the
-    VM 3.3 networks) and vr_bop shipped, targets up to about 0.33 bpp (vm33's top rate point) go to vm33."""
+    real bytes, 24 images; the operating point's own curve when the card has one) has the highest PSNR-YUV at
+    that rate, among the models that ship the operating point and whose measured range covers the target (or
+    lies at most EXTRAPOLATE_BELOW times above it); when none does, the model whose range comes closest.
+    With vm33 (from the VM 3.3 networks) and vr_bop shipped, targets up to about 0.34 bpp (vm33's top rate
+    point) go to vm33."""
     best, best_q = DEFAULT_MODEL if DEFAULT_MODEL in available_models() else None, -np.inf
     reach = []  # (distance in log bpp outside the measured range, name): below / above every range
     for name in available_models():
@@ -103,12 +121,11 @@ def model_for_bpp(bpp: float, operating_point: str = "bop") -> str:
         has_op = all((MODELS_DIR / name / f"synthesis_{operating_point}_{c}.onnx").is_file() for c in COMPONENTS)
         if len(pts) < 2 or not has_op:
             continue
-        lo, hi = pts[0][0], pts[-1][0]
-        if not lo <= bpp <= hi:
+        q = _quality_at(pts, bpp)
+        if q is None:
+            lo, hi = pts[0][0], pts[-1][0]
             reach.append((abs(np.log(bpp / (lo if bpp < lo else hi))), name))
-            continue
-        q = float(np.interp(np.log(bpp), np.log([p[0] for p in pts]), [p[1] for p in pts]))
-        if q > best_q:
+        elif q > best_q:
             best, best_q = name, q
     if best_q == -np.inf and reach:  # no measured range covers the target: the model reaching closest to it
         best = min(reach)[1]
