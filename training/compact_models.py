@@ -66,7 +66,7 @@ def update_card(model_dir: pathlib.Path):
         card = json.loads(card_path.read_text())
         if "files_bytes" in card:
             card["files_bytes"] = {k: sizes[k] for k in card["files_bytes"] if k in sizes}
-        for op, entry in (card.get("synthesis_int8") or {}).items():
+        for entry in (card.get("synthesis_int8") or {}).values():
             # the int8 graphs were made from these very weights (same coding, checked): re-point their record
             entry["source_sha256"] = {name: hashlib.sha256((model_dir / name).read_bytes()).hexdigest()
                                       for name in entry.get("source_sha256", {})}

@@ -477,7 +477,8 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd):
           "Unsplash/GPL-2+; provenance per crop in the pool's MANIFEST.tsv), so **these weights are a research "
           "artefact**: use them for research and evaluation. The code is Apache-2.0.",
           f"- λ per rate point: {', '.join(f'{x:g}' for x in RATE_LAMBDAS)}.",
-          "- Format: ONNX opset 17 float32 (weights stored as exact float16, dynamic H/W) + model.bin (docs/model_format.md).",
+          ("- Format: ONNX opset 17 float32 (weights stored as exact float16, dynamic H/W) + model.bin "
+         "(docs/model_format.md)."),
           ("- Mean path (hyper-mean decoders, luma context model, ŷ = μ + r/g): float ONNX graphs."
            if (out_dir / "hyper_decoder_luma.onnx").exists() else
            "- Mean path (hyper-mean decoders, luma context model, ŷ = μ + r/g): **fixed-point** in model.bin "

@@ -218,7 +218,8 @@ def main():
 def rd_summary(path):
     full = json.loads(pathlib.Path(path).read_text())
     return {"source": path, "images": full["images"], "points": full["ours"]["mean_points"],
-            "bd_rate": {k: (v["mean_percent"] if isinstance(v, dict) else v) for k, v in full.get("bd_rate", {}).items()}}
+            "bd_rate": {k: (v["mean_percent"] if isinstance(v, dict) else v)
+                        for k, v in full.get("bd_rate", {}).items()}}
 
 
 def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd_by_op):
@@ -247,7 +248,8 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd_by_op):
           "(provenance per crop in the pool's MANIFEST.tsv), and the VM weights are CC BY 4.0: **these weights are a "
           "research artefact**. The code is Apache-2.0.",
           f"- Rate points as RD slopes λ (bpp per dB of PSNR-YUV): {', '.join(f'{x:g}' for x in VM_RATE_LAMBDAS)}.",
-          "- Format: ONNX opset 17 float32 (weights stored as exact float16, dynamic H/W) + model.bin (docs/model_format.md; "
+          "- Format: ONNX opset 17 float32 (weights stored as exact float16, dynamic H/W) + model.bin "
+          "(docs/model_format.md; "
           "mean.topology [1, 1, 5, 5], meta.grid [16, 32]). Mean path fixed-point (calibrated on 16 training crops "
           "at every rate point).",
           "", "## Parameters", "", "| part | parameters |", "|---|---:|"]

@@ -12,8 +12,8 @@ tail must train: with all of the analysis frozen the top rate point saturated ne
 (unquantised VM latents decode to 31.7 dB on kodim23); with tail 2 it crept to 32 dB and a pure-
 reconstruction run of tail + synthesis stalled at +0.5 dB (training/README.md), so the H/8 features of the
 frozen head bound it: tail 3 from step 34,700.  The pool is memory-mapped, not read into memory.  Crops
-are cut at multiples of 32 pixels together with the matching pixels. The fingerprint of the pool and of the frozen head's weights is stored with the
-cache and checked by training.train; the cache lives in an ignored folder.
+are cut at multiples of 32 pixels together with the matching pixels. The fingerprint of the pool and of the
+frozen head's weights is stored with the cache and checked by training.train; the cache lives in an ignored folder.
 """
 import argparse
 import hashlib
