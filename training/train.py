@@ -7,12 +7,13 @@
 Models: `vm33` (training/vm_codec.py, starts from the JPEG AI VM 3.3 networks; default) and `vr`
 (training/codec.py, trained from scratch). Recipe (vm33 defaults): loss = bpp/lambda_r - PSNR-YUV per
 image (the metric we report, normalised per rate point), crop 256, linear warm-up after every optimizer
-reset, cosine decay to --lr-min over the planned run (--time-limit-min or --steps), lr logged. With
---frozen-analysis (default on the CPU) the analysis head stays fixed and its features come from
-training/latent_cache.py, so a CPU step skips ~85 % of the forward MACs; the last --analysis-tail stages
-of the analysis still train (3 by default: with the whole analysis frozen the top rate saturated at 31 dB,
-with 2 training at 32 dB; see training/README.md).  Resuming with more stages unfrozen keeps the Adam state
-of everything that trained before and warms up.
+reset, cosine decay to --lr-min over the planned run (--time-limit-min or --steps), lr logged. The whole
+analysis trains end to end by default, on the CPU too: a full step measured 1.7 s on one EPYC (Zen 4,
+AVX-512) thread on 2026-12-04 (the luma analysis' forward + backward: 1.2 s of a crop-256 batch of 8), so
+the frozen-head recipe (--frozen-analysis on: features of the head from training/latent_cache.py,
+only the last --analysis-tail stages train) saved little and capped the top rate point (31 dB with the whole analysis frozen, 32 dB
+with its last three stages training; see training/README.md).  Resuming with more stages unfrozen keeps
+the Adam state of everything that trained before and warms up.
 
 Checkpoints: training/checkpoints/<name>.pt (float16 weights + step; committed, overwritten) and
 <name>.opt.pt (float32 weights + Adam state; ignored by git, used when its step matches).
@@ -70,8 +71,9 @@ def parse_args():
     ap.add_argument("--warmup-steps", type=int, default=300, help="linear warm-up after an optimizer reset")
     ap.add_argument("--loss", default=None, choices=["psnr", "mse"],
                     help="psnr: bpp/lambda - PSNR-YUV (vm33 default); mse: lambda·MSE_yuv(6:1:1) + bpp (vr)")
-    ap.add_argument("--frozen-analysis", default="auto", choices=["auto", "on", "off"],
-                    help="keep the analysis fixed and train on cached latents (auto: on for the vm33 model on CPU)")
+    ap.add_argument("--frozen-analysis", default="off", choices=["on", "off"],
+                    help="on: keep the analysis head fixed and train its last --analysis-tail stages on cached "
+                         "features (the CPU recipe up to step 45,415); off: the whole analysis trains")
     ap.add_argument("--latent-cache", default=None, help="cache file of training.latent_cache")
     ap.add_argument("--analysis-tail", type=int, default=None, choices=range(5),
                     help="with a frozen analysis: its last N stages still train on cached features "
@@ -294,8 +296,7 @@ def main():
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
     amp = device.type == "cuda" or args.bf16  # bfloat16 autocast; the entropy path stays float32/float64
-    frozen = args.frozen_analysis == "on" or (
-        args.frozen_analysis == "auto" and args.model == "vm33" and device.type == "cpu")
+    frozen = args.frozen_analysis == "on"
     if frozen and args.model != "vm33":
         raise SystemExit("--frozen-analysis needs the vm33 model (latent cache)")
 
