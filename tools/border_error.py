@@ -3,6 +3,7 @@ interior's, per picture and rate point, through the runtime codec (real bytes); 
 
     python tools/border_error.py [--model vr_bop] [--rates 1,4,6] [--images 24] [--out FILE.json]
     python tools/border_error.py --vvc [--qps 37,42,47]     # the VVC anchor's decodes (PyAV), same measure
+    python tools/border_error.py --model vm33 --flip        # code each picture mirrored left-right, mirror back
 
 Issue 11's acceptance: median <= 1.25 on every side (JPEG at matched rates: bottom 1.16, right 1.08; the VVC
 anchor at QP 37/42/47: top 0.82, bottom 1.04, left 1.01, right 1.06).  Read the bottom figure with Kodak's
@@ -53,6 +54,9 @@ def main():
     ap.add_argument("--vvc", action="store_true", help="measure the VVC anchor's decodes instead (needs PyAV)")
     ap.add_argument("--qps", default="37,42,47", help="with --vvc: anchor QPs")
     ap.add_argument("--rows", type=int, default=0, help="also print the median ratio of the outermost N rows/cols")
+    ap.add_argument("--flip", action="store_true",
+                    help="code the left-right mirrored picture and mirror the decode back: a side that stays bad "
+                         "is the picture's content, a side that moves is the codec's geometry")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.vvc:
@@ -71,6 +75,9 @@ def main():
         label, points = args.model, [int(x) for x in args.rates.split(",")]
 
         def code(name, rgb, r):
+            if args.flip:
+                stream = enc.encode(np.ascontiguousarray(rgb[:, ::-1]), rate_point=r)
+                return len(stream), np.ascontiguousarray(dec.decode(stream)[:, ::-1])
             stream = enc.encode(rgb, rate_point=r)
             return len(stream), dec.decode(stream)
     rows, profiles = [], []
@@ -83,7 +90,7 @@ def main():
             if args.rows:
                 profiles.append(line_ratios(rgb, rec, args.rows))
     med = {s: statistics.median(r[s] for r in rows) for s in ("top", "bottom", "left", "right")}
-    out = {"model": label, "points": points, "images": args.images, "median": med, "rows": rows}
+    out = {"model": label, "points": points, "images": args.images, "flip": args.flip, "median": med, "rows": rows}
     print(json.dumps({"model": label, "median": {k: round(v, 3) for k, v in med.items()}}))
     for side in ("top", "bottom", "left", "right") if args.rows else ():
         print(side, "outermost first:", [round(float(statistics.median(p[side][k] for p in profiles)), 2)
