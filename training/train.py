@@ -10,10 +10,10 @@ image (the metric we report, normalised per rate point), crop 256, linear warm-u
 reset, cosine decay to --lr-min over the planned run (--time-limit-min or --steps), lr logged. The whole
 analysis trains end to end by default, on the CPU too: a full step measured 1.7 s on one EPYC (Zen 4,
 AVX-512) thread on 2026-12-04 (the luma analysis' forward + backward: 1.2 s of a crop-256 batch of 8), so
-the frozen-head recipe (--frozen-analysis on: features of the head from training/latent_cache.py,
-only the last --analysis-tail stages train) saved little and capped the top rate point (31 dB with the whole analysis frozen, 32 dB
-with its last three stages training; see training/README.md).  Resuming with more stages unfrozen keeps
-the Adam state of everything that trained before and warms up.
+the frozen-head recipe (--frozen-analysis on: features of the head from training/latent_cache.py, only the
+last --analysis-tail stages train) saved little and capped the top rate point (31 dB with the whole
+analysis frozen, 32 dB with its last three stages training; see training/README.md).  Resuming with more
+stages unfrozen keeps the Adam state of everything that trained before and warms up.
 
 Checkpoints: training/checkpoints/<name>.pt (float16 weights + step; committed, overwritten) and
 <name>.opt.pt (float32 weights + Adam state; ignored by git, used when its step matches).
