@@ -82,7 +82,10 @@ def parse_args():
                     help="fresh vm33 model: steps distilling the VM scale decoder into the integer HSD first")
     ap.add_argument("--prior-fit-steps", type=int, default=600,
                     help="vm33: steps fitting the z priors alone before training (once per model)")
-    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast (default on CUDA)")
+    ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                    help="bfloat16 autocast of the networks (the entropy path stays float32); default: on CUDA and "
+                         "on CPUs with native bf16 (AVX512-BF16 / AMX: 1.6x faster steps measured on a Zen 4), "
+                         "off elsewhere (emulated bf16 is slower)")
     ap.add_argument("--grad-clip", type=float, default=5.0, help="max gradient norm (0 = off)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:n]")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
@@ -101,6 +104,15 @@ def parse_args():
                          "it never moves the latent), its -PSNR-YUV weighted by this (default 1 for vm33, 0 = off)")
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args()
+
+
+def bf16_autocast(device) -> bool:
+    """Default for --bf16: CUDA, or a CPU whose oneDNN runs bf16 natively (measured 2026-12-04 on one Zen 4
+    thread: a crop-256 batch-8 vm33 step 1.39 s with bf16 autocast vs 2.28 s in float32, both beside a
+    2-thread training run)."""
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _atomic_save(obj, path):
@@ -295,7 +307,7 @@ def main():
     torch.set_num_interop_threads(1)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
-    amp = device.type == "cuda" or args.bf16  # bfloat16 autocast; the entropy path stays float32/float64
+    amp = bf16_autocast(device) if args.bf16 is None else args.bf16  # the entropy path stays float32/float64
     frozen = args.frozen_analysis == "on"
     if frozen and args.model != "vm33":
         raise SystemExit("--frozen-analysis needs the vm33 model (latent cache)")
@@ -363,6 +375,9 @@ def main():
     gen = torch.Generator().manual_seed(args.seed * 1_000_003 + start_step)  # no replay after resume
     torch.manual_seed(args.seed * 1_000_003 + start_step + 1)
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    if amp and device.type == "cpu":
+        dev_name = "cpu bf16"  # the log says which CPU rows ran with bf16 autocast
+    print(f"bf16 autocast: {'on' if amp else 'off'}", flush=True)
     common = {"device": dev_name, "threads": args.threads}
 
     def next_batch():
