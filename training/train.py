@@ -96,7 +96,9 @@ def parse_args():
     ap.add_argument("--save-every-min", type=float, default=10.0)
     ap.add_argument("--eval-every-min", type=float, default=40.0)
     ap.add_argument("--eval-images", type=int, default=6)
-    ap.add_argument("--eval-rates", default="0,3,7", help="rate indices evaluated on Kodak")
+    ap.add_argument("--eval-rates", default=None,
+                    help="rate indices evaluated on Kodak (default: the first, the last and two between: vm33 "
+                         "0,1,4,8 = lambda 0.011, 0.017, 0.065, 0.28)")
     ap.add_argument("--frame-lines", type=float, default=LINE_PROBABILITY,
                     help="probability per crop of thin constant lines along its borders (training.augment; 0 = off)")
     ap.add_argument("--sop-weight", type=float, default=None,
@@ -361,7 +363,9 @@ def main():
         print(f"pool: {len(pool)} crops from {pool.photos} photos, {pool.nbytes() / 2**20:.0f} MiB, "
               f"loaded in {time.time() - t0:.1f} s", flush=True)
     kodak = load_kodak(args.kodak, args.eval_images) if args.eval_images > 0 else []
-    eval_rates = [int(r) for r in args.eval_rates.split(",")]
+    n_rates = len(rate_lambdas)
+    eval_rates = ([int(r) for r in args.eval_rates.split(",")] if args.eval_rates
+                  else sorted({0, min(1, n_rates - 1), n_rates // 2, n_rates - 1}))
     lambdas = torch.tensor(rate_lambdas, device=device)
 
     stop = {"signal": None}
