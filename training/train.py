@@ -97,8 +97,8 @@ def parse_args():
     ap.add_argument("--eval-every-min", type=float, default=40.0)
     ap.add_argument("--eval-images", type=int, default=6)
     ap.add_argument("--eval-rates", default=None,
-                    help="rate indices evaluated on Kodak (default: the first, the last and two between: vm33 "
-                         "0,1,4,8 = lambda 0.011, 0.017, 0.065, 0.28)")
+                    help="rate indices evaluated on Kodak (default: the first two, the last and two between: "
+                         "vm33 0,1,4,8,11 = lambda 0.011, 0.017, 0.065, 0.28, 0.9)")
     ap.add_argument("--frame-lines", type=float, default=LINE_PROBABILITY,
                     help="probability per crop of thin constant lines along its borders (training.augment; 0 = off)")
     ap.add_argument("--sop-weight", type=float, default=None,
@@ -365,7 +365,7 @@ def main():
     kodak = load_kodak(args.kodak, args.eval_images) if args.eval_images > 0 else []
     n_rates = len(rate_lambdas)
     eval_rates = ([int(r) for r in args.eval_rates.split(",")] if args.eval_rates
-                  else sorted({0, min(1, n_rates - 1), n_rates // 2, n_rates - 1}))
+                  else sorted({0, min(1, n_rates - 1), n_rates // 3, 2 * n_rates // 3, n_rates - 1}))
     lambdas = torch.tensor(rate_lambdas, device=device)
 
     stop = {"signal": None}
