@@ -45,7 +45,8 @@ def main():
     if ck.get("meta", {}).get("model") == "vm33":  # the VM 3.3-based model (training/vm_codec.py)
         from .vm_codec import VM_RATE_LAMBDAS, VMCodec
 
-        model, lambdas = VMCodec(pretrained=False), VM_RATE_LAMBDAS
+        lambdas = tuple(ck["meta"].get("rate_lambdas", VM_RATE_LAMBDAS))  # the ladder it was trained with
+        model = VMCodec(num_rates=len(lambdas), pretrained=False)
     else:
         model = Codec()
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
