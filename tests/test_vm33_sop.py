@@ -55,3 +55,27 @@ def test_the_sop_loss_moves_only_the_sop_synthesis():
     for name, p in model.named_parameters():
         moved = p.grad is not None and bool(p.grad.abs().sum() > 0)
         assert moved == name.startswith("synthesis.sop."), name
+
+
+@pytest.mark.parametrize("joint_sop", [True, False])
+def test_the_analysis_gets_a_group_of_its_own_at_its_lr_and_resumes(joint_sop):
+    """--analysis-lr-mult: the encoder's parameters move to a last group at that multiple of the lr; a saved
+    optimizer of either layout is read back as the layout it has, and its Adam state carries across."""
+    model = _model()
+    plain = train.make_optimizer(model, "bop", 1e-4, frozen_analysis=False, joint_sop=joint_sop)
+    split = train.make_optimizer(model, "bop", 1e-4, frozen_analysis=False, joint_sop=joint_sop,
+                                 analysis_lr_mult=4.0)
+    assert len(split.param_groups) == len(plain.param_groups) + 1
+    encoder_ids = {id(p) for m in model.encoder_modules() for p in m.parameters()}
+    assert {id(p) for p in split.param_groups[-1]["params"]} == encoder_ids
+    assert split.param_groups[-1]["lr"] == pytest.approx(4e-4) and split.param_groups[-1]["lr_mult"] == 4.0
+    assert not encoder_ids & {id(p) for g in split.param_groups[:-1] for p in g["params"]}
+    assert sum(len(g["params"]) for g in split.param_groups) == sum(len(g["params"]) for g in plain.param_groups)
+    assert train.saved_group_layout(plain.state_dict()) == (joint_sop, False)
+    assert train.saved_group_layout(split.state_dict()) == (joint_sop, True)
+    for p in model.parameters():  # one step so that every group has Adam state
+        p.grad = torch.ones_like(p) if p.requires_grad else None
+    plain.step()
+    kept, total = train.transfer_optimizer_state(
+        split, plain.state_dict(), train.param_groups(model, "bop", joint_sop=joint_sop))
+    assert kept == total > 0

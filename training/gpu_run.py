@@ -108,6 +108,7 @@ def main():
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--analysis-lr-mult", type=float, default=1.0, help="passed to training.train")
     args = ap.parse_args()
 
     if args.merge:
@@ -136,7 +137,7 @@ def main():
             "--data", args.data, "--crop", str(args.crop), "--batch", str(args.batch), "--lr", str(args.lr),
             "--device", args.device, "--threads", str(args.threads), "--frozen-analysis", "off",
             "--time-limit-min", f"{budget_min:.3f}", "--eval-images", "0", "--save-every-min", "2",
-            "--warmup-steps", "200", "--log-every", "25"]
+            "--warmup-steps", "200", "--log-every", "25", "--analysis-lr-mult", str(args.analysis_lr_mult)]
     if device.type == "cuda":
         argv.append("--bf16")
     from . import train

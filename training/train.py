@@ -68,6 +68,9 @@ def parse_args():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-4, help="peak learning rate")
     ap.add_argument("--lr-min", type=float, default=1e-5, help="learning rate at the end of the planned run")
+    ap.add_argument("--analysis-lr-mult", type=float, default=1.0,
+                    help="the analysis (encoder) at this multiple of the lr, in a parameter group of its own: "
+                         "latent optimisation shows the analysis, not the synthesis, limits quality (README)")
     ap.add_argument("--warmup-steps", type=int, default=300, help="linear warm-up after an optimizer reset")
     ap.add_argument("--loss", default=None, choices=["psnr", "mse"],
                     help="psnr: bpp/lambda - PSNR-YUV (vm33 default); mse: lambda·MSE_yuv(6:1:1) + bpp (vr)")
@@ -174,8 +177,7 @@ def load_checkpoint(model, opt, op, ckpt, opt_path, device, rate_lambdas, traina
             except ValueError:  # the recipe changed the parameter groups: keep what state there is, warm up
                 old_stages = full["meta"].get("analysis_trainable_stages", LEGACY_TRAINABLE_STAGES)
                 try:
-                    old_groups = param_groups(model, op, old_stages,
-                                              joint_sop=len(full["optimizer"]["param_groups"]) == 4)
+                    old_groups = param_groups(model, op, old_stages, *saved_group_layout(full["optimizer"]))
                     kept, total = transfer_optimizer_state(opt, full["optimizer"], old_groups)
                 except (ValueError, IndexError):
                     return full["meta"], "float32 weights, fresh optimizer (parameter groups changed)", False
@@ -189,14 +191,23 @@ def load_checkpoint(model, opt, op, ckpt, opt_path, device, rate_lambdas, traina
     return committed["meta"], "float16 weights, fresh optimizer", False
 
 
+def saved_group_layout(saved_optimizer):
+    """-> (joint_sop, analysis_group) of a saved BOP optimizer: [rest, gains, priors] + [SOP] + [analysis];
+    the analysis group is the one whose lr_mult is not 1."""
+    mults = [g.get("lr_mult", 1.0) for g in saved_optimizer["param_groups"]]
+    extra = mults[3:]
+    return (1.0 in extra[:1]), (len(extra) == 2 or (len(extra) == 1 and extra[0] != 1.0))
+
+
 def trainable_analysis_stages(frozen_analysis, analysis_tail):
     """How many of the last analysis stages train: all of them unless the head is frozen (vm33 on the CPU)."""
     return analysis_tail if frozen_analysis else ALL_ANALYSIS_STAGES
 
 
-def param_groups(model, op, trainable_stages=ALL_ANALYSIS_STAGES, joint_sop=False):
+def param_groups(model, op, trainable_stages=ALL_ANALYSIS_STAGES, joint_sop=False, analysis_group=False):
     """The optimizer's parameter lists, in order: [rest, gains, priors] for BOP (the frozen analysis head and
-    any SOP synthesis left out), + [SOP synthesis] when it trains beside BOP; [synthesis] for SOP alone.
+    any SOP synthesis left out), + [SOP synthesis] when it trains beside BOP, + [trainable analysis] when
+    analysis_group (its own learning rate); [synthesis] for SOP alone.
     Pure: requires_grad is set by make_optimizer."""
     if op == "sop":
         return [list(model.synthesis["sop"].parameters())]
@@ -211,21 +222,28 @@ def param_groups(model, op, trainable_stages=ALL_ANALYSIS_STAGES, joint_sop=Fals
     gains = [model.luma.gain.log2_gain, model.chroma.gain.log2_gain]
     priors = list(model.luma.z_prior.parameters()) + list(model.chroma.z_prior.parameters())
     ids = {id(p) for p in gains + priors} | frozen
+    analysis = []
+    if analysis_group and hasattr(model, "luma_analysis"):
+        analysis = [p for m in model.encoder_modules() for p in m.parameters() if id(p) not in ids]
+        ids |= {id(p) for p in analysis}
     rest = [p for p in model.parameters() if id(p) not in ids]
-    return [rest, gains, priors] + ([sop] if joint_sop else [])
+    return [rest, gains, priors] + ([sop] if joint_sop else []) + ([analysis] if analysis else [])
 
 
-def make_optimizer(model, op, lr, frozen_analysis=False, analysis_tail=0, joint_sop=False):
+def make_optimizer(model, op, lr, frozen_analysis=False, analysis_tail=0, joint_sop=False, analysis_lr_mult=1.0):
     """Adam; SOP trains only its synthesis, a frozen analysis head (all but its last analysis_tail stages) is
     left out; gain units get GAIN_LR_MULT, z priors PRIOR_LR_MULT; joint_sop: the SOP synthesis trains in
-    the same steps on the same (detached) latent."""
-    groups = param_groups(model, op, trainable_analysis_stages(frozen_analysis, analysis_tail), joint_sop)
+    the same steps on the same (detached) latent; analysis_lr_mult != 1 puts the trainable analysis in a
+    group of its own at that multiple of the base lr."""
+    groups = param_groups(model, op, trainable_analysis_stages(frozen_analysis, analysis_tail), joint_sop,
+                          analysis_group=analysis_lr_mult != 1.0)
     trainable = {id(p) for g in groups for p in g}
     for p in model.parameters():
         p.requires_grad_(id(p) in trainable)
     if op == "sop":
         return torch.optim.Adam(groups[0], lr=lr)
-    mults = (1.0, GAIN_LR_MULT, PRIOR_LR_MULT, 1.0)
+    mults = [1.0, GAIN_LR_MULT, PRIOR_LR_MULT] + ([1.0] if joint_sop else [])
+    mults += [analysis_lr_mult] * (len(groups) - len(mults))
     return torch.optim.Adam([{"params": g, "lr": lr * m, "lr_mult": m} for g, m in zip(groups, mults)])
 
 
@@ -326,7 +344,7 @@ def main():
         tail = 0
     sop_weight = (1.0 if args.model == "vm33" else 0.0) if args.sop_weight is None else args.sop_weight
     joint_sop = args.op == "bop" and sop_weight > 0 and getattr(model, "sop_trains_beside_bop", False)
-    opt = make_optimizer(model, args.op, args.lr, frozen, tail, joint_sop)
+    opt = make_optimizer(model, args.op, args.lr, frozen, tail, joint_sop, args.analysis_lr_mult)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     opt_path = ckpt.with_name(ckpt.stem + ".opt.pt")
     meta = {"steps": {"bop": 0, "sop": 0}, "wall_s": 0.0, "rate_lambdas": list(rate_lambdas), "model": args.model}
