@@ -34,6 +34,7 @@ from .augment import LINE_PROBABILITY, paint_frame_lines
 from .colour import psnr, psnr_yuv, rgb_to_yuv420, weighted_mse, yuv_mse
 from .data import TrainPool, load_kodak
 from .evaluate import evaluate_kodak
+from .msssim import msssim_db
 from .tsv_log import TsvLog
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -44,6 +45,10 @@ MODELS = {"vr": (vr_codec.Codec, vr_codec.RATE_LAMBDAS, "vr_bop"),
 # Per-image MSE floor (0-255 domain) before the log: a flat chroma crop must not dominate the
 # log-domain loss (MSE 0.05 = 61 dB).
 MSE_FLOOR = 0.05
+# MS-SSIM-Y (dB) beside PSNR-YUV in the vm33 loss, from step 66,245: trained on PSNR-YUV alone from step 41,061 to
+# 64,201 the model gained 6.2 % BD-rate in PSNR-YUV but lost 4.6 % in MS-SSIM (rd_eval, 24 Kodak images, real
+# bytes), and issue 11 asks for both; 0.5 keeps PSNR-YUV the larger term (both slopes ~4 dB per e-fold of rate).
+MSSSIM_WEIGHT_VM33 = 0.5
 GAIN_LR_MULT = 10.0  # gain units move whole rate points; at the base lr they would take ~1e5 steps
 # z priors: a factorised density has to follow z's whole distribution; at the base lr a fresh one still
 # spent 0.15 bpp on luma z after 850 steps (kodim01, vm33), ~10x what a fitted one does
@@ -104,6 +109,9 @@ def parse_args():
                          "vm33 0,1,4,8,11 = lambda 0.011, 0.017, 0.065, 0.28, 0.9)")
     ap.add_argument("--frame-lines", type=float, default=LINE_PROBABILITY,
                     help="probability per crop of thin constant lines along its borders (training.augment; 0 = off)")
+    ap.add_argument("--msssim-weight", type=float, default=None,
+                    help="psnr loss: weight of MS-SSIM-Y (dB) beside PSNR-YUV in each rate point's quality "
+                         f"(default {MSSSIM_WEIGHT_VM33} for vm33, 0 = PSNR-YUV alone)")
     ap.add_argument("--sop-weight", type=float, default=None,
                     help="BOP runs of vm33: the SOP synthesis trains in the same steps on the same latent (detached: "
                          "it never moves the latent), its -PSNR-YUV weighted by this (default 1 for vm33, 0 = off)")
@@ -273,13 +281,15 @@ def lr_factor(steps_since_reset, warmup_steps, progress):
     return warm, decay
 
 
-def rd_loss(kind, lambdas, rate_idx, mse3, bpp):
+def rd_loss(kind, lambdas, rate_idx, mse3, bpp, msssim_db=None, msssim_weight=0.0):
     """Per-batch training loss. psnr: mean of bpp/lambda_r - PSNR-YUV (6:1:1 of the per-image component
-    PSNRs, MSE floored at MSE_FLOOR); mse: mean of lambda_r·MSE_yuv(6:1:1) + bpp (the older recipe)."""
+    PSNRs, MSE floored at MSE_FLOOR) - msssim_weight·MS-SSIM-Y in dB (when given: both metrics we report, in
+    the same dB units); mse: mean of lambda_r·MSE_yuv(6:1:1) + bpp (the older recipe)."""
     if kind == "psnr":
         p = psnr(mse3.clamp_min(MSE_FLOOR))
         p_yuv = (6.0 * p[:, 0] + p[:, 1] + p[:, 2]) / 8.0
-        return (bpp / lambdas[rate_idx] - p_yuv).mean()
+        quality = p_yuv if msssim_db is None else p_yuv + msssim_weight * msssim_db
+        return (bpp / lambdas[rate_idx] - quality).mean()
     return (lambdas[rate_idx] * weighted_mse(mse3) + bpp).mean()
 
 
@@ -343,6 +353,10 @@ def main():
     else:
         tail = 0
     sop_weight = (1.0 if args.model == "vm33" else 0.0) if args.sop_weight is None else args.sop_weight
+    ms_weight = (MSSSIM_WEIGHT_VM33 if args.model == "vm33" else 0.0) if args.msssim_weight is None \
+        else args.msssim_weight
+    if ms_weight and loss_kind != "psnr":
+        raise SystemExit("--msssim-weight needs --loss psnr")
     joint_sop = args.op == "bop" and sop_weight > 0 and getattr(model, "sop_trains_beside_bop", False)
     opt = make_optimizer(model, args.op, args.lr, frozen, tail, joint_sop, args.analysis_lr_mult)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -493,10 +507,13 @@ def main():
                 y_rec, uv_rec, bits = model(y, uv, rate_idx, args.op)
         mse3 = yuv_mse(y_rec.float(), uv_rec.float(), y, uv)
         bpp = bits / (y.shape[-2] * y.shape[-1])
-        loss = rd_loss(loss_kind, lambdas, rate_idx, mse3, bpp)
+        ms_db = msssim_db(y_rec.float(), y) if ms_weight else None
+        loss = rd_loss(loss_kind, lambdas, rate_idx, mse3, bpp, ms_db, ms_weight)
         if joint_sop:  # distortion only: the SOP decodes the BOP's latent, it has no say in the rate
             mse3_sop = yuv_mse(y_sop.float(), uv_sop.float(), y, uv)
-            loss = loss + sop_weight * rd_loss(loss_kind, lambdas, rate_idx, mse3_sop, torch.zeros_like(bpp))
+            ms_db_sop = msssim_db(y_sop.float(), y) if ms_weight else None
+            loss = loss + sop_weight * rd_loss(loss_kind, lambdas, rate_idx, mse3_sop, torch.zeros_like(bpp),
+                                               ms_db_sop, ms_weight)
             window_sop.append(psnr_yuv(mse3_sop.detach()).mean().item())
         if not torch.isfinite(loss):
             print(f"step {step}: non-finite loss, batch skipped", flush=True)
@@ -507,7 +524,8 @@ def main():
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], args.grad_clip)
         opt.step()
         step += 1
-        window.append((loss.item(), bpp.mean().item(), psnr_yuv(mse3.detach()).mean().item()))
+        window.append((loss.item(), bpp.mean().item(), psnr_yuv(mse3.detach()).mean().item(),
+                       ms_db.mean().item() if ms_db is not None else float("nan")))
         if step % args.log_every == 0:
             n = len(window)
             loss_avg, b, p = (sum(w[i] for w in window) / n for i in range(3))
@@ -517,6 +535,8 @@ def main():
                 log.row(step=step, rate_point="mix sop", train_psnr_yuv=f"{sum(window_sop) / len(window_sop):.3f}",
                         wall_s=wall(), lr=f"{current_lr:.3g}", **common)
             sop_note = f" sop {sum(window_sop) / len(window_sop):.2f}" if window_sop else ""
+            if ms_weight:
+                sop_note += f" msssim_db {sum(w[3] for w in window) / n:.2f}"
             print(f"step {step} loss {loss_avg:.4f} bpp {b:.4f} psnr_yuv {p:.2f}{sop_note} lr {current_lr:.3g} "
                   f"({(time.time() - run_start) / max(step - start_step, 1):.2f} s/step)", flush=True)
             window, window_sop = [], []
