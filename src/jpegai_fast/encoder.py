@@ -13,9 +13,9 @@ rate point (:func:`quality_table`): the knot of rate point r is round(100·ln(bp
 bpp_0)) with bpp_r the model card's measured Kodak mean, so quality is about linear in log bpp (each 10
 points ≈ ×1.41 bpp on vr_bop).  Knots of the shipped models:
 
-    rate point   0   1   2   3   4   5   6   7
-    vr_bop       0  18  38  55  68  78  87 100     (the default model)
-    vm33         0  22  43  63  73  83  91 100
+    rate point   0   1   2   3   4   5   6   7   8   9  10  11
+    vr_bop       0  18  38  55  68  78  87 100                 (the default model)
+    vm33         0  13  29  45  57  65  71  77  84  89  94 100
 
 A model whose card has no Kodak figures gets knots linear in the rate point, round(100·r / (R−1)).  A knot
 quality gives that trained rate point's stream exactly; ``rate_point=`` (an int) names one directly.
