@@ -56,5 +56,9 @@ def test_the_psnr_loss_adds_the_weighted_msssim_term():
     ms_db = torch.tensor([12.0, 16.0])
     base = train.rd_loss("psnr", lambdas, rate_idx, mse3, bpp)
     both = train.rd_loss("psnr", lambdas, rate_idx, mse3, bpp, ms_db, 0.5)
-    assert float(both) == pytest.approx(float(base) - 0.5 * 14.0)
+    p = 10 * torch.log10(255.0**2 / mse3)
+    p_yuv = (6 * p[:, 0] + p[:, 1] + p[:, 2]) / 8
+    assert float(base) == pytest.approx(float((bpp / lambdas[rate_idx] - p_yuv).mean()), rel=1e-6)
+    expect = (bpp / lambdas[rate_idx] - (p_yuv + 0.5 * ms_db) / 1.5).mean()  # a weighted mean: rates stay put
+    assert float(both) == pytest.approx(float(expect), rel=1e-6)
     assert float(train.rd_loss("psnr", lambdas, rate_idx, mse3, bpp, ms_db, 0.0)) == pytest.approx(float(base))
