@@ -15,7 +15,7 @@ points ≈ ×1.41 bpp on vr_bop).  Knots of the shipped models:
 
     rate point   0   1   2   3   4   5   6   7   8   9  10  11
     vr_bop       0  18  38  55  68  78  87 100                 (the default model)
-    vm33         0  13  29  45  57  65  71  77  84  89  94 100
+    vm33         0  14  32  49  60  68  75  80  86  90  95 100
 
 A model whose card has no Kodak figures gets knots linear in the rate point, round(100·r / (R−1)).  A knot
 quality gives that trained rate point's stream exactly; ``rate_point=`` (an int) names one directly.
