@@ -243,7 +243,9 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd_by_op):
           f"- Checkpoint `{card['checkpoint']}`, steps {meta.get('steps')}, training wall time {meta.get('wall_s')} s "
           "(CPU, 1-2 threads; the VM analysis frozen up to step 10,928, its last two stages trained from then on "
           "and its last three from step 34,700, on cached features of the frozen head, `training.latent_cache`; "
-          "all of it from step 45,415, with bf16 autocast from step 46,027; log training/logs/vm33.tsv).",
+          "all of it from step 45,415, with bf16 autocast from step 46,027; steps 58,651–64,201 on an H200 GPU, "
+          "`training.gpu_run`, batch 16; quality PSNR-YUV and MS-SSIM-Y (weight 0.5) from step 64,307; "
+          "log training/logs/vm33.tsv).",
           f"- Training data: {card['training']['data']}. The sources of these photos state research-use licences "
           "(provenance per crop in the pool's MANIFEST.tsv), and the VM weights are CC BY 4.0: **these weights are a "
           "research artefact**. The code is Apache-2.0.",
