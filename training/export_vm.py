@@ -249,7 +249,8 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd_by_op):
           f"- Training data: {card['training']['data']}. The sources of these photos state research-use licences "
           "(provenance per crop in the pool's MANIFEST.tsv), and the VM weights are CC BY 4.0: **these weights are a "
           "research artefact**. The code is Apache-2.0.",
-          f"- Rate points as RD slopes λ (bpp per dB of quality: PSNR-YUV, from step 64,307 (PSNR-YUV + 0.5·MS-SSIM-Y dB) / 1.5): {', '.join(f'{x:g}' for x in VM_RATE_LAMBDAS)}.",
+          "- Rate points as RD slopes λ (bpp per dB of quality: PSNR-YUV, from step 64,307 "
+          f"(PSNR-YUV + 0.5·MS-SSIM-Y dB) / 1.5): {', '.join(f'{x:g}' for x in VM_RATE_LAMBDAS)}.",
           "- Format: ONNX opset 17 float32 (weights stored as exact float16, dynamic H/W) + model.bin "
           "(docs/model_format.md; "
           "mean.topology [1, 1, 5, 5], meta.grid [16, 32]). Mean path fixed-point (calibrated on 16 training crops "
