@@ -45,7 +45,7 @@ MODELS = {"vr": (vr_codec.Codec, vr_codec.RATE_LAMBDAS, "vr_bop"),
 # Per-image MSE floor (0-255 domain) before the log: a flat chroma crop must not dominate the
 # log-domain loss (MSE 0.05 = 61 dB).
 MSE_FLOOR = 0.05
-# MS-SSIM-Y (dB) beside PSNR-YUV in the vm33 loss, from step 66,245: trained on PSNR-YUV alone from step 41,061 to
+# MS-SSIM-Y (dB) beside PSNR-YUV in the vm33 loss, from step 64,307: trained on PSNR-YUV alone from step 41,061 to
 # 64,201 the model gained 6.2 % BD-rate in PSNR-YUV but lost 4.6 % in MS-SSIM (rd_eval, 24 Kodak images, real
 # bytes), and issue 11 asks for both; 0.5: PSNR-YUV two thirds of the quality (both slopes ~4 dB per e-fold
 # of rate).  As a weighted mean from step 68,392 (a plain sum moved every rate point up, see rd_loss).
