@@ -24,6 +24,7 @@ import math
 import os
 import pathlib
 import signal
+import statistics
 import time
 
 import torch
@@ -456,7 +457,7 @@ def main():
 
     run_start = last_save = last_eval = time.time()
     wall0, op_wall0 = meta["wall_s"], meta["wall_s_by_op"].get(args.op, 0.0)
-    step, window, window_sop = start_step, [], []
+    step, window, window_sop, window_grad = start_step, [], [], []
     warmup = 0 if opt_kept else args.warmup_steps
     current_lr = args.lr
 
@@ -524,10 +525,14 @@ def main():
             continue
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if args.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], args.grad_clip)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        if args.grad_clip > 0:  # returns the pre-clip norm: logged so the log shows how often the clip bites
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, args.grad_clip)
+        else:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in trainable if p.grad is not None])
         opt.step()
         step += 1
+        window_grad.append(float(grad_norm))
         window.append((loss.item(), bpp.mean().item(), psnr_yuv(mse3.detach()).mean().item(),
                        ms_db.mean().item() if ms_db is not None else float("nan")))
         if step % args.log_every == 0:
@@ -541,9 +546,11 @@ def main():
             sop_note = f" sop {sum(window_sop) / len(window_sop):.2f}" if window_sop else ""
             if ms_weight:
                 sop_note += f" msssim_db {sum(w[3] for w in window) / n:.2f}"
+            clip_note = f"clip {args.grad_clip:g}" if args.grad_clip > 0 else "no clip"
             print(f"step {step} loss {loss_avg:.4f} bpp {b:.4f} psnr_yuv {p:.2f}{sop_note} lr {current_lr:.3g} "
+                  f"grad_norm {statistics.median(window_grad):.3g} (median; {clip_note}) "
                   f"({(time.time() - run_start) / max(step - start_step, 1):.2f} s/step)", flush=True)
-            window, window_sop = [], []
+            window, window_sop, window_grad = [], [], []
         if kodak and args.eval_every_min and time.time() - last_eval >= 60 * args.eval_every_min:
             evaluate()
             last_eval = time.time()
