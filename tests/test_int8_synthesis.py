@@ -27,7 +27,7 @@ from training import quantize_synthesis as qs  # noqa: E402
 
 INT8_MODELS = [m for m in MODELS if any(m.glob("synthesis_*.int8.onnx"))]
 # PSNR of the int8 decode against the fp32 decode (8-bit RGB) of the test photo at rate point 4; measured
-# 43.3 dB (vm33 BOP), 37.8 dB (vm33 SOP, 465 training steps old), 42.3 dB (vr_bop SOP), 45.4 dB (vr_bop BOP)
+# 46.4 dB (vm33 BOP), 45.3 dB (vm33 SOP; 2026-12-05 graphs), 42.3 dB (vr_bop SOP), 45.4 dB (vr_bop BOP)
 # with the shipped int8 graphs, while fp32 itself is 27-32 dB from the photo: int8's noise stays 10 dB under
 # the coding noise (Kodak cost per model: the cards' synthesis_int8); a broken int8 graph lands far below
 INT8_VS_FP32_MIN_DB = 36.0
