@@ -31,3 +31,27 @@ def test_latent_ceiling_reports_analysis_synthesis_and_rdo(tmp_path, capsys):
     assert b0 > 0 and b1 > 0 and 15 < p0 < 60 and 15 < p1 < 60
     assert b1 / 0.065 - p1 <= b0 / 0.065 - p0 + 0.01  # best loss kept (lambda 0.065; printed rounded)
     assert "mean (1 images)" in out
+
+
+@pytest.mark.skipif(not CHECKPOINT.exists(), reason="no vm33 checkpoint committed")
+def test_fixed_prior_coder_starts_where_the_model_does():
+    """--rdo-fixed-prior: at the analysis' own latent the frozen-prior coder gives the model's bits and latents
+    exactly, and its gradient reaches both latents (through the synthesis and the residual rates)."""
+    from skimage import data
+
+    from training import latent_ceiling
+    from training.colour import rgb_to_yuv420
+    from training.gain_sweep import load
+    model = load(CHECKPOINT)
+    rgb = torch.from_numpy(np.ascontiguousarray(data.astronaut()[:96, :160])).permute(2, 0, 1)[None].float()
+    y, uv = rgb_to_yuv420(rgb)
+    with torch.no_grad():
+        a, b = model.analysis(y, uv)
+        want = model.code_latents(a, b, torch.tensor([5]))
+    coder = latent_ceiling._fixed_prior_coder(model, a, b, 5)
+    a, b = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    got = coder(a, b)
+    for g, w in zip(got, want):
+        assert torch.equal(g.detach(), w)
+    got[2].sum().backward()
+    assert a.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
