@@ -110,6 +110,8 @@ def main():
     ap.add_argument("--codec", default="runtime", choices=["runtime", "reference"],
                     help="runtime: jpegai_fast's encoder/decoder (C++ + ORT; its integers and bytes equal the "
                          "reference's, tests/test_rate_points.py); reference: the numpy oracle (slow)")
+    ap.add_argument("--refine", type=int, default=0,
+                    help="runtime codec: steps of encoder-side latent refinement (encode(..., refine=N); vm33)")
     ap.add_argument("--baseline", default=None,
                     help="another rd_eval JSON of the same images: adds the per-image BD-rate of this model vs it")
     args = ap.parse_args()
@@ -122,7 +124,7 @@ def main():
         dec = jpegai_fast.Decoder(args.model, operating_point=args.op, threads=args.threads)
 
         def code(rgb, r):
-            data = enc.encode(rgb, rate_point=r, operating_point=args.op)
+            data = enc.encode(rgb, rate_point=r, operating_point=args.op, refine=args.refine)
             return data, dec.decode(data)
     else:
         def code(rgb, r):
@@ -153,6 +155,7 @@ def main():
                        for an, anc in (("jpeg", jpeg), ("vvc", vvc)) for q in ("psnr_yuv", "msssim_db")}}
     res["bd_rate"]["vvc_vs_jpeg_psnr_yuv"] = bd_per_image(vvc, jpeg, "psnr_yuv")  # sanity check of the tooling
     res["codec"] = args.codec
+    res["refine"] = args.refine
     if args.baseline:
         base = json.loads(pathlib.Path(args.baseline).read_text())
         res["baseline"] = base["model"]

@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import colour, container, entropy
+from . import refine as refinement
 from . import synthesis as syn
 from .decoder import AUTO_TILE_PIXELS, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE
 from .errors import LimitError, RateError, RateWarning
@@ -48,6 +49,7 @@ MAX_SIDE = 65536
 QUALITY_BELOW, QUALITY_ABOVE = 4.0, 2.0  # how far bpp rate control may go past the trained rate points (scale)
 DEFAULT_RATE_POINT = 4  # lambda 0.0113, about 0.58 bpp on Kodak (vr_bop); capped at the model's last rate point
 OPS = {"sop": 0, "bop": 1}
+MAX_REFINE = 10000  # refinement steps (each codes, decodes and differentiates the picture once)
 # Analysis tiling (encoder memory): the analysis graphs see a stride-16 grid with a receptive field of
 # about 60 luma samples, so 64 samples of overlap cover it (docs/stages.md, "Encoder").  Used whenever the
 # synthesis is tiled, and for untiled streams above AUTO_TILE_PIXELS.
@@ -180,7 +182,8 @@ class _Analysis:
     """The rate-independent part of one picture: the float graphs here, the integer part in C++.  A grey
     (H, W) picture is monochrome (4:0:0): its samples are the luma plane, and no chroma is analysed or coded."""
 
-    def __init__(self, model: Model, rgb: np.ndarray, analysis_tile: int = 0):
+    def __init__(self, model: Model, rgb: np.ndarray, analysis_tile: int = 0, keep: bool = False):
+        """keep: hold the coded picture's planes, latents and z for latent refinement (``refine=``)."""
         self.image_hw = rgb.shape[:2]
         self.monochrome = rgb.ndim == 2
         h, w = self.image_hw
@@ -197,13 +200,21 @@ class _Analysis:
         y, uv = (padded.astype(np.float32), None) if self.monochrome else colour.rgb_to_yuv420(padded)
         del padded
         lat = _analyse(model, y, uv, model.latent_size("luma", self.coded_hw), analysis_tile)
+        self.planes: tuple[np.ndarray, np.ndarray | None] | None = (y, uv) if keep else None
         del y, uv
-        z_hat = {}
+        z_hat: dict[str, np.ndarray] = {}
         for comp in lat:
             z = model.run(f"hyper_encoder_{comp}", y=lat[comp][None])[0]
             z_hat[comp] = np.round(np.clip(z, -model.z_offset, model.z_offset)).astype(np.int16)  # half to even
+        self.latents: dict[str, np.ndarray] = lat if keep else {}
+        self.z_hat: dict[str, np.ndarray] = z_hat if keep else {}
         self.prepared = model.latent_model.prepare_encode(ch, cw, z_hat["luma"], z_hat.get("chroma"), lat["luma"],
                                                           lat.get("chroma"), threads=model.threads)
+
+    def with_latents(self, model: Model, y_luma: np.ndarray, y_chroma: np.ndarray):
+        """The C++ preparation of other luma / chroma latents under this picture's z (latent refinement)."""
+        return model.latent_model.prepare_encode(*self.coded_hw, self.z_hat["luma"], self.z_hat["chroma"],
+                                                 y_luma, y_chroma, threads=model.threads)
 
 
 def header_tiling(image_hw, tile_size: int | None = None, tile_overlap: int | None = None) -> tuple[int, int]:
@@ -242,6 +253,8 @@ class Encoder:
         self.model = model if isinstance(model, Model) else Model(model, device=device, threads=threads)
         self.max_pixels = int(max_pixels)
         self.last_trials: list[tuple[float, float]] = []  # (rate scale, bpp) of the latest rate control
+        self.last_refinement: list[tuple[float, ...]] = []  # (bpp, PSNR-YUV, MS-SSIM dB, loss) per refinement step
+        self._last_scale = 0.0
         self._requested_threads = threads
 
     def __getstate__(self) -> dict:  # picklable: constructor arguments; sessions are re-made in the worker
@@ -251,13 +264,13 @@ class Encoder:
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)  # type: ignore[misc]
 
-    def _code(self, an: _Analysis, rate: int, disp, op: str, substreams: int, tiling=(0, 0)) -> bytes:
+    def _code(self, an: _Analysis, rate: int, disp, op: str, substreams: int, tiling=(0, 0), prepared=None) -> bytes:
         m = self.model
         if an.monochrome:
             disp = (disp[0], 0)  # 4:0:0: the header's chroma fields are 0
         gains = [None if d == 0 else syn.gain(m, comp, rate, d) for comp, d in zip(("luma", "chroma"), disp)]
-        soz, sorp, sors = an.prepared.code(rate, int(disp[0]), int(disp[1]), gains[0], gains[1],
-                                           substreams=substreams, threads=m.threads)
+        soz, sorp, sors = (prepared or an.prepared).code(rate, int(disp[0]), int(disp[1]), gains[0], gains[1],
+                                                         substreams=substreams, threads=m.threads)
         segs = {"SOZ": soz, "SORP": sorp} if an.monochrome else {"SOZ": soz, "SORP": sorp, "SORS": sors}
         hd = container.PictureHeader()
         hd.height, hd.width = an.coded_hw
@@ -275,20 +288,58 @@ class Encoder:
     def encode(self, rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | None = None,
                rate_point: int | None = None, operating_point: str = "bop", substreams: int = 1,
                tile_size: int | None = None, tile_overlap: int | None = None, strict: bool = False,
-               exif: bytes | None = None, icc_profile: bytes | None = None, xmp: bytes | str | None = None) -> bytes:
+               exif: bytes | None = None, icc_profile: bytes | None = None, xmp: bytes | str | None = None,
+               refine: int = 0) -> bytes:
         """See the module-level :func:`encode`.  ``strict``: a ``bpp`` target the model cannot reach (tiny
         pictures, targets below its smallest stream) raises :class:`RateError` instead of warning."""
         rgb = _validate(rgb, self.max_pixels)
+        refine = self._check_refine(rgb, refine, operating_point)
         mds = container.write_metadata({"exif": exif, "icc_profile": icc_profile, "xmp": xmp})
-        data = self._encode(rgb, bpp, quality, rate_point, operating_point, substreams, tile_size, tile_overlap, strict)
+        data = self._encode(rgb, bpp, quality, rate_point, operating_point, substreams, tile_size, tile_overlap, strict,
+                            refine)
         if mds is None:
             return data
         # the metadata segment comes right after the header; it is not counted by the rate control (bpp)
         header, segs = container.parse(data, self.max_pixels)
         return container.write(header, {"MDS": mds, **segs})
 
+    def _check_refine(self, rgb: np.ndarray, refine, op) -> int:
+        if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or not 0 <= refine <= MAX_REFINE:
+            raise ValueError(f"refine must be an int in [0, {MAX_REFINE}] (refinement steps), got {refine!r}")
+        if not refine:
+            return 0
+        if not refinement.available(self.model, op):
+            raise ValueError(f"refine: model {self.model.name} ships no picture_gradient_{op}.onnx (encoder-side "
+                             "refinement needs a VM-style synthesis; training/synthesis_vjp.py writes it)")
+        if rgb.shape[0] * rgb.shape[1] > refinement.MAX_PIXELS:
+            raise LimitError(f"refine: the picture has {rgb.shape[0] * rgb.shape[1]} pixels, more than the "
+                             f"{refinement.MAX_PIXELS} that latent refinement synthesises at once", "refine")
+        if rgb.ndim == 2:
+            warnings.warn("refine: monochrome pictures are not refined", RuntimeWarning, stacklevel=3)
+            return 0
+        if min(rgb.shape[:2]) < refinement.MIN_SIDE:  # (a small picture's coded margin keeps it below, too)
+            warnings.warn(f"refine: pictures with a side below {refinement.MIN_SIDE} are not refined",
+                          RuntimeWarning, stacklevel=3)
+            return 0
+        return int(refine)
+
+    def _refined(self, an: _Analysis, scale: float, extended: bool, op: str, substreams: int, tiling,
+                 steps: int) -> bytes:
+        """The stream of rate scale ``scale`` with ``steps`` steps of latent refinement (jpegai_fast.refine)."""
+        m = self.model
+        rate, disp = scale_to_params(m, scale, extended=extended)
+        gains = {comp: syn.gain(m, comp, rate, d) for comp, d in zip(("luma", "chroma"), disp)}
+        code = lambda y_l, y_c: self._code(an, rate, disp, op, substreams, tiling,  # noqa: E731
+                                           prepared=an.with_latents(m, y_l, y_c))
+        assert an.planes is not None  # kept for refinement (colour pictures only)
+        y, uv = an.planes
+        assert uv is not None
+        data, self.last_refinement = refinement.refine(m, code, an.latents, gains, y, uv,
+                                                       refinement.rate_lambda(m, scale), op, steps)
+        return data
+
     def _encode(self, rgb: np.ndarray, bpp, quality, rate_point, operating_point, substreams, tile_size,
-                tile_overlap, strict) -> bytes:
+                tile_overlap, strict, refine=0) -> bytes:
         tiling = header_tiling(rgb.shape[:2], tile_size, tile_overlap)
         if operating_point not in OPS:
             raise ValueError(f"operating_point must be 'bop' or 'sop', got {operating_point!r}")
@@ -309,12 +360,18 @@ class Encoder:
             if not (math.isfinite(bpp) and bpp > 0):
                 raise ValueError(f"bpp must be a positive number, got {bpp!r}")
         big = rgb.shape[0] * rgb.shape[1] > AUTO_TILE_PIXELS
-        an = _Analysis(m, rgb, analysis_tile=tiling[0] or (DEFAULT_TILE_SIZE if big else 0))
+        an = _Analysis(m, rgb, analysis_tile=tiling[0] or (DEFAULT_TILE_SIZE if big else 0), keep=bool(refine))
         code = lambda s: self._code(an, *scale_to_params(m, s, extended=bpp is not None),  # noqa: E731
                                     operating_point, int(substreams), tiling)
         if bpp is None:
+            if refine:
+                return self._refined(an, scale, False, operating_point, int(substreams), tiling, refine)
             return code(scale)
         data = self._rate_control(code, bpp, rgb.shape[0] * rgb.shape[1])
+        if refine:  # refined at the scale the rate control chose; kept only when it still meets the target
+            refined = self._refined(an, self._last_scale, True, operating_point, int(substreams), tiling, refine)
+            if 8 * len(refined) / (rgb.shape[0] * rgb.shape[1]) <= bpp:
+                data = refined
         got = 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
         if got > bpp:  # the rate control never exceeds a reachable target: say so when it cannot reach it
             msg = (f"bpp target {bpp:g} cannot be reached for this {rgb.shape[1]}x{rgb.shape[0]} picture: the smallest "
@@ -338,8 +395,10 @@ class Encoder:
             return 8 * len(cache[q]) / pixels
 
         lo, hi = -QUALITY_BELOW, float(self.model.num_rates - 1) + QUALITY_ABOVE
+        self._last_scale = hi
         if size(hi) <= target:
             return cache[hi]
+        self._last_scale = lo
         if size(lo) > target:
             return cache[lo]
         for _ in range(16):  # bpp is close to linear in log gain: a dozen halvings reach the 10 % window
@@ -350,6 +409,7 @@ class Encoder:
                 lo = mid
             else:
                 hi = mid
+        self._last_scale = lo
         return cache[lo]
 
 
@@ -360,7 +420,8 @@ def encode(rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | No
            rate_point: int | None = None, operating_point: str = "bop", substreams: int = 1,
            threads: int | None = None, model: str | os.PathLike[str] | Model = "default", device: str = "cpu",
            tile_size: int | None = None, tile_overlap: int | None = None, strict: bool = False,
-           exif: bytes | None = None, icc_profile: bytes | None = None, xmp: bytes | str | None = None) -> bytes:
+           exif: bytes | None = None, icc_profile: bytes | None = None, xmp: bytes | str | None = None,
+           refine: int = 0) -> bytes:
     """uint8 RGB (H, W, 3) -> codestream bytes; a grey uint8 (H, W) array is coded monochrome (4:0:0: luma only,
     decoded with R = G = B).
 
@@ -376,7 +437,11 @@ def encode(rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | No
     rate (:func:`jpegai_fast.model.model_for_bpp`); with ``quality`` / ``rate_point``: the default model,
     whose rate points they name.  ``exif`` / ``icc_profile`` / ``xmp``: metadata stored unchanged in the MDS
     segment (each at most 16 MiB; XMP as bytes or str), returned by ``decode(..., with_metadata=True)``; it is
-    not counted by ``bpp`` rate control.  Raises ValueError on bad input, LimitError on absurd sizes."""
+    not counted by ``bpp`` rate control.  ``refine``: steps of encoder-side latent refinement
+    (:mod:`jpegai_fast.refine`; 0 = off): a better picture per bit from the same decoder, each step about one
+    more synthesis forward and backward pass plus a latent code/decode (vm33 only; pictures up to
+    ``refine.MAX_PIXELS``; with ``bpp`` the refined stream is kept only when it still meets the target).
+    Raises ValueError on bad input, LimitError on absurd sizes."""
     if isinstance(model, str) and model == "default" and bpp is not None:
         model = model_for_bpp(float(bpp), operating_point)
     key = (str(model), device, threads)
@@ -384,4 +449,5 @@ def encode(rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | No
         _ENCODERS[key] = Encoder(model, device, threads)
     return _ENCODERS[key].encode(rgb, bpp=bpp, quality=quality, rate_point=rate_point,
                                  operating_point=operating_point, substreams=substreams, tile_size=tile_size,
-                                 tile_overlap=tile_overlap, strict=strict, exif=exif, icc_profile=icc_profile, xmp=xmp)
+                                 tile_overlap=tile_overlap, strict=strict, exif=exif, icc_profile=icc_profile, xmp=xmp,
+                                 refine=refine)
