@@ -5,7 +5,8 @@
 #
 # Steps (each the command the training README documents): export (BOP + SOP graphs) -> Kodak RD with real
 # bytes for BOP (against the shipped model's curve) and SOP -> export again with both curves in the card ->
-# int8 synthesis graphs (the export step) -> torch vs runtime check -> border error.  Then, if the figures
+# int8 synthesis graphs (the export step) -> picture-gradient graphs (refine=) -> torch vs runtime check -> border
+# error.  Then, if the figures
 # are better, ship it: copy WORK/model into src/jpegai_fast/models/vm33 and WORK/rd_bop.* / rd_sop.* into
 # training/results/rd_eval_vm33.* / rd_eval_vm33_sop.* (see training/README.md, "Shipping an export").
 # About 50 min on one core (the int8 step alone ~20 min).
@@ -31,6 +32,8 @@ run python -m training.export_vm --checkpoint "$WORK/checkpoint.pt" --out "$WORK
 INT8="--gate-alpha 0.5 --qat-target fp32 --qat-steps 1500,1500 --qat-lr 1e-5 --crops 192 --threads $THREADS"
 run python -m training.quantize_synthesis --model "$WORK/model" --ops bop $INT8
 run python -m training.quantize_synthesis --model "$WORK/model" --ops sop $INT8 --max-float-mac-share 0.5,0.6
+# encoder-side latent refinement (encode(..., refine=N)): the synthesis' gradient graphs follow the float graphs
+run python -m training.synthesis_vjp --model "$WORK/model"
 run python -m training.export_vm compare --checkpoint "$WORK/checkpoint.pt" --model-dir "$WORK/model" \
     --out "$WORK/export_compare.json"
 run python tools/border_error.py --model "$WORK/model" --out "$WORK/border.json"
