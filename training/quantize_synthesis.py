@@ -928,9 +928,11 @@ def int8_graph(fp32_path, cal: dict, comp: str, args, log=print) -> tuple[onnx.M
     steps = _per_component(args.qat_steps, comp, int)
     if steps > 0:
         g, overrides = qat(g, q, cal, comp, steps, reduce_range=args.reduce_range, lr=args.qat_lr,
+                           range_lr=args.qat_range_lr, batch=args.qat_batch, crop=args.qat_crop,
                            target=args.qat_target, decay=args.qat_decay, log=log)
         q = keep_float(quantize(g, feeds[:2], args.activation, args.reduce_range, overrides=overrides), floats, g)
-        info["qat"] = {"steps": steps, "lr": args.qat_lr, "target": args.qat_target}
+        info["qat"] = {"steps": steps, "lr": args.qat_lr, "target": args.qat_target, "range_lr": args.qat_range_lr,
+                       "batch": args.qat_batch, "crop": args.qat_crop}
         if args.qat_decay:
             info["qat"]["lr_schedule"] = "cosine to 0"
         if "selection" in info:  # the same samples' cost after fine-tuning (vs the shipped float graph)
@@ -1143,6 +1145,12 @@ def main(argv=None):
     ap.add_argument("--qat-lr", type=float, default=3e-5)
     ap.add_argument("--qat-target", choices=("image", "fp32"), default="image")
     ap.add_argument("--qat-decay", action="store_true", help="cosine lr decay to 0 over the QAT steps")
+    ap.add_argument("--qat-range-lr", type=float, default=1e-3,
+                    help="Adam lr of the learned activation ranges (0: the calibrated ranges stay)")
+    ap.add_argument("--qat-batch", type=int, default=4)
+    ap.add_argument("--qat-crop", type=int, default=16, help="QAT window, latent samples (x16 pixels)")
+    ap.add_argument("--components", default="luma,chroma",
+                    help="which graphs to remake (the other keeps its shipped int8 graph)")
     ap.add_argument("--kodak", default=str(ROOT.parent / "shared/datasets/kodak"))
     ap.add_argument("--eval-images", type=int, default=24, help="Kodak images for the card (0: no evaluation)")
     ap.add_argument("--threads", type=int, default=1)
@@ -1174,6 +1182,9 @@ def main(argv=None):
     for op in ops:
         infos = {}
         for comp in COMPONENTS:
+            if comp not in args.components.split(","):
+                infos[comp] = dict(((entries.get(op) or {}).get("graphs") or {}).get(comp) or {})
+                continue
             t0 = time.time()
             q, info = int8_graph(model_dir / f"synthesis_{op}_{comp}.onnx", cal, comp, args)
             onnx.save(q, str(model_dir / f"synthesis_{op}_{comp}.int8.onnx"))
