@@ -16,7 +16,7 @@ import pytest
 
 import jpegai_fast
 from jpegai_fast import Decoder
-from jpegai_fast.model import Model
+from jpegai_fast.model import MODELS_DIR, Model
 from shipped_model import MODELS, psnr  # noqa: E402  (repository root on sys.path)
 
 onnx = pytest.importorskip("onnx")
@@ -252,3 +252,15 @@ def test_int8_without_int8_graphs_falls_back_to_fp32(model, streams, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once per graph: the sessions are kept
         dec.decode(streams[model.name])
+
+
+def test_components_option_is_validated_before_any_work(tmp_path):
+    """A misspelt --components, or keeping a graph the model lacks, stops at once (before calibration)."""
+    pytest.importorskip("torch")  # main() sets torch's thread count first
+    with pytest.raises(SystemExit, match="--components"):
+        qs.main(["--model", str(MODELS_DIR / "vm33"), "--components", "lumaa", "--data", str(tmp_path)])
+    model = tmp_path / "vm33"
+    shutil.copytree(MODELS_DIR / "vm33", model, ignore=shutil.ignore_patterns("*.int8.onnx", "picture_gradient*"))
+    with pytest.raises(SystemExit, match="no synthesis_bop_chroma.int8.onnx to keep"):
+        qs.main(["--model", str(model), "--ops", "bop", "--components", "luma",
+                                 "--data", str(tmp_path)])

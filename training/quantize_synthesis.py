@@ -1170,6 +1170,14 @@ def main(argv=None):
     for op in ops:
         if op not in shipped:
             raise SystemExit(f"{model_dir.name} ships no {op} synthesis (it has {shipped})")
+    remake = args.components.split(",")
+    if not remake or set(remake) - set(COMPONENTS):
+        raise SystemExit(f"--components: a comma list of {COMPONENTS}, got {args.components!r}")
+    for op in ops:  # a graph that is not remade must already exist: the card entry lists it
+        for comp in set(COMPONENTS) - set(remake):
+            if not (model_dir / f"synthesis_{op}_{comp}.int8.onnx").is_file():
+                raise SystemExit(f"--components {args.components}: {model_dir.name} has no "
+                                 f"synthesis_{op}_{comp}.int8.onnx to keep")
     command = " ".join(["python -m training.quantize_synthesis", *(sys.argv[1:] if argv is None else argv)])
     print(f"{model_dir.name}: calibration set ({args.crops} crops x {args.rates_per_crop} rate points)", flush=True)
     cal = calibration_set(model_dir, args.data, args.crops, args.rates_per_crop, args.cache, args.threads,
@@ -1182,7 +1190,7 @@ def main(argv=None):
     for op in ops:
         infos = {}
         for comp in COMPONENTS:
-            if comp not in args.components.split(","):
+            if comp not in remake:
                 infos[comp] = dict(((entries.get(op) or {}).get("graphs") or {}).get(comp) or {})
                 continue
             t0 = time.time()
