@@ -43,13 +43,13 @@ def main():
     ck = torch.load(args.checkpoint, map_location="cpu")
     lambdas = RATE_LAMBDAS
     if ck.get("meta", {}).get("model") == "vm33":  # the VM 3.3-based model (training/vm_codec.py)
-        from .vm_codec import VM_RATE_LAMBDAS, VMCodec
+        from .vm_codec import VM_RATE_LAMBDAS, from_checkpoint
 
         lambdas = tuple(ck["meta"].get("rate_lambdas", VM_RATE_LAMBDAS))  # the ladder it was trained with
-        model = VMCodec(num_rates=len(lambdas), pretrained=False)
+        model = from_checkpoint(ck)
     else:
         model = Codec()
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
     rates = range(len(lambdas)) if args.rates == "all" else [int(r) for r in args.rates.split(",")]
     images = load_kodak(args.kodak, args.images)
     for r, (bpp, psnr) in evaluate_kodak(model, images, rates, args.op).items():

@@ -41,7 +41,7 @@ from .export import (
 from .hyper import Z_BOUND
 from .model_file import BLOB_VERSION, pmf_to_cdf, write_blob
 from .sigma_levels import SKIP_INDEX_THRESHOLD
-from .vm_codec import GRID, SOP_WIDTH, VM_RATE_LAMBDAS, VMCodec, parameter_counts
+from .vm_codec import GRID, SOP_WIDTH, VM_RATE_LAMBDAS, VMCodec, from_checkpoint, parameter_counts
 
 MODEL_ID = 2  # the header's model_id of vm33 streams (vr_bop: 1)
 
@@ -109,10 +109,18 @@ def graphs(model: VMCodec):
                                        lambda d: syn(d["y_hat_luma"], d["y_hat_chroma"], d["image_ref"].shape[-2:])[1]),
         }
 
+    def analysis_graphs(suffix, luma, chroma):
+        return {
+            f"analysis_luma{suffix}": (AnalysisLuma(luma), img, lambda d: luma(d["image_y"])),
+            f"analysis_chroma{suffix}": (AnalysisChroma(chroma), img2,
+                                         lambda d: chroma(vm33.chroma_analysis_input(d["image_y"], d["image_uv"]))),
+        }
+
+    hi = (analysis_graphs("_hi", model.luma_analysis_hi, model.chroma_analysis_hi)
+          if model.analysis_hi_from is not None else {})
     return {
-        "analysis_luma": (AnalysisLuma(model.luma_analysis), img, lambda d: model.luma_analysis(d["image_y"])),
-        "analysis_chroma": (AnalysisChroma(model.chroma_analysis), img2,
-                            lambda d: model.chroma_analysis(vm33.chroma_analysis_input(d["image_y"], d["image_uv"]))),
+        **analysis_graphs("", model.luma_analysis, model.chroma_analysis),
+        **hi,
         "hyper_encoder_luma": (model.luma.hyper_encoder, lambda h, w: {"y": f32(1, cl, h, w, scale=2)},
                                lambda d: model.luma.hyper_encoder(d["y"])),
         "hyper_encoder_chroma": (model.chroma.hyper_encoder, lambda h, w: {"y": f32(1, cc, h, w, scale=2)},
@@ -193,9 +201,7 @@ def main():
     out_dir = pathlib.Path(args.out or ROOT / "src" / "jpegai_fast" / "models" / args.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     ck = torch.load(args.checkpoint, map_location="cpu")
-    model = VMCodec(pretrained=False)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
-    model.eval()
+    model = from_checkpoint(ck)
     meta = dict(ck.get("meta", {}))
     meta["checkpoint_sha256"] = hashlib.sha256(pathlib.Path(args.checkpoint).read_bytes()).hexdigest()
 
@@ -236,7 +242,9 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd_by_op):
             "attribution": CARD_ATTRIBUTION, "parameters_torch": counts, "kmac_per_px_768x512": macs,
             "validation_max_abs_diff": validation, "files_bytes": files,
             "kodak_rd": rd_by_op.get("bop"), "kodak_rd_sop": rd_by_op.get("sop"),
-            "sop_beside_bop_from_step": meta.get("sop_beside_bop_from_step")}
+            "sop_beside_bop_from_step": meta.get("sop_beside_bop_from_step"),
+            # read by the encoder (jpegai_fast.model.ANALYSIS_HI_KEY): rate points from here on use analysis_*_hi
+            "analysis_hi_from": model.analysis_hi_from}
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
     md = [f"# Model card: `{name}`", "",
           f"- {CARD_ATTRIBUTION}",
@@ -277,6 +285,10 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd_by_op):
         if bd:
             md += ["", "| BD-rate | % |", "|---|---:|"] + [f"| {k} | {v:+.2f} |" for k, v in bd.items()]
         md.append("")
+    if model.analysis_hi_from is not None:
+        md += [f"Encoder: rate points {model.analysis_hi_from}–{len(VM_RATE_LAMBDAS) - 1} are analysed by a second "
+               "analysis (`analysis_{luma,chroma}_hi.onnx`, card key `analysis_hi_from`), trained on those rate points "
+               f"only since step {meta.get('analysis_hi_since_step', '?')}; the decoder is the same for both.", ""]
     if "sop" in model.synthesis and meta.get("sop_beside_bop_from_step") is not None:
         md += [f"SOP synthesis: pruned from the BOP one (last stage {SOP_WIDTH} channels) and trained "
                f"beside it on the same latent since step {meta['sop_beside_bop_from_step']:,}.", ""]
@@ -343,9 +355,7 @@ def compare_main():
     ap.add_argument("--out", default=str(ROOT / "training/results/torch_vs_runtime_vm33.json"))
     args = ap.parse_args(sys.argv[2:])
     ck = torch.load(args.checkpoint, map_location="cpu")
-    model = VMCodec(pretrained=False)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
-    model.eval()
+    model = from_checkpoint(ck)
     rows = compare(model, args.model_dir, args.kodak, args.names.split(","), [int(r) for r in args.rates.split(",")])
     summary = {"checkpoint_steps": ck["meta"].get("steps"), "rows": rows,
                "max_psnr_diff_db": max(abs(r["psnr_yuv_runtime"] - r["psnr_yuv_torch"]) for r in rows),

@@ -24,9 +24,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 def load(path) -> vm_codec.VMCodec:
     ck = torch.load(path, map_location="cpu")
-    model = vm_codec.VMCodec(num_rates=len(ck["meta"]["rate_lambdas"]), pretrained=False)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
-    return model.eval()
+    return vm_codec.from_checkpoint(ck)
 
 
 def psnr_yuv_bpp(model, rgb: np.ndarray, rate: int) -> tuple[float, float]:

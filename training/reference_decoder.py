@@ -209,6 +209,13 @@ class Model:
         self._sessions = {}
         # models exported with the fixed-point mean path carry mean.* sections; older ones use the graphs
         self.mean = MeanPathInt(b) if "mean.y_frac" in b else None
+        # encoder only: the card's first rate point of the high-rate analysis graphs (analysis_*_hi.onnx)
+        card = self.path / "model_card.json"
+        self.analysis_hi_from = json.loads(card.read_text()).get("analysis_hi_from") if card.is_file() else None
+
+    def analysis_graph(self, comp, rate: int) -> str:
+        hi = self.analysis_hi_from is not None and rate >= self.analysis_hi_from
+        return f"analysis_{comp}_hi" if hi else f"analysis_{comp}"
 
     def hsd_layers(self, comp):
         b = self.blob
@@ -347,8 +354,8 @@ def encode_latents(model: Model, rgb: np.ndarray, rate: int, displacement=(0, 0)
     """uint8 RGB [H,W,3] -> {z_hat, residual, idx, y_hat} per component (ONNX encoder graphs)."""
     y, uv = rgb_to_yuv420(rgb)
     hw = latent_size(y.shape)
-    lat = {"luma": model.run("analysis_luma", image_y=y[None, None])[0],
-           "chroma": model.run("analysis_chroma", image_y=y[None, None], image_uv=uv[None])[0]}
+    lat = {"luma": model.run(model.analysis_graph("luma", rate), image_y=y[None, None])[0],
+           "chroma": model.run(model.analysis_graph("chroma", rate), image_y=y[None, None], image_uv=uv[None])[0]}
     out = {"z_hat": {}, "residual": {}, "idx": {}, "y_hat": {}, "z": {}}
     for k, comp in enumerate(COMPONENTS):
         z = model.run(f"hyper_encoder_{comp}", y=lat[comp][None])[0]

@@ -78,6 +78,9 @@ def parse_args():
     ap.add_argument("--analysis-lr-mult", type=float, default=1.0,
                     help="the analysis (encoder) at this multiple of the lr, in a parameter group of its own: "
                          "latent optimisation shows the analysis, not the synthesis, limits quality (README)")
+    ap.add_argument("--analysis-hi-from", type=int, default=None,
+                    help="vm33: rate points from this index up get an analysis of their own (encoder only; starts as "
+                         "a copy of the shared one); default: as the checkpoint has it (none for a fresh model)")
     ap.add_argument("--warmup-steps", type=int, default=300, help="linear warm-up after an optimizer reset")
     ap.add_argument("--loss", default=None, choices=["psnr", "mse"],
                     help="psnr: bpp/lambda - PSNR-YUV (vm33 default); mse: lambda·MSE_yuv(6:1:1) + bpp (vr)")
@@ -351,7 +354,15 @@ def main():
     ckpt = pathlib.Path(args.checkpoint) if args.checkpoint else ckpt_dir / f"{args.name}.pt"
     resuming = args.resume and ckpt.exists()
     # a resumed vm33 model takes every weight from its checkpoint, so the VM ONNX files are not needed
-    model = (model_cls(pretrained=not resuming) if args.model == "vm33" else model_cls()).to(device)
+    hi_from = args.analysis_hi_from
+    if args.model != "vm33" and hi_from is not None:
+        raise SystemExit("--analysis-hi-from needs the vm33 model")
+    if args.model == "vm33" and hi_from is None and resuming:
+        hi_from = torch.load(ckpt, map_location="cpu")["meta"].get("analysis_hi_from")
+    if hi_from is not None and frozen:
+        raise SystemExit("--analysis-hi-from and --frozen-analysis on do not go together (one feature cache)")
+    model = (model_cls(pretrained=not resuming, analysis_hi_from=hi_from) if args.model == "vm33"
+             else model_cls()).to(device)
     if frozen:
         from .latent_cache import DEFAULT_TAIL, LatentPool, default_path, fingerprint, head_state
         tail = DEFAULT_TAIL if args.analysis_tail is None else args.analysis_tail
@@ -377,6 +388,10 @@ def main():
     meta.setdefault("wall_s_by_op", {"bop": meta["wall_s"], "sop": 0.0})  # older checkpoints: all BOP
     meta.setdefault("model", args.model)
     meta["analysis_trainable_stages"] = trainable_analysis_stages(frozen, tail)
+    if args.model == "vm33":
+        meta["analysis_hi_from"] = hi_from
+        if hi_from is not None:
+            meta.setdefault("analysis_hi_since_step", meta["steps"]["bop"])
     if joint_sop:
         meta.setdefault("sop_beside_bop_from_step", meta["steps"]["bop"])
     log_name = f"{args.name}.tsv" if args.op == "bop" else f"{args.name}_{args.op}.tsv"
@@ -502,7 +517,7 @@ def main():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             if joint_sop:
                 if lat is None:
-                    lat = model.analysis(y, uv)
+                    lat = model.analysis(y, uv, rate_idx)
                 y_hat, c_hat, bits = model.code_latents(*lat, rate_idx)
                 y_rec, uv_rec = model.synthesis["bop"](y_hat, c_hat, y.shape[-2:])
                 y_sop, uv_sop = model.synthesis["sop"](y_hat.detach(), c_hat.detach(), y.shape[-2:])

@@ -14,6 +14,8 @@ Stage by stage (which part comes from where):
 Grids: luma latent 128 ch at H/16, chroma latent 64 ch at H/32 (the VM's chroma analysis works at chroma
 resolution), z at a quarter of each.
 """
+import copy
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -131,12 +133,21 @@ class VMCodec(nn.Module):
     name = "vm33"
     sop_trains_beside_bop = True  # training.train: the SOP synthesis learns the BOP's latent in the same steps
 
-    def __init__(self, num_rates=len(VM_RATE_LAMBDAS), pretrained=True):
+    def __init__(self, num_rates=len(VM_RATE_LAMBDAS), pretrained=True, analysis_hi_from=None):
         """pretrained: start from the VM 3.3 ONNX weights (../shared/pretrained/jpegai_vm33); False builds
-        the same modules with random weights, to load a checkpoint into (no ONNX files needed)."""
+        the same modules with random weights, to load a checkpoint into (no ONNX files needed).
+        analysis_hi_from: rate points from this index up are encoded by an analysis of their own
+        (luma_analysis_hi / chroma_analysis_hi), see `analysis`; None: one analysis for every rate."""
         super().__init__()
         self.luma_analysis = vm33.make_graph("single_encode_y", pretrained)
         self.chroma_analysis = vm33.make_graph("single_encode_uv", pretrained)
+        if analysis_hi_from is not None and not 0 < analysis_hi_from < num_rates:
+            raise ValueError(f"analysis_hi_from {analysis_hi_from} outside 1..{num_rates - 1}")
+        self.analysis_hi_from = analysis_hi_from
+        if analysis_hi_from is not None:  # starts as a copy; a checkpoint without it fills it from the shared one
+            self.luma_analysis_hi = copy.deepcopy(self.luma_analysis)
+            self.chroma_analysis_hi = copy.deepcopy(self.chroma_analysis)
+            self.register_load_state_dict_pre_hook(_fill_analysis_hi)
         self.luma = VMComponent("y", vm33.LUMA_LATENT, num_rates, pretrained)
         self.chroma = VMComponent("uv", vm33.CHROMA_LATENT, num_rates, pretrained)
         self.context_model = ResidualContextModel(vm33.LUMA_LATENT)
@@ -145,8 +156,27 @@ class VMCodec(nn.Module):
         # checkpoints from before the SOP existed: their SOP is derived from their BOP as it loads
         self.register_load_state_dict_pre_hook(_fill_sop_from_bop)
 
-    def analysis(self, y_img, uv_img):
-        return self.luma_analysis(y_img), self.chroma_analysis(vm33.chroma_analysis_input(y_img, uv_img))
+    def analysis(self, y_img, uv_img, rate_idx=None):
+        """Pixels -> (luma latent, chroma latent).  With a high-rate analysis, each picture goes through the
+        analysis of its rate point (rate_idx [B]; None: the shared one).  Encoder only: the latent's shape and
+        the decoder are the same for both, so the stream does not say which analysis made it.
+        Why two: one amortised analysis serves every rate point, and the low rates' loss keeps it from putting
+        the detail into the latent that the high rates could pay for (training/README.md, "Where the top of
+        the curve stops")."""
+        c_in = vm33.chroma_analysis_input(y_img, uv_img)
+        hi = self.analysis_hi_from is not None and rate_idx is not None
+        if not hi:
+            return self.luma_analysis(y_img), self.chroma_analysis(c_in)
+        is_hi = rate_idx >= self.analysis_hi_from
+        if bool(is_hi.all()):
+            return self.luma_analysis_hi(y_img), self.chroma_analysis_hi(c_in)
+        if not bool(is_hi.any()):
+            return self.luma_analysis(y_img), self.chroma_analysis(c_in)
+        lo_i, hi_i = (~is_hi).nonzero().squeeze(1), is_hi.nonzero().squeeze(1)
+        order = torch.argsort(torch.cat([lo_i, hi_i]))  # back to the batch's order
+        y_lat = torch.cat([self.luma_analysis(y_img[lo_i]), self.luma_analysis_hi(y_img[hi_i])])
+        c_lat = torch.cat([self.chroma_analysis(c_in[lo_i]), self.chroma_analysis_hi(c_in[hi_i])])
+        return y_lat[order], c_lat[order]
 
     def _code_luma(self, y, rate_idx):
         s, mu, gain, bits = self.luma(y, rate_idx)
@@ -179,11 +209,12 @@ class VMCodec(nn.Module):
 
     def forward(self, y_img, uv_img, rate_idx, op="bop"):
         """Same contract as codec.Codec: 0-255 4:2:0 in -> (y_rec, uv_rec) 0-255 unclamped, bits [B]."""
-        y_lat, c_lat = self.analysis(y_img, uv_img)
+        y_lat, c_lat = self.analysis(y_img, uv_img, rate_idx)
         return self.forward_latents(y_lat, c_lat, rate_idx, y_img.shape[-2:], op)
 
     def encoder_modules(self):
-        return [self.luma_analysis, self.chroma_analysis]
+        hi = [self.luma_analysis_hi, self.chroma_analysis_hi] if self.analysis_hi_from is not None else []
+        return [self.luma_analysis, self.chroma_analysis] + hi
 
 
 def _kept_channels(synthesis: vm33.Synthesis, width):
@@ -213,6 +244,30 @@ def prune_synthesis(bop: vm33.Synthesis, sop: vm33.Synthesis):
 def sop_from_bop(bop: VMSynthesis, sop: VMSynthesis):
     prune_synthesis(bop.luma, sop.luma)
     prune_synthesis(bop.chroma, sop.chroma)
+
+
+def _fill_analysis_hi(module, state_dict, prefix, *_):
+    """load_state_dict pre-hook: a state dict without a high-rate analysis gets a copy of its shared one."""
+    for name in ("luma_analysis", "chroma_analysis"):
+        if any(k.startswith(f"{prefix}{name}_hi.") for k in state_dict):
+            continue
+        for k in [k for k in state_dict if k.startswith(f"{prefix}{name}.")]:
+            state_dict[f"{prefix}{name}_hi." + k[len(f"{prefix}{name}."):]] = state_dict[k].clone()
+
+
+def from_checkpoint(ck, analysis_hi_from="checkpoint") -> "VMCodec":
+    """A VMCodec shaped as the checkpoint (dict from torch.load) says -- its rate points and, when it has one,
+    its high-rate analysis -- with its weights in float32, in eval mode.  analysis_hi_from: override
+    (None: without a high-rate analysis, an int: from that rate point, with the shared one copied in)."""
+    meta = ck.get("meta", {})
+    hi = meta.get("analysis_hi_from") if analysis_hi_from == "checkpoint" else analysis_hi_from
+    model = VMCodec(num_rates=len(meta.get("rate_lambdas", VM_RATE_LAMBDAS)), pretrained=False,
+                    analysis_hi_from=hi)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()}
+    if hi is None:  # a checkpoint with a high-rate analysis loaded as a one-analysis model: drop it
+        state = {k: v for k, v in state.items() if "_analysis_hi." not in k}
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def _fill_sop_from_bop(module, state_dict, prefix, *_):
@@ -259,6 +314,7 @@ def parameter_counts(model: VMCodec):
     parts = {
         "luma_analysis (enc, VM)": n(model.luma_analysis),
         "chroma_analysis (enc, VM)": n(model.chroma_analysis),
+        "high-rate analyses (enc)": sum(n(m) for m in model.encoder_modules()[2:]),
         "hyper_encoders (enc, VM)": n(model.luma.hyper_encoder) + n(model.chroma.hyper_encoder),
         "z_priors (dec)": n(model.luma.z_prior) + n(model.chroma.z_prior),
         "hyper_scale_int (dec, int8)": n(model.luma.hyper_scale) + n(model.chroma.hyper_scale),

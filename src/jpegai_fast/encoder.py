@@ -146,8 +146,9 @@ def _validate(rgb, max_pixels: int) -> np.ndarray:
 
 
 def _analyse(model: Model, y: np.ndarray, uv: np.ndarray | None, latent_hw, tile: int = 0,
-             overlap: int = ANALYSIS_OVERLAP):
-    """Analysis graphs -> y latents {comp: float32 [C,Hl,Wl]} (``uv`` None: monochrome, luma only);
+             overlap: int = ANALYSIS_OVERLAP, rate: int = 0):
+    """Analysis graphs (those of rate point ``rate``: Model.analysis_graph) -> y latents {comp: float32
+    [C,Hl,Wl]} (``uv`` None: monochrome, luma only);
     ``tile`` > 0 (luma samples, multiple of 16):
     tile by tile on the latent grid, each tile's input extended by ``overlap`` samples on every side
     with picture there and the extension's latents cropped (bounded memory for large pictures).  The
@@ -159,9 +160,10 @@ def _analyse(model: Model, y: np.ndarray, uv: np.ndarray | None, latent_hw, tile
     comps = ("luma",) if uv is None else ("luma", "chroma")
     if not tile or (t >= hl and t >= wl) or (uv is not None and model.grid["chroma"] != syn.LATENT_STRIDE):
         # (a model whose chroma latent is on a coarser grid is analysed whole: tiles not yet supported)
-        whole = {"luma": model.run("analysis_luma", image_y=y[None, None])[0]}
+        whole = {"luma": model.run(model.analysis_graph("luma", rate), image_y=y[None, None])[0]}
         if uv is not None:
-            whole["chroma"] = model.run("analysis_chroma", image_y=y[None, None], image_uv=uv[None])[0]
+            whole["chroma"] = model.run(model.analysis_graph("chroma", rate), image_y=y[None, None],
+                                        image_uv=uv[None])[0]
         return whole
     s, o = syn.LATENT_STRIDE, overlap // syn.LATENT_STRIDE
     out = {comp: np.empty((model.channels[comp], hl, wl), np.float32) for comp in comps}
@@ -171,18 +173,20 @@ def _analyse(model: Model, y: np.ndarray, uv: np.ndarray | None, latent_hw, tile
             px0, px1 = s * ix0, min(s * ix1, wp)
             yt = y[py0:py1, px0:px1][None, None]
             core = (slice(None), slice(cy0 - iy0, cy1 - iy0), slice(cx0 - ix0, cx1 - ix0))
-            out["luma"][:, cy0:cy1, cx0:cx1] = model.run("analysis_luma", image_y=yt)[0][core]
+            out["luma"][:, cy0:cy1, cx0:cx1] = model.run(model.analysis_graph("luma", rate), image_y=yt)[0][core]
             if uv is not None:
                 uvt = uv[:, py0 // 2:py1 // 2, px0 // 2:px1 // 2][None]
-                out["chroma"][:, cy0:cy1, cx0:cx1] = model.run("analysis_chroma", image_y=yt, image_uv=uvt)[0][core]
+                out["chroma"][:, cy0:cy1, cx0:cx1] = model.run(model.analysis_graph("chroma", rate), image_y=yt,
+                                                               image_uv=uvt)[0][core]
     return out
 
 
 class _Analysis:
-    """The rate-independent part of one picture: the float graphs here, the integer part in C++.  A grey
-    (H, W) picture is monochrome (4:0:0): its samples are the luma plane, and no chroma is analysed or coded."""
+    """The rate-independent part of one picture (for the rate points of one analysis graph: ``rate``'s, see
+    Model.analysis_graph): the float graphs here, the integer part in C++.  A grey (H, W) picture is monochrome
+    (4:0:0): its samples are the luma plane, and no chroma is analysed or coded."""
 
-    def __init__(self, model: Model, rgb: np.ndarray, analysis_tile: int = 0, keep: bool = False):
+    def __init__(self, model: Model, rgb: np.ndarray, analysis_tile: int = 0, keep: bool = False, rate: int = 0):
         """keep: hold the coded picture's planes, latents and z for latent refinement (``refine=``)."""
         self.image_hw = rgb.shape[:2]
         self.monochrome = rgb.ndim == 2
@@ -199,7 +203,7 @@ class _Analysis:
             padded = np.pad(padded, ((0, ch % 2), (0, cw % 2)) + ((0, 0),) * (rgb.ndim - 2), mode="edge")
         y, uv = (padded.astype(np.float32), None) if self.monochrome else colour.rgb_to_yuv420(padded)
         del padded
-        lat = _analyse(model, y, uv, model.latent_size("luma", self.coded_hw), analysis_tile)
+        lat = _analyse(model, y, uv, model.latent_size("luma", self.coded_hw), analysis_tile, rate=rate)
         self.planes: tuple[np.ndarray, np.ndarray | None] | None = (y, uv) if keep else None
         del y, uv
         z_hat: dict[str, np.ndarray] = {}
@@ -360,16 +364,26 @@ class Encoder:
             if not (math.isfinite(bpp) and bpp > 0):
                 raise ValueError(f"bpp must be a positive number, got {bpp!r}")
         big = rgb.shape[0] * rgb.shape[1] > AUTO_TILE_PIXELS
-        an = _Analysis(m, rgb, analysis_tile=tiling[0] or (DEFAULT_TILE_SIZE if big else 0), keep=bool(refine))
-        code = lambda s: self._code(an, *scale_to_params(m, s, extended=bpp is not None),  # noqa: E731
+        analyses: dict[str, _Analysis] = {}  # one per analysis graph the rate control visits
+
+        def analysed(s: float) -> _Analysis:
+            rate = scale_to_params(m, s, extended=bpp is not None)[0]
+            graph = m.analysis_graph("luma", rate)
+            if graph not in analyses:
+                analyses[graph] = _Analysis(m, rgb, analysis_tile=tiling[0] or (DEFAULT_TILE_SIZE if big else 0),
+                                            keep=bool(refine), rate=rate)
+            return analyses[graph]
+
+        code = lambda s: self._code(analysed(s), *scale_to_params(m, s, extended=bpp is not None),  # noqa: E731
                                     operating_point, int(substreams), tiling)
         if bpp is None:
             if refine:
-                return self._refined(an, scale, False, operating_point, int(substreams), tiling, refine)
+                return self._refined(analysed(scale), scale, False, operating_point, int(substreams), tiling, refine)
             return code(scale)
         data = self._rate_control(code, bpp, rgb.shape[0] * rgb.shape[1])
         if refine:  # refined at the scale the rate control chose; kept only when it still meets the target
-            refined = self._refined(an, self._last_scale, True, operating_point, int(substreams), tiling, refine)
+            refined = self._refined(analysed(self._last_scale), self._last_scale, True, operating_point,
+                                    int(substreams), tiling, refine)
             if 8 * len(refined) / (rgb.shape[0] * rgb.shape[1]) <= bpp:
                 data = refined
         got = 8 * len(data) / (rgb.shape[0] * rgb.shape[1])

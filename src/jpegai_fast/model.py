@@ -65,6 +65,33 @@ OPERATING_POINTS = {0: "sop", 1: "bop"}
 PRECISIONS = ("fp32", "int8")
 
 
+# Encoder analysis: analysis_{comp}.onnx for every rate point, unless the model card names a rate point
+# "analysis_hi_from" K -- then rate points K and up are analysed by analysis_{comp}_hi.onnx, a second encoder
+# trained on the high rates only (one amortised analysis for every rate keeps the detail the high rates could pay
+# for out of the latent; training/vm_codec.py).  The decoder and the stream are the same either way, so only the
+# encoder reads this.
+ANALYSIS_HI_KEY = "analysis_hi_from"
+
+
+def analysis_hi_from(path: pathlib.Path, num_rates: int) -> int | None:
+    """The card's first rate point of the high-rate analysis, or None (one analysis); a card naming one that
+    the directory cannot serve is a broken model directory."""
+    import json
+
+    card = path / "model_card.json"
+    if not card.is_file():
+        return None
+    k = json.loads(card.read_text()).get(ANALYSIS_HI_KEY)
+    if k is None:
+        return None
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 < k < num_rates:
+        raise ValueError(f"model {path.name}: {ANALYSIS_HI_KEY} {k!r} is not a rate point in 1..{num_rates - 1}")
+    missing = [f"analysis_{c}_hi.onnx" for c in COMPONENTS if not (path / f"analysis_{c}_hi.onnx").is_file()]
+    if missing:
+        raise FileNotFoundError(f"model {path.name}: the card's {ANALYSIS_HI_KEY} needs {', '.join(missing)}")
+    return k
+
+
 def check_precision(precision) -> str:
     if not isinstance(precision, str) or precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -214,6 +241,7 @@ class Model:
                                  if all((self.path / f"synthesis_{op}_{c}.onnx").is_file() for c in COMPONENTS)]
         self.int8_operating_points = [op for op in self.operating_points if all(
             (self.path / f"synthesis_{op}_{c}.int8.onnx").is_file() for c in COMPONENTS)]
+        self.analysis_hi_from = analysis_hi_from(self.path, self.num_rates)
         self._sessions: dict = {}
         self._lock = threading.Lock()
 
@@ -238,6 +266,11 @@ class Model:
     def gain_f32(self, comp: str, rate: int) -> np.ndarray:
         """float32 [C] trained quantisation gains of a rate point."""
         return self._gain_f32[comp][rate]
+
+    def analysis_graph(self, comp: str, rate: int) -> str:
+        """Name of the analysis graph that encodes rate point ``rate`` (see ANALYSIS_HI_KEY)."""
+        hi = self.analysis_hi_from is not None and rate >= self.analysis_hi_from
+        return f"analysis_{comp}_hi" if hi else f"analysis_{comp}"
 
     def latent_size(self, comp: str, image_hw) -> tuple[int, int]:
         h, w, _, _ = self.latent_model.latent_size(COMPONENTS.index(comp), int(image_hw[0]), int(image_hw[1]))
