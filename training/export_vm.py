@@ -330,7 +330,7 @@ def compare(model: VMCodec, model_dir, kodak, names, rates, threads=1):
             row = {"image": name, "rate": r, "bpp_runtime": 8 * len(stream) / (rgb.shape[0] * rgb.shape[1]),
                    "bpp_torch_estimate": float(bits[0]) / (rgb.shape[0] * rgb.shape[1]),
                    "psnr_yuv_runtime": psnr_rt, "psnr_yuv_torch": psnr_t}
-            lats = model.analysis(y, uv)
+            lats = model.analysis(y, uv, torch.tensor([r]))  # the rate point's analysis
             for comp, m, latent in (("luma", model.luma, lats[0]), ("chroma", model.chroma, lats[1])):
                 z_t = m.z_hat(latent)[1].round().to(torch.int16).numpy()[0]
                 z_rt = lat["z"][comp]

@@ -39,9 +39,10 @@ def _psnr(model, y_lat, c_lat, y, uv):
 
 
 def synthesis_ceiling(model, y, uv, iters, lr=0.01):
-    """-> (PSNR-YUV of the analysis' latent unquantised, PSNR-YUV of the optimised latent)."""
+    """-> (PSNR-YUV of the analysis' latent unquantised, PSNR-YUV of the optimised latent).  The analysis of the
+    top rate point (the high-rate one, when the model has two)."""
     with torch.no_grad():
-        y_lat, c_lat = model.analysis(y, uv)
+        y_lat, c_lat = model.analysis(y, uv, torch.tensor([len(model.rate_lambdas) - 1]))
         start = float(_psnr(model, y_lat, c_lat, y, uv))
     a, b = y_lat.clone().requires_grad_(True), c_lat.clone().requires_grad_(True)
     opt = torch.optim.Adam([a, b], lr=lr)
@@ -88,7 +89,7 @@ def rdo(model, y, uv, rate, iters, lr=0.005, fixed_prior=False):
     lam = model.rate_lambdas[rate]
     npx = y.shape[-2] * y.shape[-1]
     with torch.no_grad():
-        y_lat, c_lat = model.analysis(y, uv)
+        y_lat, c_lat = model.analysis(y, uv, torch.tensor([rate]))
     coder = _fixed_prior_coder(model, y_lat, c_lat, rate) if fixed_prior else None
     a, b = y_lat.clone().requires_grad_(True), c_lat.clone().requires_grad_(True)
     opt = torch.optim.Adam([a, b], lr=lr)
