@@ -34,6 +34,24 @@ def test_same_bytes_as_the_reference_encoder(enc, photo, rate, op):
     assert enc.encode(photo, quality=encoder.quality_table(enc.model)[rate], operating_point=op) == want
 
 
+@pytest.mark.parametrize("model_path", MODELS[1:], ids=lambda m: m.name)
+@pytest.mark.parametrize("hw", [(96, 128), (100, 140)])  # whole / partial chroma latents on vm33's H/32 grid
+def test_every_shipped_model_encodes_as_the_reference_encoder(model_path, hw, photo):
+    """The other shipped models (vm33: chroma latent on its own H/32 grid, its own model id) through the reference
+    encoder and decoder too: the same bytes, the same decoded picture at the stream's operating point."""
+    from training import reference_decoder as rd
+
+    skdata = pytest.importorskip("skimage.data")
+    pic = np.ascontiguousarray(skdata.astronaut()[60:60 + hw[0], 100:100 + hw[1]])
+    ref = rd.Model(model_path)
+    enc_m = encoder.Encoder(model_path, threads=1)
+    dec = jpegai_fast.Decoder(model_path, operating_point=None, threads=1)
+    for rate, op in ((0, "bop"), (ref.num_rates - 1, "sop")):
+        want, _ = rd.encode_bitstream(ref, pic, rate, op)
+        assert enc_m.encode(pic, rate_point=rate, operating_point=op) == want, (rate, op)
+        assert np.array_equal(dec.decode(want), rd.decode_bitstream(ref, want)["rgb"]), (rate, op)
+
+
 def test_quality_is_monotone(enc, photo):
     sizes = [len(enc.encode(photo, quality=q)) for q in (0, 7, 14, 21, 28, 46, 72, 100)]
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]

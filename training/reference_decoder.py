@@ -14,6 +14,9 @@ Parts (each usable on its own):
 * :func:`encode_bitstream` / :func:`decode_bitstream`: a complete codestream through the real rANS
   coder and container of ``jpegai_fast`` (imported only there).
 
+Latent grids per component from ``meta.grid`` (vm33: chroma on H/32) and the stream's model id from
+``meta.model_id``, so the oracle covers every shipped model (tests/test_encoder.py).
+
 Models with the fixed-point mean path (model.bin sections mean.*): :class:`MeanPathInt` computes psi,
 the context model, mu and y_hat in integers (the definition csrc/mean_path.cpp is tested against).
 Float-mean models: the float parts follow training/codec.py operation for operation in float32: luma
@@ -209,9 +212,16 @@ class Model:
         self._sessions = {}
         # models exported with the fixed-point mean path carry mean.* sections; older ones use the graphs
         self.mean = MeanPathInt(b) if "mean.y_frac" in b else None
+        # luma samples per latent sample of each component (models before meta.grid: 16 for both)
+        grid = b["meta.grid"] if "meta.grid" in b else (16, 16)
+        self.grid = {"luma": int(grid[0]), "chroma": int(grid[1])}
+        self.model_id = int(b["meta.model_id"][0]) if "meta.model_id" in b else MODEL_ID
         # encoder only: the card's first rate point of the high-rate analysis graphs (analysis_*_hi.onnx)
         card = self.path / "model_card.json"
         self.analysis_hi_from = json.loads(card.read_text()).get("analysis_hi_from") if card.is_file() else None
+
+    def latent_hw(self, comp, image_hw):
+        return latent_size(image_hw, self.grid[comp])
 
     def analysis_graph(self, comp, rate: int) -> str:
         hi = self.analysis_hi_from is not None and rate >= self.analysis_hi_from
@@ -255,8 +265,9 @@ def _ref(h, w):
     return np.zeros((1, 0, h, w), np.float32)
 
 
-def latent_size(image_hw):
-    return -(-image_hw[0] // 16), -(-image_hw[1] // 16)
+def latent_size(image_hw, grid: int = 16):
+    """Latent grid of a component whose samples each cover ``grid`` x ``grid`` luma samples."""
+    return -(-image_hw[0] // grid), -(-image_hw[1] // grid)
 
 
 def _hyper(model: Model, comp, z_hat, latent_hw, rate, displacement):
@@ -330,9 +341,9 @@ def decode_latents(model: Model, z_hat: dict, residual: dict, rate: int, image_h
                    displacement=(0, 0)) -> dict:
     """z_hat {comp: int16 [C,hz,wz]}, residual {comp: int16 [C,Hl,Wl]} -> dict with idx, s, y_hat,
     Y/UV (float 0-255, unclamped) and rgb (uint8)."""
-    hw = latent_size(image_hw)
     out = {"idx": {}, "s": {}, "y_hat": {}, "y_hat_q": {}}
     for k, comp in enumerate(COMPONENTS):
+        hw = model.latent_hw(comp, image_hw)
         idx, s, psi = _hyper(model, comp, z_hat[comp], hw, rate, displacement[k])
         if model.mean is not None:
             y_hat, _, out["y_hat_q"][comp] = _fixed_mean(model, comp, psi, idx, rate, displacement[k],
@@ -353,14 +364,13 @@ def decode_latents(model: Model, z_hat: dict, residual: dict, rate: int, image_h
 def encode_latents(model: Model, rgb: np.ndarray, rate: int, displacement=(0, 0)) -> dict:
     """uint8 RGB [H,W,3] -> {z_hat, residual, idx, y_hat} per component (ONNX encoder graphs)."""
     y, uv = rgb_to_yuv420(rgb)
-    hw = latent_size(y.shape)
     lat = {"luma": model.run(model.analysis_graph("luma", rate), image_y=y[None, None])[0],
            "chroma": model.run(model.analysis_graph("chroma", rate), image_y=y[None, None], image_uv=uv[None])[0]}
     out = {"z_hat": {}, "residual": {}, "idx": {}, "y_hat": {}, "z": {}}
     for k, comp in enumerate(COMPONENTS):
         z = model.run(f"hyper_encoder_{comp}", y=lat[comp][None])[0]
         z_hat = np.round(np.clip(z, -model.z_offset, model.z_offset)).astype(np.int16)
-        idx, _, psi = _hyper(model, comp, z_hat, hw, rate, displacement[k])
+        idx, _, psi = _hyper(model, comp, z_hat, model.latent_hw(comp, y.shape), rate, displacement[k])
         if model.mean is not None:
             y_hat, r, _ = _fixed_mean(model, comp, psi, idx, rate, displacement[k], y=lat[comp])
             out["z"][comp], out["z_hat"][comp], out["idx"][comp] = z, z_hat, idx
@@ -594,7 +604,7 @@ def encode_bitstream(model: Model, rgb: np.ndarray, rate: int, op="bop", substre
     h = container.PictureHeader()
     h.height, h.width = rgb.shape[:2]
     h.bit_depth, h.chroma_format, h.colour_transform = 8, 1, 1
-    h.model_id, h.operating_point, h.rate_point = MODEL_ID, {"sop": 0, "bop": 1}[op], rate
+    h.model_id, h.operating_point, h.rate_point = model.model_id, {"sop": 0, "bop": 1}[op], rate
     h.gain_log_luma = h.gain_log_chroma = 0
     h.latent_channels_luma = h.coded_channels_luma = model.channels["luma"]
     h.latent_channels_chroma = h.coded_channels_chroma = model.channels["chroma"]
@@ -608,18 +618,18 @@ def decode_bitstream(model: Model, data: bytes) -> dict:
     h, segs = container.parse(data)
     op = {0: "sop", 1: "bop"}[h.operating_point]
     image_hw = (h.height, h.width)
-    hl, wl = latent_size(image_hw)
-    hz, wz = -(-hl // 4), -(-wl // 4)
     n0, pos = _read_ue(segs["SOZ"])
     zdata = segs["SOZ"][pos:]
     z_hat = {}
     for comp, part in (("luma", zdata[:n0]), ("chroma", zdata[n0:])):
+        hl, wl = model.latent_hw(comp, image_hw)
+        hz, wz = -(-hl // 4), -(-wl // 4)
         fm = entropy.FactorizedModel(model.z_cdf(comp), model.z_offset)
         z_hat[comp] = fm.decode(part, [hz, wz]).reshape(model.channels[comp], hz, wz)
     disp = (h.gain_log_luma, h.gain_log_chroma)
     residual = {}
     for k, (comp, seg) in enumerate((("luma", "SORP"), ("chroma", "SORS"))):
-        s = hsd_forward(z_hat[comp], model.hsd_layers(comp), (hl, wl))
+        s = hsd_forward(z_hat[comp], model.hsd_layers(comp), model.latent_hw(comp, image_hw))
         idx = scale_indices(s, model.offset(comp, h.rate_point, disp[k]), model.skip_threshold)
         residual[comp] = entropy.decode_residual(segs[seg], idx)
     out = decode_latents(model, z_hat, residual, h.rate_point, image_hw, op, disp)
