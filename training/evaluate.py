@@ -1,6 +1,8 @@
 """Kodak evaluation with real rounding: bpp from the rate model (residuals + z), PSNR-YUV 6:1:1.
 
     python -m training.evaluate --checkpoint training/checkpoints/vr_bop.pt [--images 24] [--rates all]
+    python -m training.evaluate --checkpoint training/checkpoints/vm33.pt --shared-analysis   # A/B: every rate
+        point through the shared analysis, also where the checkpoint has a high-rate one
 """
 import argparse
 
@@ -38,6 +40,8 @@ def main():
     ap.add_argument("--rates", default="all", help="comma-separated rate indices or 'all'")
     ap.add_argument("--op", default="bop", choices=["bop", "sop"])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--shared-analysis", action="store_true",
+                    help="vm33 with a high-rate analysis: code every rate point through the shared one (an A/B of it)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     ck = torch.load(args.checkpoint, map_location="cpu")
@@ -46,7 +50,7 @@ def main():
         from .vm_codec import VM_RATE_LAMBDAS, from_checkpoint
 
         lambdas = tuple(ck["meta"].get("rate_lambdas", VM_RATE_LAMBDAS))  # the ladder it was trained with
-        model = from_checkpoint(ck)
+        model = from_checkpoint(ck, analysis_hi_from=None) if args.shared_analysis else from_checkpoint(ck)
     else:
         model = Codec()
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
