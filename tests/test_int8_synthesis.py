@@ -167,6 +167,33 @@ def test_quantize_keeps_tail_float():
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
 
 
+
+def test_float16_conv_weights_halves_the_float_convs_and_leaves_the_int8_ones():
+    """The float conv's float32 weights (not float16-exact, as after QAT) are stored as float16; the quantised
+    conv's int8 weights, every Q/DQ scale and a bias too small to store so stay as they were; the output moves by float16 rounding only."""
+    rng = np.random.default_rng(6)
+    inits = {"w1": rng.standard_normal((16, 3, 3, 3)) * 0.3, "w2": rng.standard_normal((8, 16, 3, 3)) * 0.3,
+             "b2": rng.standard_normal(8) * 0.1}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r"]),
+             helper.make_node("Conv", ["r", "w2", "b2"], ["out"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    proto = _model(nodes, inits, 3)
+    feeds = [{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(4)]
+    qdq = qs.quantize(_copy(proto), feeds)
+    floated = qs.keep_float(_copy(qdq), qs.tail_tensors(qdq) | {"r"}, proto)  # the second conv reads float
+    before = {i.name: numpy_helper.to_array(i) for i in floated.graph.initializer}
+    assert before["w2"].dtype == np.float32 and not np.array_equal(before["w2"].astype(np.float16), before["w2"])
+    small, saved = qs.float16_conv_weights(_copy(floated))
+    after = {i.name: numpy_helper.to_array(i) for i in small.graph.initializer}
+    assert after["w2.f16"].dtype == np.float16 and "w2" not in after
+    assert saved == 2 * before["w2"].size
+    for name, a in before.items():  # int8 weights, scales, zero points, the 8-element bias: untouched
+        if name != "w2":
+            assert np.array_equal(after[name], a), name
+    assert len(small.SerializeToString()) < len(floated.SerializeToString())
+    want, got = _run(floated, feeds[0]), _run(small, feeds[0])
+    assert np.abs(got - want).max() <= 2e-3 * np.abs(want).max()
+
 # ------------------------------------------------------------------------------------------------ runtime
 def test_precision_is_validated():
     for bad in ("int4", "FP32", None, 8):

@@ -230,17 +230,18 @@ def graphs(model: Codec):
 FLOAT16_STORAGE_MIN = 64  # elements: smaller tensors (biases of tiny layers) are not worth a Cast node
 
 
-def store_float16_exact(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+def store_float16_exact(proto: onnx.ModelProto, only: set[str] | None = None) -> tuple[onnx.ModelProto, int]:
     """Store every float32 weight that float16 holds exactly as float16, cast back to float32 in the graph.
 
     The checkpoints keep float16 weights, so every trained tensor qualifies and the graph computes with the
     very same float32 values (ONNX Runtime folds the Casts when the session is made): outputs stay bit for bit,
-    the file halves.  A tensor that float16 would change is left as it is.  -> (proto, bytes saved)."""
+    the file halves.  A tensor that float16 would change is left as it is.  ``only``: the initializers that may
+    be stored so (default: all).  -> (proto, bytes saved)."""
     from onnx import TensorProto, helper, numpy_helper
 
     casts, saved = [], 0
     for i, init in enumerate(list(proto.graph.initializer)):
-        if init.data_type != TensorProto.FLOAT:
+        if init.data_type != TensorProto.FLOAT or (only is not None and init.name not in only):
             continue
         a = numpy_helper.to_array(init)
         if a.size < FLOAT16_STORAGE_MIN:
