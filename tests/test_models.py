@@ -65,6 +65,14 @@ def test_model_card_is_complete(name):
         assert "CC BY 4.0" in card["attribution"] and "JPEG AI" in card["attribution"]
 
 
+SHIPPED_MODELS_MAX_BYTES = 40_000_000  # issue 11: the shipped model directories, all together, stay within 40 MB
+
+
+def test_shipped_model_directories_fit_the_size_budget():
+    sizes = {m.name: sum(f.stat().st_size for f in m.rglob("*") if f.is_file()) for m in MODELS}
+    assert sum(sizes.values()) <= SHIPPED_MODELS_MAX_BYTES, sizes
+
+
 @pytest.mark.skipif(not {"vm33", "vr_bop"} <= set(NAMES), reason="needs both shipped models")
 def test_bpp_targets_go_to_the_model_measured_best_there(photo):
     """encode(bpp=...) with the default model picks by the model cards' Kodak curves: vm33 below ~0.3 bpp (it is
