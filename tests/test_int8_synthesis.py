@@ -291,3 +291,18 @@ def test_components_option_is_validated_before_any_work(tmp_path):
     with pytest.raises(SystemExit, match="no synthesis_bop_chroma.int8.onnx to keep"):
         qs.main(["--model", str(model), "--ops", "bop", "--components", "luma",
                                  "--data", str(tmp_path)])
+
+
+def test_bd_rate_weights_follow_the_curve_flattening():
+    """A concave curve (flat top): the top rate points weigh most, the mean weight is 1, the clip holds."""
+    bpp = np.array([0.05, 0.1, 0.2, 0.4, 0.8])
+    psnr = 28 + 2.5 * np.log(bpp / 0.05) - 0.5 * np.log(bpp / 0.05) ** 2  # slope 2.5 falling to ~-0.3
+    card = {"kodak_rd": {"points": [{"rate": r, "bpp": b, "psnr_yuv": q} for r, (b, q) in enumerate(zip(bpp, psnr))]}}
+    w = qs.bd_rate_weights(card, clip=1e9)
+    assert list(w) == [0, 1, 2, 3, 4] and abs(np.mean(list(w.values())) - 1) < 1e-9
+    assert all(w[r] < w[r + 1] for r in range(4))
+    clipped = qs.bd_rate_weights(card, clip=5.0)
+    assert max(clipped.values()) <= 5.0 * min(clipped.values()) + 1e-9
+    assert qs.bd_rate_weights(card, strength=0.0) == {r: 1.0 for r in range(5)}
+    with pytest.raises(ValueError):
+        qs.bd_rate_weights({})

@@ -712,7 +712,7 @@ def weight_qrange(reduce_range: bool) -> int:
 def qat(prepared: onnx.ModelProto, qdq: onnx.ModelProto, cal: dict, comp: str, steps: int,
         reduce_range: bool = True, lr: float = 1e-5, range_lr: float = 1e-3, batch: int = 4, crop: int = 16,
         margin: int = 16, seed: int = 0, target: str = "image", decay: bool = False,
-        log=print) -> tuple[onnx.ModelProto, dict]:
+        rate_weights: dict | None = None, log=print) -> tuple[onnx.ModelProto, dict]:
     """Fine-tune the float graph ``prepared`` with fake quantisation where ``qdq`` (its PTQ graph, after
     ``keep_float``) quantises, on the calibration set's frozen latents against its crops' pictures.
     Each step: ``batch`` random (crop, rate point) samples, a ``crop`` x ``crop`` window of the luma latent
@@ -722,6 +722,7 @@ def qat(prepared: onnx.ModelProto, qdq: onnx.ModelProto, cal: dict, comp: str, s
     out (their context lies outside the window).  Adam, ``lr`` for weights and biases, ``range_lr`` for the
     activation ranges; ``decay``: both lrs follow a cosine to 0 over the steps (at a constant lr the fine-tune
     drifts after ~1500 steps: vm33 BOP luma, 4500 steps, calibration-sample cost +0.555 dB vs +0.272 at 1500).
+    ``rate_weights``: rate point -> weight of its samples in the loss (``bd_rate_weights``; default all 1).
     -> (the float graph with the tuned weights, TensorQuantOverrides of the learned ranges)."""
     import torch
 
@@ -776,7 +777,11 @@ def qat(prepared: onnx.ModelProto, qdq: onnx.ModelProto, cal: dict, comp: str, s
         m = margin if comp == "luma" else margin // 2
         err = (out - torch.from_numpy(np.stack(tgt)))[..., m:out.shape[-2] - m, m:out.shape[-1] - m]
         mse = err.pow(2).mean(dim=(1, 2, 3))
-        loss = (10 * torch.log10(mse)).mean()
+        if rate_weights:
+            w = torch.tensor([rate_weights[int(cal["rate"][i])] for i in idx], dtype=mse.dtype)
+            loss = (w * 10 * torch.log10(mse)).sum() / w.sum()
+        else:
+            loss = (10 * torch.log10(mse)).mean()
         opt.zero_grad()
         loss.backward()
         if decay:
@@ -796,6 +801,26 @@ def qat(prepared: onnx.ModelProto, qdq: onnx.ModelProto, cal: dict, comp: str, s
 # ----------------------------------------------------------------------------------------------
 # One graph end to end, evaluation, the model card entry
 # ----------------------------------------------------------------------------------------------
+def bd_rate_weights(card: dict, strength: float = 1.0, clip: float = 10.0) -> dict:
+    """Rate point -> loss weight that follows what an int8 loss costs in BD-rate there.
+
+    A small extra error D_q on top of the coding error D_c lowers PSNR by ~4.34·D_q/D_c dB, and a loss of Δ dB
+    costs Δ/S of rate where the float curve's slope is S dB per e-fold of rate; so at equal D_q the BD-rate cost
+    of a rate point goes as 1/(D_c·S) = 10^(PSNR/10)/S.  On vm33's flat top that is ~30x the bottom point's.
+    From the card's Kodak curve (mean PSNR-YUV and bpp per rate point; S by central differences in log rate),
+    raised to ``strength``, clipped to ``clip`` x the smallest, normalised to mean 1 over the rate points."""
+    pts = sorted((card.get("kodak_rd") or {}).get("points") or [], key=lambda p: p["rate"])
+    if len(pts) < 2:
+        raise ValueError("the model card has no Kodak curve (kodak_rd.points) to weight the rate points by")
+    lr = np.log([p["bpp"] for p in pts])
+    q = np.array([p["psnr_yuv"] for p in pts])
+    slope = np.gradient(q, lr)
+    raw = (10 ** (q / 10) / np.maximum(slope, 0.05)) ** strength
+    raw = np.minimum(raw, clip * raw.min())
+    raw /= raw.mean()
+    return {int(p["rate"]): float(w) for p, w in zip(pts, raw)}
+
+
 def prepare(fp32_path, upsampler: str = "phases") -> onnx.ModelProto:
     """The exported float graph -> the float graph that gets quantised (steps 1-3)."""
     proto = fold_pads(constant_fold(onnx.load(str(fp32_path))))
@@ -929,13 +954,20 @@ def int8_graph(fp32_path, cal: dict, comp: str, args, log=print) -> tuple[onnx.M
     q = keep_float(q, floats, g)
     info.update(int8_activations=len(activation_tensors(q)), float_activations=sorted(floats & set(every)))
     steps = _per_component(args.qat_steps, comp, int)
+    rate_weights = None
+    if steps > 0 and args.qat_rate_weight > 0:
+        card = json.loads((pathlib.Path(fp32_path).parent / "model_card.json").read_text())
+        rate_weights = bd_rate_weights(card, args.qat_rate_weight)
+        log("    qat rate weights: " + " ".join(f"{r}:{w:.2f}" for r, w in sorted(rate_weights.items())))
     if steps > 0:
         g, overrides = qat(g, q, cal, comp, steps, reduce_range=args.reduce_range, lr=args.qat_lr,
                            range_lr=args.qat_range_lr, batch=args.qat_batch, crop=args.qat_crop,
-                           target=args.qat_target, decay=args.qat_decay, log=log)
+                           target=args.qat_target, decay=args.qat_decay, rate_weights=rate_weights, log=log)
         q = keep_float(quantize(g, feeds[:2], args.activation, args.reduce_range, overrides=overrides), floats, g)
         info["qat"] = {"steps": steps, "lr": args.qat_lr, "target": args.qat_target, "range_lr": args.qat_range_lr,
                        "batch": args.qat_batch, "crop": args.qat_crop}
+        if rate_weights:
+            info["qat"]["rate_weights"] = {str(r): round(w, 4) for r, w in sorted(rate_weights.items())}
         if args.qat_decay:
             info["qat"]["lr_schedule"] = "cosine to 0"
         if "selection" in info:  # the same samples' cost after fine-tuning (vs the shipped float graph)
@@ -1174,6 +1206,9 @@ def main(argv=None):
     ap.add_argument("--qat-decay", action="store_true", help="cosine lr decay to 0 over the QAT steps")
     ap.add_argument("--qat-range-lr", type=float, default=1e-3,
                     help="Adam lr of the learned activation ranges (0: the calibrated ranges stay)")
+    ap.add_argument("--qat-rate-weight", type=float, default=0.0,
+                    help="weight each QAT sample by its rate point's BD-rate sensitivity (bd_rate_weights) raised "
+                         "to this power (0: equal weights)")
     ap.add_argument("--qat-batch", type=int, default=4)
     ap.add_argument("--qat-crop", type=int, default=16, help="QAT window, latent samples (x16 pixels)")
     ap.add_argument("--float16-weights", action=argparse.BooleanOptionalAction, default=True,
