@@ -170,7 +170,8 @@ def test_quantize_keeps_tail_float():
 
 def test_float16_conv_weights_halves_the_float_convs_and_leaves_the_int8_ones():
     """The float conv's float32 weights (not float16-exact, as after QAT) are stored as float16; the quantised
-    conv's int8 weights, every Q/DQ scale and a bias too small to store so stay as they were; the output moves by float16 rounding only."""
+    conv's int8 weights, every Q/DQ scale and a bias too small to store so stay as they were; the output moves
+    by float16 rounding only."""
     rng = np.random.default_rng(6)
     inits = {"w1": rng.standard_normal((16, 3, 3, 3)) * 0.3, "w2": rng.standard_normal((8, 16, 3, 3)) * 0.3,
              "b2": rng.standard_normal(8) * 0.1}

@@ -986,7 +986,8 @@ def float16_conv_weights(q: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     int8 graph used to store them at 4 bytes where the float graph stores 2: the int8 files were larger than the
     float ones.  Rounding moves a weight by at most 2^-11 of itself, far below the int8 noise beside it; the
     Kodak evaluation that follows measures the graph as saved.  Only Conv inputs 1 and 2 are touched: the Q/DQ
-    scales, the other constants and tensors too small to be stored so stay float32 as they are.  -> (graph, bytes saved)."""
+    scales, the other constants and tensors too small to be stored so stay float32 as they are.
+    -> (graph, bytes saved)."""
     from .export import FLOAT16_STORAGE_MIN, store_float16_exact
 
     inits = {i.name: i for i in q.graph.initializer}
