@@ -222,7 +222,7 @@ def cmd_encode(argv) -> int:
                          "for that file (default: a warning, and the smallest stream)")
     ap.add_argument("--refine", type=int, default=0,
                     help="steps of encoder-side latent refinement (a better picture per bit, slower encoding; models "
-                         "with picture-gradient graphs: vm33, which --bpp picks up to about 0.43 bpp)")
+                         "with picture-gradient graphs: vm33, which --bpp picks up to about 0.47 bpp)")
     _batch_args(ap)
     a = ap.parse_args(argv)
     _check_rate_args(ap, a)
