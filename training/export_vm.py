@@ -186,6 +186,17 @@ CARD_ATTRIBUTION = ("Starts from the JPEG AI verification model 3.3 networks (an
                     "float scale decoder), context model and gain units are this project's.")
 
 
+
+def _steps_text(meta: dict) -> str:
+    """The checkpoint's step count for the card: the SOP synthesis trains beside BOP in the same steps (its own
+    counter stays 0), so say so instead of printing {'sop': 0}."""
+    steps = meta.get("steps") or {}
+    text = f"{steps.get('bop', 0):,} training steps"
+    if meta.get("sop_beside_bop_from_step") is not None:
+        since = meta["sop_beside_bop_from_step"]
+        text += f" (the SOP synthesis trained beside BOP in the same steps since step {since:,})"
+    return text
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=str(ROOT / "training/checkpoints/vm33.pt"))
@@ -248,11 +259,12 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd_by_op):
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
     md = [f"# Model card: `{name}`", "",
           f"- {CARD_ATTRIBUTION}",
-          f"- Checkpoint `{card['checkpoint']}`, steps {meta.get('steps')}, training wall time {meta.get('wall_s')} s "
+          f"- Checkpoint `{card['checkpoint']}`, {_steps_text(meta)}, training wall time {meta.get('wall_s')} s "
           "(CPU, 1-2 threads; the VM analysis frozen up to step 10,928, its last two stages trained from then on "
           "and its last three from step 34,700, on cached features of the frozen head, `training.latent_cache`; "
           "all of it from step 45,415, with bf16 autocast from step 46,027; steps 58,651–64,201 on an H200 GPU, "
-          "`training.gpu_run`, batch 16; quality PSNR-YUV and MS-SSIM-Y (weight 0.5) from step 64,307; "
+          "`training.gpu_run`, batch 16; quality PSNR-YUV and MS-SSIM-Y (weight 0.5) from step 64,307; a second "
+          "analysis for rate points 6-11 from step 92,303; "
           "log training/logs/vm33.tsv).",
           f"- Training data: {card['training']['data']}. The sources of these photos state research-use licences "
           "(provenance per crop in the pool's MANIFEST.tsv), and the VM weights are CC BY 4.0: **these weights are a "
