@@ -186,7 +186,6 @@ CARD_ATTRIBUTION = ("Starts from the JPEG AI verification model 3.3 networks (an
                     "float scale decoder), context model and gain units are this project's.")
 
 
-
 def _steps_text(meta: dict) -> str:
     """The checkpoint's step count for the card: the SOP synthesis trains beside BOP in the same steps (its own
     counter stays 0), so say so instead of printing {'sop': 0}."""
@@ -196,6 +195,7 @@ def _steps_text(meta: dict) -> str:
         since = meta["sop_beside_bop_from_step"]
         text += f" (the SOP synthesis trained beside BOP in the same steps since step {since:,})"
     return text
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
