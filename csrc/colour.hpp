@@ -8,6 +8,9 @@
 //    g = ((y − KR·r) − KB·b) / KG, round half to even, clamp to [0, 255].  The file is compiled with
 //    -ffp-contract=off: a fused multiply-add would round differently.
 //  * Rows are independent: threaded by row blocks, identical for any thread count.
+//  * Row kernels: an AVX2 one (16 pixels per step, float64 lanes, pshufb interleave) where the CPU has AVX2, else
+//    the compiler's target_clones of the plain loops; JPEGAI_FAST_SIMD=scalar runs the baseline twin.  All of
+//    them equal the numpy definition byte for byte (tests/test_colour.py, tests/test_forced_baseline.py).
 #pragma once
 
 #include <cstdint>

@@ -9,7 +9,9 @@ import pytest
 from jpegai_fast import _core, colour
 
 
-@pytest.mark.parametrize("hw", [(1, 1), (1, 64), (64, 1), (2, 3), (5, 7), (33, 17), (130, 261), (512, 768)])
+# widths around the AVX2 kernel's 16-pixel step exercise its scalar tail and its last chroma column
+@pytest.mark.parametrize("hw", [(1, 1), (1, 64), (64, 1), (2, 3), (5, 7), (33, 17), (3, 15), (4, 16), (3, 31),
+                                (2, 32), (7, 47), (6, 48), (130, 261), (512, 768)])
 def test_cpp_colour_equals_numpy(hw):
     h, w = hw
     rng = np.random.default_rng(h * 1000 + w)
@@ -17,6 +19,9 @@ def test_cpp_colour_equals_numpy(hw):
     uv = (rng.random((2, (h + 1) // 2, (w + 1) // 2)) * 300 - 20).astype(np.float32)
     y.flat[::5] = np.float32(100.5)  # ties: round half to even
     uv.flat[::3] = np.float32(128.0)
+    y.flat[1::7] = np.float32(-0.5)  # a negative tie (rint gives -0.0) and far outside the range
+    y.flat[2::11] = np.float32(1e6)
+    uv.flat[1::13] = np.float32(-1e6)
     want = colour.yuv420_to_rgb(y, uv)
     for threads in (1, 2, 3, 0):
         np.testing.assert_array_equal(_core.yuv420_to_rgb(y, uv, threads), want)

@@ -152,7 +152,13 @@ def blob_sections(model: VMCodec, calib) -> dict:
     return sec
 
 
-def measure_macs(out_dir, hw=(512, 768), ops=("bop",)):
+def context_macs_per_site(context_model) -> int:
+    """MACs of the 4-stage luma context model per 2x2 phase site (all four stages): its conv weights, each
+    applied once per site of the half-resolution latent grid, as export.measure_macs counts them for vr_bop."""
+    return sum(m.weight.numel() for m in context_model.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def measure_macs(out_dir, hw=(512, 768), ops=("bop",), context_per_site: int = 0):
     h, w = hw
     hl, wl, hc, wc = h // 16, w // 16, h // 32, w // 32
     z = np.zeros
@@ -177,6 +183,8 @@ def measure_macs(out_dir, hw=(512, 768), ops=("bop",)):
             + 9 * c * c * ll * lw
         res[f"hyper_decoder_{comp} (int, analytic)"] = macs / px / 1000
         res[f"hyper_scale_int_{comp} (int8, analytic)"] = hsd_macs(c, hz, wz) / px / 1000
+    if context_per_site:  # the luma context model runs on the latent's 2x2 phase sites
+        res["context_luma (int, analytic)"] = context_per_site * -(-hl // 2) * -(-wl // 2) / px / 1000
     return {k: round(v, 3) for k, v in res.items()}
 
 
@@ -224,7 +232,8 @@ def main():
         print(f"{name:28s} {validation_summary(validation[name])}", flush=True)
     (out_dir / "model.bin").write_bytes(write_blob(blob_sections(model, calib)))
     (out_dir / "export_validation.json").write_text(json.dumps(validation, indent=1) + "\n")
-    macs = measure_macs(out_dir, ops=tuple(model.synthesis))
+    macs = measure_macs(out_dir, ops=tuple(model.synthesis),
+                         context_per_site=context_macs_per_site(model.context_model))
     rd = {op: rd_summary(path) for op, path in (("bop", args.rd), ("sop", args.rd_sop)) if path}
     for _ in range(2):  # second pass: the file table includes the card files' own sizes
         write_card(out_dir, args.name, args.checkpoint, meta, model, macs, validation, rd)
