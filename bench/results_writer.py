@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,31 @@ def core_build_time() -> str | None:
     return _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies over all cores from /proc/stat (None where there is none)."""
+    try:
+        fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def background_load(seconds: float = 0.5) -> dict[str, Any]:
+    """How busy the machine is with other work while this process sleeps: cores' worth of busy time (0 = idle).
+
+    Timings of one thread are only comparable between codecs when nothing else runs: FFmpeg's VVC decode measured
+    1.1-1.5x slower (geo-mean) beside a training job on the second core while ours moved < 3 % (bench/README.md),
+    so every results file records this next to the machine."""
+    a = _cpu_jiffies()
+    time.sleep(seconds)
+    b = _cpu_jiffies()
+    cores = os.cpu_count() or 1
+    busy = None if a is None or b is None or b[1] == a[1] else round(cores * (b[0] - a[0]) / (b[1] - a[1]), 2)
+    return {"busy_cores_other_processes": busy,
+            "loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+
+
 def machine_info(libraries: Iterable[str] = ()) -> dict[str, Any]:
     now = _dt.datetime.now(_dt.timezone.utc)
     libs = list(dict.fromkeys([*DEFAULT_LIBRARIES, *libraries]))
@@ -126,6 +152,7 @@ def machine_info(libraries: Iterable[str] = ()) -> dict[str, Any]:
         "jpegai_fast_SIMD_env": os.environ.get("JPEGAI_FAST_SIMD"),
         "core_built_utc": core_build_time(),
         "libraries": library_versions(libs),
+        "background_load": background_load(),
     }
 
 
