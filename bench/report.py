@@ -184,7 +184,9 @@ def run_benchmark(quick: bool, results_dir: Path, extra: list[str], log=print) -
         cmd.append("--quick")
     log("  " + " ".join(cmd[1:]))
     t0 = time.perf_counter()
+    load0 = RW.load_snapshot()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    others = RW.other_load_since(load0)  # other processes while the decode times were taken
     dt = time.perf_counter() - t0
     tail = "\n".join(proc.stdout.strip().splitlines()[-3:])
     written = [line.split(": ", 1)[1] for line in proc.stdout.splitlines()
@@ -193,7 +195,7 @@ def run_benchmark(quick: bool, results_dir: Path, extra: list[str], log=print) -
     if proc.returncode != 0 or not js:
         log(proc.stdout[-4000:] + proc.stderr[-2000:])
         return None, dt, tail
-    return json.loads(Path(js[0]).read_text()) | {"_path": js[0]}, dt, tail
+    return json.loads(Path(js[0]).read_text()) | {"_path": js[0], "other_processes_busy_cores": others}, dt, tail
 
 
 def run_memory(quick: bool, results_dir: Path, log=print) -> tuple[dict | None, float]:
@@ -472,6 +474,9 @@ def write_docs(path: Path, data: dict, plot_paths: dict, quick: bool, cmd: str) 
         f"- Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v),
         "- FFmpeg (PyAV): " + ", ".join(f"{k} {v}" for k, v in C.ffmpeg_versions().items()),
         *model_lines(mi),
+        *([f"- Other processes while the decode times were taken: {bench['other_processes_busy_cores']} cores' worth "
+           "of busy time on average (0 = a quiet machine; a busy second core slows FFmpeg's VVC decode more than "
+           "ours, see bench/README.md)"] if bench and bench.get("other_processes_busy_cores") is not None else []),
         "",
         "## Commands",
         "",

@@ -137,6 +137,28 @@ def background_load(seconds: float = 0.5) -> dict[str, Any]:
             "loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
 
 
+def load_snapshot() -> tuple | None:
+    """Start of a window for ``other_load_since``: machine busy jiffies, this process's and its waited-for
+    children's CPU seconds, wall time."""
+    j = _cpu_jiffies()
+    if j is None:
+        return None
+    t = os.times()
+    return j[0], t.user + t.system + t.children_user + t.children_system, time.monotonic()
+
+
+def other_load_since(snapshot: tuple | None) -> float | None:
+    """Cores' worth of busy time of *other* processes since ``snapshot`` (machine busy time minus this process
+    and its waited-for children, over the wall time): 0 on a quiet machine, whatever our own work was."""
+    now = load_snapshot()
+    if snapshot is None or now is None or now[2] <= snapshot[2]:
+        return None
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    machine = (now[0] - snapshot[0]) / tick
+    ours = now[1] - snapshot[1]
+    return round(max(0.0, machine - ours) / (now[2] - snapshot[2]), 2)
+
+
 def machine_info(libraries: Iterable[str] = ()) -> dict[str, Any]:
     now = _dt.datetime.now(_dt.timezone.utc)
     libs = list(dict.fromkeys([*DEFAULT_LIBRARIES, *libraries]))
