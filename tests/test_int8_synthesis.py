@@ -168,6 +168,47 @@ def test_quantize_keeps_tail_float():
 
 
 
+def test_uint8_phase_interleave_equals_the_shared_scale_graph():
+    """An up-sampler whose int8 phases are interleaved in float (Concat and DepthToSpace kept float, as the
+    selection leaves them) -> interleaved in uint8 with one shared scale and a DequantizeLinear after the
+    DepthToSpace: bit-identical to the same QDQ graph with that shared scale on all four phases."""
+    rng = np.random.default_rng(8)
+    cin, cout = 8, 8
+    inits = {"w": rng.standard_normal((cin, cout, 4, 4)) * 0.2, "b": rng.standard_normal(cout) * 0.1,
+             "w2": rng.standard_normal((4, cout, 1, 1)) * 0.3}
+    nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["t"], kernel_shape=[4, 4], strides=[2, 2],
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("LeakyRelu", ["t"], ["l"], alpha=0.01),
+             helper.make_node("Conv", ["l", "w2"], ["out"], kernel_shape=[1, 1])]
+    prepared = qs.convtranspose_to_conv(_model(nodes, inits, cin), "phases")
+    d2s = next(n for n in prepared.graph.node if n.op_type == "DepthToSpace")
+    cat = next(n for n in prepared.graph.node if n.op_type == "Concat")
+    feeds = [{"x": rng.standard_normal((1, cin, 6, 7)).astype(np.float32)} for _ in range(4)]
+    qdq = qs.quantize(_copy(prepared), feeds)
+    qdq = qs.keep_float(qdq, qs.tail_tensors(qdq) | {cat.output[0], d2s.output[0]}, prepared)
+    phase_q = [n for n in qdq.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in cat.input]
+    assert len(phase_q) == 4 and len({n.input[1] for n in phase_q}) == 4  # four scales before
+    moved, changed = qs.uint8_phase_interleave(_copy(qdq))
+    onnx.checker.check_model(moved)
+    assert changed == [cat.name]
+    ops = [n.op_type for n in moved.graph.node]
+    assert ops[ops.index("DepthToSpace") + 1] == "DequantizeLinear"
+    moved_q = [n for n in moved.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in cat.input]
+    shared = {(n.input[1], n.input[2]) for n in moved_q}
+    assert len(shared) == 1
+    # the reference: the untouched graph with the shared scale and zero point on every phase's Q and DQ
+    (s_name, z_name), = shared
+    ref = _copy(qdq)
+    ref.graph.initializer.extend([i for i in moved.graph.initializer if i.name in (s_name, z_name)])
+    outs = {n.output[0] for n in phase_q}
+    for n in ref.graph.node:
+        if (n.op_type == "QuantizeLinear" and n.input[0] in cat.input) or \
+                (n.op_type == "DequantizeLinear" and n.input[0] in outs):
+            n.input[1], n.input[2] = s_name, z_name
+    for f in feeds:
+        np.testing.assert_array_equal(_run(moved, f), _run(ref, f))
+
+
 def test_float16_conv_weights_halves_the_float_convs_and_leaves_the_int8_ones():
     """The float conv's float32 weights (not float16-exact, as after QAT) are stored as float16; the quantised
     conv's int8 weights, every Q/DQ scale and a bias too small to store so stay as they were; the output moves
