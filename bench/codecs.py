@@ -466,6 +466,14 @@ class JPEGXL(Codec):
 
 STREAM_OP = "bop"  # operating point written in the header of our streams (both decoders read them)
 OURS_ENV = "JPEGAI_BENCH_OURS"  # "0" leaves our decoder out (e.g. to time only the other codecs)
+PRECISION_ENV = "JPEGAI_BENCH_PRECISION"  # our synthesis precision: fp32 (default) or int8 (opt-in graphs)
+
+
+def bench_precision() -> str:
+    value = os.environ.get(PRECISION_ENV, "fp32").lower()
+    if value not in ("fp32", "int8"):
+        raise ValueError(f"{PRECISION_ENV} must be fp32 or int8, got {value!r}")
+    return value
 
 
 ENCODER_SOURCES = ("encoder.py", "model.py", "container.py", "entropy.py", "synthesis.py", "colour.py")
@@ -574,7 +582,8 @@ class JpegAiFast(Codec):
             import jpegai_fast
 
             dec = self._decoders[threads] = jpegai_fast.Decoder(operating_point=self.op,
-                                                                threads=1 if threads == 1 else None)
+                                                                threads=1 if threads == 1 else None,
+                                                                precision=bench_precision())
         return dec
 
     def decode(self, data: bytes, threads: int = 1) -> np.ndarray:

@@ -20,6 +20,9 @@ def pytest_addoption(parser):
     group.addoption("--vvc-dir", default=None, help="VVC anchor folder (default ../shared/anchors/vvc; "
                     "or $JPEGAI_BENCH_VVC)")
     group.addoption("--decode-rounds", type=int, default=None, help="test_codecs: timed rounds per row")
+    group.addoption("--precision", choices=("fp32", "int8"), default=None,
+                    help="test_codecs: jpegai_fast's synthesis precision (Decoder(precision=...); default fp32, "
+                         "or $JPEGAI_BENCH_PRECISION); an int8 run writes the suite codecs-int8")
     group.addoption("--images", default=None, help="test_codecs: 'all' or a comma list of Kodak names (default: "
                     "3 with --quick, else the 8 of bench/streams.py FULL_BENCH_IMAGES)")
 
@@ -31,6 +34,9 @@ def pytest_configure(config):
         value = config.getoption(opt, default=None)
         if value:
             os.environ[env] = os.path.abspath(value)
+    precision = config.getoption("--precision", default=None)
+    if precision:
+        os.environ["JPEGAI_BENCH_PRECISION"] = precision
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -33,7 +33,8 @@ from bench import streams as S
 from bench.metrics import quality
 from bench.results_writer import register_suite
 
-SUITE = "codecs"
+# an int8 run (--precision int8) is its own suite, so its results file does not replace the fp32 run's
+SUITE = "codecs" if C.bench_precision() == "fp32" else f"codecs-{C.bench_precision()}"
 OPS = ("decode", "codec-only")
 ALL_THREADS = os.cpu_count()
 # the goal: our decode time ÷ FFmpeg VVC decode time on one thread (bytes -> RGB), at most
@@ -205,6 +206,7 @@ def summarize(rows: list[dict]) -> dict:
     goal = _goal(ratio_rows, headline)
     checks = _CHECKED["vvc_vs_anchor_csv"]
     return {
+        "jpegai_fast synthesis precision": C.bench_precision(),
         "headline": headline,
         "goal (1 thread, decode ÷ FFmpeg VVC decode)": goal,
         "ratio table (codec decode time ÷ VVC decode time, same op and threads, matched bpp)": ratio_rows,
