@@ -335,6 +335,22 @@ def test_components_option_is_validated_before_any_work(tmp_path):
                                  "--data", str(tmp_path)])
 
 
+@pytest.mark.skipif(not INT8_MODELS, reason="no shipped model has int8 synthesis graphs")
+def test_shipped_int8_phases_are_interleaved_in_uint8(tmp_path):
+    """The shipped int8 graphs already carry the uint8 phase interleave: --only-uint8-phases on a copy finds
+    nothing left to change, the graphs stay as they are, and the entries record the empty change."""
+    pytest.importorskip("torch")  # main() sets torch's thread count first
+    src = INT8_MODELS[0]
+    model = tmp_path / src.name
+    shutil.copytree(src, model, ignore=shutil.ignore_patterns("picture_gradient*", "analysis*", "hyper_encoder*"))
+    before = {p.name: p.read_bytes() for p in model.glob("*.int8.onnx")}
+    entries = qs.main(["--model", str(model), "--only-uint8-phases", "--eval-images", "0", "--no-card"])
+    after = {p.name: p.read_bytes() for p in model.glob("*.int8.onnx")}
+    assert entries and all(g["uint8_phase_interleave"] == [] for e in entries.values() for g in e["graphs"].values())
+    for name in before:  # onnx.save of the unchanged graph: the same function; compare the decoded graphs
+        assert onnx.load_from_string(after[name]).graph == onnx.load_from_string(before[name]).graph, name
+
+
 def test_bd_rate_weights_follow_the_curve_flattening():
     """A concave curve (flat top): the top rate points weigh most, the mean weight is 1, the clip holds."""
     bpp = np.array([0.05, 0.1, 0.2, 0.4, 0.8])
