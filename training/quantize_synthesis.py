@@ -952,6 +952,8 @@ def int8_graph(fp32_path, cal: dict, comp: str, args, log=print) -> tuple[onnx.M
         floats, info["selection"] = select_float(g, q, floats, data, args.float_budget_db,
                                                  _per_component(args.max_float_mac_share, comp, float), log)
     q = keep_float(q, floats, g)
+    if args.uint8_phases:  # before QAT too: the four phases then share one learned range there
+        q, _ = uint8_phase_interleave(q)
     info.update(int8_activations=len(activation_tensors(q)), float_activations=sorted(floats & set(every)))
     steps = _per_component(args.qat_steps, comp, int)
     rate_weights = None
