@@ -112,14 +112,14 @@ def core_build_time() -> str | None:
     return _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _cpu_jiffies() -> tuple[int, int] | None:
-    """(busy, total) jiffies over all cores from /proc/stat (None where there is none)."""
+def _busy_jiffies() -> int | None:
+    """Busy jiffies over all cores from /proc/stat (None where there is none)."""
     try:
         fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
     except (OSError, ValueError):
         return None
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return sum(fields) - idle, sum(fields)
+    return sum(fields) - idle
 
 
 def background_load(seconds: float = 0.5) -> dict[str, Any]:
@@ -128,23 +128,20 @@ def background_load(seconds: float = 0.5) -> dict[str, Any]:
     Timings of one thread are only comparable between codecs when nothing else runs: FFmpeg's VVC decode measured
     1.1-1.5x slower (geo-mean) beside a training job on the second core while ours moved < 3 % (bench/README.md),
     so every results file records this next to the machine."""
-    a = _cpu_jiffies()
+    snapshot = load_snapshot()
     time.sleep(seconds)
-    b = _cpu_jiffies()
-    cores = os.cpu_count() or 1
-    busy = None if a is None or b is None or b[1] == a[1] else round(cores * (b[0] - a[0]) / (b[1] - a[1]), 2)
-    return {"busy_cores_other_processes": busy,
+    return {"busy_cores_other_processes": other_load_since(snapshot),
             "loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
 
 
 def load_snapshot() -> tuple | None:
     """Start of a window for ``other_load_since``: machine busy jiffies, this process's and its waited-for
     children's CPU seconds, wall time."""
-    j = _cpu_jiffies()
-    if j is None:
+    busy = _busy_jiffies()
+    if busy is None:
         return None
     t = os.times()
-    return j[0], t.user + t.system + t.children_user + t.children_system, time.monotonic()
+    return busy, t.user + t.system + t.children_user + t.children_system, time.monotonic()
 
 
 def other_load_since(snapshot: tuple | None) -> float | None:

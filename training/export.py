@@ -333,6 +333,12 @@ def hsd_macs(c, hz, wz):
     return hz * wz * (c * c + 9 * c * c + 16 * c * c)
 
 
+def context_macs_per_site(context_model) -> int:
+    """MACs of the 4-stage luma context model per 2x2 phase site (all four stages): its conv weights, each
+    applied once per site of the half-resolution latent grid."""
+    return sum(m.weight.numel() for m in context_model.modules() if isinstance(m, torch.nn.Conv2d))
+
+
 def measure_macs(out_dir, model, hw=(512, 768)):
     h, w = hw
     hl, wl = h // 16, w // 16
@@ -366,8 +372,7 @@ def measure_macs(out_dir, model, hw=(512, 768)):
             macs = c * c * hz * wz + (c * c * 4) * h2 * w2 + (c * c * 9 + 4 * c * c * 9) * h2 * w2
             assert sum(p.numel() for n, p in hd.named_parameters() if n.endswith("weight")) == c * c * (1 + 16 + 9 + 36)
             res[f"hyper_decoder_{comp} (int, analytic)"] = macs / px / 1000
-        per_phase = sum(m.weight.numel() for m in model.context_model.modules() if isinstance(m, torch.nn.Conv2d))
-        res["context_luma (int, analytic)"] = per_phase * h2 * w2 / px / 1000
+        res["context_luma (int, analytic)"] = context_macs_per_site(model.context_model) * h2 * w2 / px / 1000
     res["hyper_scale_int_luma (int8, analytic)"] = hsd_macs(cl, hz, wz) / px / 1000
     res["hyper_scale_int_chroma (int8, analytic)"] = hsd_macs(cc, hz, wz) / px / 1000
     return {k: round(v, 3) for k, v in res.items()}

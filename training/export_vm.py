@@ -32,6 +32,7 @@ from .export import (
     ROOT,
     _cdiv,
     calibration_images,
+    context_macs_per_site,
     export_onnx,
     graph_macs,
     hsd_macs,
@@ -150,12 +151,6 @@ def blob_sections(model: VMCodec, calib) -> dict:
                                                 for r in range(rates)]).astype(np.float32)
     sec.update(mean_sections(model, calib))
     return sec
-
-
-def context_macs_per_site(context_model) -> int:
-    """MACs of the 4-stage luma context model per 2x2 phase site (all four stages): its conv weights, each
-    applied once per site of the half-resolution latent grid, as export.measure_macs counts them for vr_bop."""
-    return sum(m.weight.numel() for m in context_model.modules() if isinstance(m, torch.nn.Conv2d))
 
 
 def measure_macs(out_dir, hw=(512, 768), ops=("bop",), context_per_site: int = 0):

@@ -952,8 +952,8 @@ def int8_graph(fp32_path, cal: dict, comp: str, args, log=print) -> tuple[onnx.M
         floats, info["selection"] = select_float(g, q, floats, data, args.float_budget_db,
                                                  _per_component(args.max_float_mac_share, comp, float), log)
     q = keep_float(q, floats, g)
-    if args.uint8_phases:  # before QAT too: the four phases then share one learned range there
-        q, _ = uint8_phase_interleave(q)
+    if args.uint8_phases:  # before QAT, so that the four phases share one learned range there
+        q, info["uint8_phase_interleave"] = uint8_phase_interleave(q)
     info.update(int8_activations=len(activation_tensors(q)), float_activations=sorted(floats & set(every)))
     steps = _per_component(args.qat_steps, comp, int)
     rate_weights = None
@@ -966,6 +966,8 @@ def int8_graph(fp32_path, cal: dict, comp: str, args, log=print) -> tuple[onnx.M
                            range_lr=args.qat_range_lr, batch=args.qat_batch, crop=args.qat_crop,
                            target=args.qat_target, decay=args.qat_decay, rate_weights=rate_weights, log=log)
         q = keep_float(quantize(g, feeds[:2], args.activation, args.reduce_range, overrides=overrides), floats, g)
+        if args.uint8_phases:  # the re-quantised graph interleaves in float again (the shared range: same scales)
+            q, info["uint8_phase_interleave"] = uint8_phase_interleave(q)
         info["qat"] = {"steps": steps, "lr": args.qat_lr, "target": args.qat_target, "range_lr": args.qat_range_lr,
                        "batch": args.qat_batch, "crop": args.qat_crop}
         if rate_weights:
@@ -975,8 +977,6 @@ def int8_graph(fp32_path, cal: dict, comp: str, args, log=print) -> tuple[onnx.M
         if "selection" in info:  # the same samples' cost after fine-tuning (vs the shipped float graph)
             info["qat"]["int8_db_after"] = round(info["selection"]["float_db"] - mean_psnr(q, data), 4)
             log(f"    after QAT: {info['qat']['int8_db_after']:+.3f} dB (before {info['selection']['int8_db']:+.3f})")
-    if args.uint8_phases:
-        q, info["uint8_phase_interleave"] = uint8_phase_interleave(q)
     if args.float16_weights:
         q, info["float16_storage_bytes_saved"] = float16_conv_weights(q)
     onnx.checker.check_model(q)
