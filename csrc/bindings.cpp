@@ -12,6 +12,7 @@
 #include "cpu_features.hpp"
 #include "errors.hpp"
 #include "factorized_coder.hpp"
+#include "gated_upsampler.hpp"
 #include "hyper_scale_decoder.hpp"
 #include "latent_decoder.hpp"
 #include "mean_path.hpp"
@@ -455,6 +456,41 @@ PYBIND11_MODULE(_core, m) {
     return out;
   }, py::arg("y"), py::arg("uv"), py::arg("threads") = 0,
      "Y'CbCr 4:2:0 float32 planes (0-255) -> uint8 RGB [H, W, 3], bit-identical to colour.yuv420_to_rgb.");
+
+  py::class_<GatedUpsampler>(m, "GatedUpsampler")
+      .def(py::init([](const py::array& weight_in, const py::array& bias_in, const py::array& gate_weight_in,
+                       const py::array& gate_bias_in, float alpha) {
+             auto wt = require<float>(weight_in, "weight");
+             auto bias = require<float>(bias_in, "bias");
+             auto gw = require<float>(gate_weight_in, "gate_weight");
+             auto gb = require<float>(gate_bias_in, "gate_bias");
+             if (wt.ndim() != 4 || wt.shape(2) != 4 || wt.shape(3) != 4)
+               throw ArgumentError("weight must be [Cin, Cout, 4, 4] (ConvTranspose k4 s2 p1)");
+             const py::ssize_t cin = wt.shape(0), cout = wt.shape(1);
+             if (bias.ndim() != 1 || bias.shape(0) != cout || gb.ndim() != 1 || gb.shape(0) != cout ||
+                 gw.size() != cout * cout || gw.shape(0) != cout)
+               throw ArgumentError("bias, gate_bias must be [Cout] and gate_weight [Cout, Cout(, 1, 1)]");
+             return GatedUpsampler(wt.data(), bias.data(), gw.data(), gb.data(), int(cin), int(cout), alpha);
+           }),
+           py::arg("weight"), py::arg("bias"), py::arg("gate_weight"), py::arg("gate_bias"), py::arg("alpha"),
+           "ConvTranspose k4 s2 p1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg) (csrc/gated_upsampler.hpp).")
+      .def("run", [](const GatedUpsampler& self, const py::array& x_in, unsigned threads, bool reference) {
+             auto x = require<float>(x_in, "x");
+             if (x.ndim() != 4 || x.shape(0) != 1 || x.shape(1) != self.cin() || x.shape(2) < 1 || x.shape(3) < 1)
+               throw ArgumentError("x must be float32 [1, Cin, H, W] with Cin = " + std::to_string(self.cin()));
+             const int h = int(x.shape(2)), w = int(x.shape(3));
+             CArray<float> out({py::ssize_t(1), py::ssize_t(self.cout()), py::ssize_t(2) * h, py::ssize_t(2) * w});
+             {
+               py::gil_scoped_release release;
+               self.run(x.data(), h, w, out.mutable_data(), threads, reference);
+             }
+             return out;
+           },
+           py::arg("x"), py::arg("threads") = 0, py::arg("reference") = false,
+           "x float32 [1, Cin, H, W] -> [1, Cout, 2H, 2W]; reference=True: the scalar definition.")
+      .def_property_readonly("cin", &GatedUpsampler::cin)
+      .def_property_readonly("cout", &GatedUpsampler::cout)
+      .def_property_readonly("has_simd_kernel", &GatedUpsampler::has_simd_kernel);
 
   m.def("inverse_gain", [](int32_t t) {
     const InverseGain g = inverse_gain(t);

@@ -38,7 +38,8 @@ def test_same_bytes_as_the_reference_encoder(enc, photo, rate, op):
 @pytest.mark.parametrize("hw", [(96, 128), (100, 140)])  # whole / partial chroma latents on vm33's H/32 grid
 def test_every_shipped_model_encodes_as_the_reference_encoder(model_path, hw, photo):
     """The other shipped models (vm33: chroma latent on its own H/32 grid, its own model id) through the reference
-    encoder and decoder too: the same bytes, the same decoded picture at the stream's operating point."""
+    encoder and decoder too: the same bytes, the same decoded picture at the stream's operating point (to ±1
+    level on at most 0.1 % of the samples: float rounding of the pixel domain)."""
     from training import reference_decoder as rd
 
     skdata = pytest.importorskip("skimage.data")
@@ -49,7 +50,10 @@ def test_every_shipped_model_encodes_as_the_reference_encoder(model_path, hw, ph
     for rate, op in ((0, "bop"), (ref.num_rates - 1, "sop")):
         want, _ = rd.encode_bitstream(ref, pic, rate, op)
         assert enc_m.encode(pic, rate_point=rate, operating_point=op) == want, (rate, op)
-        assert np.array_equal(dec.decode(want), rd.decode_bitstream(ref, want)["rgb"]), (rate, op)
+        # the pixel domain is float: on an AVX2 CPU the runtime runs vm33's up-samplers in C++ (graph_split.py),
+        # which round differently from ORT's whole graph in the reference decoder
+        diff = np.abs(dec.decode(want).astype(np.int16) - rd.decode_bitstream(ref, want)["rgb"])
+        assert diff.max() <= 1 and np.count_nonzero(diff) <= 0.001 * diff.size, (rate, op)
 
 
 def test_quality_is_monotone(enc, photo):

@@ -15,6 +15,8 @@ import functools
 import os
 import pathlib
 import threading
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -244,6 +246,9 @@ class Model:
         self.analysis_hi_from = analysis_hi_from(self.path, self.num_rates)
         self._sessions: dict = {}
         self._lock = threading.Lock()
+        # The synthesis' gated up-samplers in C++ on the CPU (graph_split.py, csrc/gated_upsampler.hpp);
+        # JPEGAI_FAST_UPSAMPLER=ort (or this attribute False before the first decode) runs the whole graphs.
+        self.cpp_upsamplers = os.environ.get("JPEGAI_FAST_UPSAMPLER", "cpp") != "ort"
 
     def configured(self, device: str | None = None, threads: int | None = None,
                    precision: str | None = None) -> Model:
@@ -310,6 +315,55 @@ class Model:
                 self._sessions[name] = sess
             return self._sessions[name]
 
+    def split_synthesis(self, name: str):
+        """The head / C++ up-samplers / tail form of a float synthesis graph on the CPU (see graph_split.py), or
+        None: another device or precision, ``cpp_upsamplers`` off, a graph without the pattern, or a CPU without
+        the up-sampler's AVX2 + FMA kernel."""
+        if not (self.cpp_upsamplers and name.startswith("synthesis_") and self.device == "cpu"):
+            return None
+        key = ("split", name)
+        with self._lock:
+            if key not in self._sessions:
+                path = self._graph_file(name)
+                split = None
+                runner: _SplitRunner | None = None
+                if not path.name.endswith(".int8.onnx"):
+                    from .graph_split import split_gated_upsamplers
+
+                    split = split_gated_upsamplers(path.read_bytes())
+                ups = [] if split is None else [
+                    _core.GatedUpsampler(b.weight, b.bias, b.gate_weight, b.gate_bias, b.alpha) for b in split.blocks]
+                if split is not None and all(u.has_simd_kernel for u in ups):
+                    import onnxruntime as ort
+
+                    opts = session_options(self.threads)
+                    runner = _SplitRunner(
+                        ort.InferenceSession(split.head, opts, providers=self.providers), split.head_inputs, ups,
+                        ort.InferenceSession(split.tail, opts, providers=self.providers), split.tail_input,
+                        split.tail_inputs)
+                # else: no AVX2 + FMA (or JPEGAI_FAST_SIMD=scalar): ORT's graph beats the scalar definition
+                self._sessions[key] = runner
+            return self._sessions[key]
+
     def run(self, name: str, **inputs) -> np.ndarray:
         feeds = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()}
+        split = self.split_synthesis(name)
+        if split is not None:
+            return split.run(feeds, self.threads)
         return self.session(name).run(None, feeds)[0]
+
+
+@dataclass
+class _SplitRunner:
+    head: Any              # ort.InferenceSession
+    head_inputs: list
+    upsamplers: list       # _core.GatedUpsampler, in order
+    tail: Any
+    tail_input: str
+    tail_inputs: list
+
+    def run(self, feeds: dict, threads: int) -> np.ndarray:
+        x = self.head.run(None, {k: feeds[k] for k in self.head_inputs})[0]
+        for up in self.upsamplers:
+            x = up.run(x, threads)
+        return self.tail.run(None, {self.tail_input: x, **{k: feeds[k] for k in self.tail_inputs}})[0]

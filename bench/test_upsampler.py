@@ -1,0 +1,125 @@
+"""The synthesis with its gated up-samplers in C++ (graph_split.py + csrc/gated_upsampler.hpp) against the whole
+graph in ONNX Runtime, vm33, Kodak size (768x512), one thread, side by side in one run; and each up-sampler
+block alone against the same block as an ORT graph (ConvTranspose, LeakyRelu, 1x1 Conv, Mul).
+
+    python -m pytest bench/test_upsampler.py --benchmark-only
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.results_writer import register_suite
+
+SUITE = "upsampler"
+H, W = 512, 768
+
+
+def _vm33():
+    from jpegai_fast.model import MODELS_DIR
+
+    path = MODELS_DIR / "vm33"
+    if not (path / "synthesis_bop_luma.onnx").is_file():
+        pytest.skip("vm33 is not shipped")
+    return path
+
+
+def block_graph(blk) -> bytes:
+    """The up-sampler block as ONNX Runtime runs it inside the synthesis graph."""
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["u"], kernel_shape=[4, 4], pads=[1, 1, 1, 1],
+                              strides=[2, 2]),
+             helper.make_node("LeakyRelu", ["u"], ["l"], alpha=blk.alpha),
+             helper.make_node("Conv", ["l", "gw", "gb"], ["g"], kernel_shape=[1, 1]),
+             helper.make_node("Mul", ["u", "g"], ["y"])]
+    cout = blk.weight.shape[1]
+    inits = [numpy_helper.from_array(blk.weight, "w"), numpy_helper.from_array(blk.bias, "b"),
+             numpy_helper.from_array(blk.gate_weight.reshape(cout, cout, 1, 1), "gw"),
+             numpy_helper.from_array(blk.gate_bias, "gb")]
+    graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def _feeds(session):
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for i in session.get_inputs():
+        if i.name == "image_ref":
+            feeds[i.name] = np.zeros((1, 0, H, W), np.float32)
+        else:
+            grid = 32 if i.name == "y_hat_chroma" else 16
+            feeds[i.name] = (rng.normal(size=(1, i.shape[1], H // grid, W // grid)) * 0.5).astype(np.float32)
+    return feeds
+
+
+@pytest.mark.parametrize("kind", ["ORT whole graph", "C++ up-samplers"])
+@pytest.mark.parametrize("graph", ["synthesis_bop_luma", "synthesis_bop_chroma", "synthesis_sop_luma",
+                                   "synthesis_sop_chroma"])
+def test_synthesis(benchmark, graph, kind):
+    from jpegai_fast import _core
+    from jpegai_fast.model import Model
+
+    _vm33()
+    model = Model("vm33", threads=1)
+    model.cpp_upsamplers = kind.startswith("C++")
+    if model.cpp_upsamplers and model.split_synthesis(graph) is None:
+        pytest.skip("no AVX2 + FMA up-sampler kernel on this CPU")
+    feeds = _feeds(model.session(graph))
+    benchmark.group = f"upsampler-{graph}"
+    out = benchmark.pedantic(lambda: model.run(graph, **feeds), rounds=15, warmup_rounds=2)
+    assert out.shape[-2:] == (H, W) if graph.endswith("luma") else out.shape[-2:] == (H // 2, W // 2)
+    benchmark.extra_info.update(suite=SUITE, graph=graph, kind=kind, threads=1, simd=_core.cpu_features())
+
+
+@pytest.mark.parametrize("kind", ["ORT block", "C++ block"])
+@pytest.mark.parametrize("block", [0, 1])
+def test_block(benchmark, block, kind):
+    import onnxruntime as ort
+
+    from jpegai_fast import _core
+    from jpegai_fast.graph_split import split_gated_upsamplers
+
+    split = split_gated_upsamplers((_vm33() / "synthesis_bop_luma.onnx").read_bytes())
+    blk = split.blocks[block]
+    cin = blk.weight.shape[0]
+    x = (np.random.default_rng(1).normal(size=(1, cin, H // 16 * 2 ** block, W // 16 * 2 ** block)) * 0.5
+         ).astype(np.float32)
+    if kind == "C++ block":
+        up = _core.GatedUpsampler(blk.weight, blk.bias, blk.gate_weight, blk.gate_bias, blk.alpha)
+        if not up.has_simd_kernel:
+            pytest.skip("no AVX2 + FMA up-sampler kernel on this CPU")
+        fn = lambda: up.run(x, 1)  # noqa: E731
+    else:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        sess = ort.InferenceSession(block_graph(blk), opts, providers=["CPUExecutionProvider"])
+        fn = lambda: sess.run(None, {"x": x})[0]  # noqa: E731
+    benchmark.group = f"upsampler-bop-luma-up{block + 1}"
+    out = benchmark.pedantic(fn, rounds=20, warmup_rounds=2)
+    assert out.shape == (1, blk.weight.shape[1], 2 * x.shape[2], 2 * x.shape[3])
+    macs = (16 * cin + 4 * blk.weight.shape[1]) * blk.weight.shape[1] * x.shape[2] * x.shape[3]
+    benchmark.extra_info.update(suite=SUITE, graph=f"bop luma up{block + 1} block", kind=kind, threads=1, macs=macs,
+                                simd=_core.cpu_features())
+
+
+def summarize(rows: list[dict]) -> dict:
+    by = {(r["extra_info"]["graph"], r["extra_info"]["kind"]): r for r in rows}
+    table, ratios = [], {}
+    for (graph, kind), r in sorted(by.items()):
+        row = {"graph": graph, "kind": kind, "median_ms": round(1e3 * r["median_s"], 2)}
+        if "macs" in r["extra_info"]:
+            row["GMAC/s"] = round(r["extra_info"]["macs"] / r["median_s"] / 1e9, 1)
+        table.append(row)
+    for graph in sorted({g for g, _ in by}):
+        pair = [by.get((graph, k)) for k in (("C++ up-samplers", "ORT whole graph") if graph.startswith("synthesis")
+                                              else ("C++ block", "ORT block"))]
+        if all(pair):
+            ratios[f"{graph}: C++ / ORT time"] = round(pair[0]["median_s"] / pair[1]["median_s"], 3)
+    return {"workload": f"vm33 synthesis at {W}x{H}, 1 thread, median of 15 (graphs) / 20 (blocks)",
+            "ratios": ratios, "rows": table}
+
+
+register_suite(SUITE, summarize)

@@ -1,0 +1,179 @@
+"""The synthesis' gated up-sampler in C++ (csrc/gated_upsampler.hpp) and the graph split that feeds it
+(src/jpegai_fast/graph_split.py): the AVX2 kernel equals its scalar definition bit for bit, any thread count
+gives the same bytes, both equal a float64 numpy definition and ONNX Runtime's graph to float rounding, and a
+decode through the split equals the whole-graph decode to ±1 level on a few pixels."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import jpegai_fast
+from jpegai_fast import _core
+from jpegai_fast.graph_split import split_gated_upsamplers
+from shipped_model import MODELS
+
+ALPHA = 0.01
+
+
+def _weights(cin, cout, seed=0):
+    rng = np.random.default_rng(seed)
+    return ((rng.normal(size=(cin, cout, 4, 4)) / np.sqrt(4 * cin)).astype(np.float32),
+            (rng.normal(size=cout) * 0.1).astype(np.float32),
+            (rng.normal(size=(cout, cout)) / np.sqrt(cout)).astype(np.float32),
+            (rng.normal(size=cout) * 0.1 + 1.0).astype(np.float32))
+
+
+def numpy_definition(x, w, b, gw, gb, alpha):
+    """float64: ConvTranspose k4 s2 p1 by scattering each input sample, then u * (Wg . LeakyReLU(u) + bg)."""
+    x, w = x[0].astype(np.float64), w.astype(np.float64)
+    cin, h, wd = x.shape
+    cout = w.shape[1]
+    full = np.zeros((cout, 2 * h + 2, 2 * wd + 2))  # output padded by 1 on each side (p1 crops it)
+    for ky in range(4):
+        for kx in range(4):
+            contrib = np.einsum("ihw,io->ohw", x, w[:, :, ky, kx])
+            full[:, ky:ky + 2 * h:2, kx:kx + 2 * wd:2] += contrib
+    u = full[:, 1:2 * h + 1, 1:2 * wd + 1] + b.astype(np.float64)[:, None, None]
+    lr = np.where(u >= 0, u, u * alpha)
+    g = np.einsum("oc,chw->ohw", gw.astype(np.float64), lr) + gb.astype(np.float64)[:, None, None]
+    return (u * g)[None]
+
+
+@pytest.mark.parametrize("cin,cout,h,w", [(32, 16, 5, 7), (16, 32, 3, 6), (48, 16, 4, 13), (8, 16, 1, 20),
+                                          (16, 16, 6, 3), (24, 12, 4, 9)])
+def test_kernel_equals_definition(cin, cout, h, w):
+    wt, b, gw, gb = _weights(cin, cout)
+    up = _core.GatedUpsampler(wt, b, gw, gb, ALPHA)
+    x = np.random.default_rng(1).normal(size=(1, cin, h, w)).astype(np.float32)
+    fast, ref = up.run(x, 1), up.run(x, 1, reference=True)
+    assert fast.shape == (1, cout, 2 * h, 2 * w)
+    assert np.array_equal(fast.view(np.uint32), ref.view(np.uint32))  # bit for bit, SIMD tile or not
+    want = numpy_definition(x, wt, b, gw, gb, ALPHA)
+    assert np.abs(fast - want).max() <= 1e-5 * max(1.0, np.abs(want).max())
+
+
+def test_simd_kernel_applies_to_the_vm_channel_counts():
+    for cin, cout in ((128, 96), (96, 64), (192, 64), (64, 32)):
+        up = _core.GatedUpsampler(*_weights(cin, cout), ALPHA)
+        assert up.cin == cin and up.cout == cout
+        if "avx2" in _core.cpu_features() or "avx512" in _core.cpu_features():
+            assert up.has_simd_kernel
+    assert not _core.GatedUpsampler(*_weights(8, 12), ALPHA).has_simd_kernel  # not a multiple of 16
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 0])
+def test_thread_count_does_not_change_bytes(threads):
+    wt, b, gw, gb = _weights(32, 32, seed=3)
+    up = _core.GatedUpsampler(wt, b, gw, gb, ALPHA)
+    x = np.random.default_rng(4).normal(size=(1, 32, 9, 14)).astype(np.float32)
+    assert np.array_equal(up.run(x, threads).view(np.uint32), up.run(x, 1, reference=True).view(np.uint32))
+
+
+def test_bad_arguments_raise_value_error():
+    wt, b, gw, gb = _weights(16, 16)
+    with pytest.raises(ValueError):
+        _core.GatedUpsampler(wt[:, :, :3], b, gw, gb, ALPHA)
+    with pytest.raises(ValueError):
+        _core.GatedUpsampler(wt, b[:8], gw, gb, ALPHA)
+    up = _core.GatedUpsampler(wt, b, gw, gb, ALPHA)
+    for bad in (np.zeros((1, 8, 4, 4), np.float32), np.zeros((16, 4, 4), np.float32),
+                np.zeros((1, 16, 4, 4), np.float64), np.zeros((1, 16, 0, 4), np.float32)):
+        with pytest.raises(ValueError):
+            up.run(bad)
+
+
+# ---- the graph split on the shipped synthesis graphs ---------------------------------------------------------
+
+def _synthesis_graphs():
+    return [p for m in MODELS for p in sorted(m.glob("synthesis_*.onnx")) if not p.name.endswith(".int8.onnx")]
+
+
+def _feeds(session, rng):
+    feeds = {}
+    for i in session.get_inputs():
+        if i.name == "image_ref":
+            feeds[i.name] = np.zeros((1, 0, 200, 280), np.float32)
+        else:
+            grid = 32 if i.name == "y_hat_chroma" and i.shape[1] == 64 else 16
+            size = (1, i.shape[1], -(-200 // grid), -(-280 // grid))
+            feeds[i.name] = (rng.normal(size=size) * 0.5).astype(np.float32)
+    return feeds
+
+
+@pytest.mark.parametrize("path", _synthesis_graphs(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_split_equals_whole_graph(path):
+    import onnxruntime as ort
+
+    split = split_gated_upsamplers(path.read_bytes())
+    if path.parent.name != "vm33":
+        assert split is None  # vr_bop's synthesis has no gated ConvTranspose pattern: it runs whole
+        return
+    assert split is not None and len(split.blocks) == 2 and split.tail_inputs == ["image_ref"]
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    whole = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    head = ort.InferenceSession(split.head, opts, providers=["CPUExecutionProvider"])
+    tail = ort.InferenceSession(split.tail, opts, providers=["CPUExecutionProvider"])
+    feeds = _feeds(whole, np.random.default_rng(0))
+    x = head.run(None, {k: feeds[k] for k in split.head_inputs})[0]
+    for blk in split.blocks:
+        x = _core.GatedUpsampler(blk.weight, blk.bias, blk.gate_weight, blk.gate_bias, blk.alpha).run(x, 1)
+    out = tail.run(None, {split.tail_input: x, **{k: feeds[k] for k in split.tail_inputs}})[0]
+    ref = whole.run(None, feeds)[0]
+    assert out.shape == ref.shape
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max() + 1e-3
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x08", b"\xff" * 64, b"\x3a\x05abc"])
+def test_split_of_garbage_is_none(garbage):
+    assert split_gated_upsamplers(garbage) is None
+
+
+def test_split_of_truncated_graph_is_none():
+    vm = [p for p in _synthesis_graphs() if p.parent.name == "vm33"]
+    if not vm:
+        pytest.skip("no vm33 model")
+    raw = vm[0].read_bytes()
+    for cut in (10, len(raw) // 3, len(raw) - 7):
+        assert split_gated_upsamplers(raw[:cut]) is None
+
+
+def _has_simd():
+    return any(k in _core.cpu_features() for k in ("avx2", "avx512"))
+
+
+def test_model_uses_the_split_on_the_cpu():
+    from jpegai_fast.model import Model
+
+    if not any(m.name == "vm33" for m in MODELS):
+        pytest.skip("no vm33 model")
+    model = Model("vm33", threads=1)
+    assert (model.split_synthesis("synthesis_bop_luma") is not None) == _has_simd()
+    assert model.split_synthesis("analysis_luma") is None
+    off = Model("vm33", threads=1)
+    off.cpp_upsamplers = False
+    assert off.split_synthesis("synthesis_bop_luma") is None
+    assert Model("vm33", threads=1, precision="int8").split_synthesis("synthesis_bop_luma") is None
+
+
+def test_decode_through_the_split_matches_the_whole_graphs(tmp_path):
+    """In-process decode (split, C++ up-samplers) vs a child process with JPEGAI_FAST_UPSAMPLER=ort."""
+    import os
+    import subprocess
+    import sys
+
+    if not any(m.name == "vm33" for m in MODELS):
+        pytest.skip("no vm33 model")
+    skdata = pytest.importorskip("skimage.data")
+    photo = np.ascontiguousarray(skdata.astronaut()[100:292, 120:376])
+    stream = jpegai_fast.encode(photo, model="vm33", rate_point=6)
+    fast = jpegai_fast.Decoder(threads=2).decode(stream).astype(np.int16)
+    (tmp_path / "s.jai").write_bytes(stream)
+    code = ("import sys, numpy as np, jpegai_fast; d = open(sys.argv[1], 'rb').read(); "
+            "np.save(sys.argv[2], jpegai_fast.Decoder(threads=2).decode(d))")
+    env = dict(os.environ, JPEGAI_FAST_UPSAMPLER="ort")
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.jai"), str(tmp_path / "o.npy")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    diff = np.abs(fast - np.load(tmp_path / "o.npy").astype(np.int16))
+    assert diff.max() <= 1 and np.count_nonzero(diff) <= 0.001 * diff.size
