@@ -1,6 +1,7 @@
-"""The synthesis with its gated up-samplers in C++ (graph_split.py + csrc/gated_upsampler.hpp) against the whole
-graph in ONNX Runtime, vm33, Kodak size (768x512), one thread, side by side in one run; and each up-sampler
-block alone against the same block as an ORT graph (ConvTranspose, LeakyRelu, 1x1 Conv, Mul).
+"""The synthesis with its gated blocks in C++ (graph_split.py, csrc/gated_upsampler.hpp, csrc/gated_conv3x3.hpp)
+against the whole graph in ONNX Runtime, vm33, Kodak size (768x512), one thread, side by side in one run; and
+each gated block of the BOP luma graph alone against the same block as an ORT graph (ConvTranspose or Conv 3x3,
+LeakyRelu, 1x1 Conv, Mul).
 
     python -m pytest bench/test_upsampler.py --benchmark-only
 """
@@ -25,16 +26,18 @@ def _vm33():
 
 
 def block_graph(blk) -> bytes:
-    """The up-sampler block as ONNX Runtime runs it inside the synthesis graph."""
+    """The gated block as ONNX Runtime runs it inside the synthesis graph."""
     pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["u"], kernel_shape=[4, 4], pads=[1, 1, 1, 1],
-                              strides=[2, 2]),
+    main = (helper.make_node("ConvTranspose", ["x", "w", "b"], ["u"], kernel_shape=[4, 4], pads=[1, 1, 1, 1],
+                             strides=[2, 2]) if blk.kind == "up" else
+            helper.make_node("Conv", ["x", "w", "b"], ["u"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+    nodes = [main,
              helper.make_node("LeakyRelu", ["u"], ["l"], alpha=blk.alpha),
              helper.make_node("Conv", ["l", "gw", "gb"], ["g"], kernel_shape=[1, 1]),
              helper.make_node("Mul", ["u", "g"], ["y"])]
-    cout = blk.weight.shape[1]
+    cout = blk.weight.shape[1] if blk.kind == "up" else blk.weight.shape[0]
     inits = [numpy_helper.from_array(blk.weight, "w"), numpy_helper.from_array(blk.bias, "b"),
              numpy_helper.from_array(blk.gate_weight.reshape(cout, cout, 1, 1), "gw"),
              numpy_helper.from_array(blk.gate_bias, "gb")]
@@ -55,7 +58,7 @@ def _feeds(session):
     return feeds
 
 
-@pytest.mark.parametrize("kind", ["ORT whole graph", "C++ up-samplers"])
+@pytest.mark.parametrize("kind", ["ORT whole graph", "C++ blocks"])
 @pytest.mark.parametrize("graph", ["synthesis_bop_luma", "synthesis_bop_chroma", "synthesis_sop_luma",
                                    "synthesis_sop_chroma"])
 def test_synthesis(benchmark, graph, kind):
@@ -75,7 +78,7 @@ def test_synthesis(benchmark, graph, kind):
 
 
 @pytest.mark.parametrize("kind", ["ORT block", "C++ block"])
-@pytest.mark.parametrize("block", [0, 1])
+@pytest.mark.parametrize("block", [0, 1, 2])
 def test_block(benchmark, block, kind):
     import onnxruntime as ort
 
@@ -84,11 +87,13 @@ def test_block(benchmark, block, kind):
 
     split = split_gated_upsamplers((_vm33() / "synthesis_bop_luma.onnx").read_bytes())
     blk = split.blocks[block]
-    cin = blk.weight.shape[0]
-    x = (np.random.default_rng(1).normal(size=(1, cin, H // 16 * 2 ** block, W // 16 * 2 ** block)) * 0.5
-         ).astype(np.float32)
+    up_kind = blk.kind == "up"
+    cin, cout = blk.weight.shape[:2] if up_kind else blk.weight.shape[1::-1]
+    scale = 2 ** min(block, 2)
+    x = (np.random.default_rng(1).normal(size=(1, cin, H // 16 * scale, W // 16 * scale)) * 0.5).astype(np.float32)
     if kind == "C++ block":
-        up = _core.GatedUpsampler(blk.weight, blk.bias, blk.gate_weight, blk.gate_bias, blk.alpha)
+        up = (_core.GatedUpsampler if up_kind else _core.GatedConv3x3)(blk.weight, blk.bias, blk.gate_weight,
+                                                                      blk.gate_bias, blk.alpha)
         if not up.has_simd_kernel:
             pytest.skip("no AVX2 + FMA up-sampler kernel on this CPU")
         fn = lambda: up.run(x, 1)  # noqa: E731
@@ -97,11 +102,14 @@ def test_block(benchmark, block, kind):
         opts.intra_op_num_threads = 1
         sess = ort.InferenceSession(block_graph(blk), opts, providers=["CPUExecutionProvider"])
         fn = lambda: sess.run(None, {"x": x})[0]  # noqa: E731
-    benchmark.group = f"upsampler-bop-luma-up{block + 1}"
+    name = ("up1", "up2", "mid")[block]
+    benchmark.group = f"upsampler-bop-luma-{name}"
     out = benchmark.pedantic(fn, rounds=20, warmup_rounds=2)
-    assert out.shape == (1, blk.weight.shape[1], 2 * x.shape[2], 2 * x.shape[3])
-    macs = (16 * cin + 4 * blk.weight.shape[1]) * blk.weight.shape[1] * x.shape[2] * x.shape[3]
-    benchmark.extra_info.update(suite=SUITE, graph=f"bop luma up{block + 1} block", kind=kind, threads=1, macs=macs,
+    f = 2 if up_kind else 1
+    assert out.shape == (1, cout, f * x.shape[2], f * x.shape[3])
+    # direct-form MACs (the Winograd block does 16/36 of the 3x3 ones)
+    macs = ((16 * cin + 4 * cout) if up_kind else (9 * cin + cout)) * cout * x.shape[2] * x.shape[3]
+    benchmark.extra_info.update(suite=SUITE, graph=f"bop luma {name} block", kind=kind, threads=1, macs=macs,
                                 simd=_core.cpu_features())
 
 
@@ -114,7 +122,7 @@ def summarize(rows: list[dict]) -> dict:
             row["GMAC/s"] = round(r["extra_info"]["macs"] / r["median_s"] / 1e9, 1)
         table.append(row)
     for graph in sorted({g for g, _ in by}):
-        pair = [by.get((graph, k)) for k in (("C++ up-samplers", "ORT whole graph") if graph.startswith("synthesis")
+        pair = [by.get((graph, k)) for k in (("C++ blocks", "ORT whole graph") if graph.startswith("synthesis")
                                               else ("C++ block", "ORT block"))]
         if all(pair):
             ratios[f"{graph}: C++ / ORT time"] = round(pair[0]["median_s"] / pair[1]["median_s"], 3)

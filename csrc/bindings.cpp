@@ -12,6 +12,7 @@
 #include "cpu_features.hpp"
 #include "errors.hpp"
 #include "factorized_coder.hpp"
+#include "gated_conv3x3.hpp"
 #include "gated_upsampler.hpp"
 #include "hyper_scale_decoder.hpp"
 #include "latent_decoder.hpp"
@@ -491,6 +492,42 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("cin", &GatedUpsampler::cin)
       .def_property_readonly("cout", &GatedUpsampler::cout)
       .def_property_readonly("has_simd_kernel", &GatedUpsampler::has_simd_kernel);
+
+  py::class_<GatedConv3x3>(m, "GatedConv3x3")
+      .def(py::init([](const py::array& weight_in, const py::array& bias_in, const py::array& gate_weight_in,
+                       const py::array& gate_bias_in, float alpha) {
+             auto wt = require<float>(weight_in, "weight");
+             auto bias = require<float>(bias_in, "bias");
+             auto gw = require<float>(gate_weight_in, "gate_weight");
+             auto gb = require<float>(gate_bias_in, "gate_bias");
+             if (wt.ndim() != 4 || wt.shape(2) != 3 || wt.shape(3) != 3)
+               throw ArgumentError("weight must be [Cout, Cin, 3, 3] (Conv 3x3)");
+             const py::ssize_t cout = wt.shape(0), cin = wt.shape(1);
+             if (bias.ndim() != 1 || bias.shape(0) != cout || gb.ndim() != 1 || gb.shape(0) != cout ||
+                 gw.size() != cout * cout || gw.shape(0) != cout)
+               throw ArgumentError("bias, gate_bias must be [Cout] and gate_weight [Cout, Cout(, 1, 1)]");
+             return GatedConv3x3(wt.data(), bias.data(), gw.data(), gb.data(), int(cin), int(cout), alpha);
+           }),
+           py::arg("weight"), py::arg("bias"), py::arg("gate_weight"), py::arg("gate_bias"), py::arg("alpha"),
+           "Conv 3x3 pad 1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 3x3) "
+           "(csrc/gated_conv3x3.hpp).")
+      .def("run", [](const GatedConv3x3& self, const py::array& x_in, unsigned threads, bool reference) {
+             auto x = require<float>(x_in, "x");
+             if (x.ndim() != 4 || x.shape(0) != 1 || x.shape(1) != self.cin() || x.shape(2) < 1 || x.shape(3) < 1)
+               throw ArgumentError("x must be float32 [1, Cin, H, W] with Cin = " + std::to_string(self.cin()));
+             const int h = int(x.shape(2)), w = int(x.shape(3));
+             CArray<float> out({py::ssize_t(1), py::ssize_t(self.cout()), py::ssize_t(h), py::ssize_t(w)});
+             {
+               py::gil_scoped_release release;
+               self.run(x.data(), h, w, out.mutable_data(), threads, reference);
+             }
+             return out;
+           },
+           py::arg("x"), py::arg("threads") = 0, py::arg("reference") = false,
+           "x float32 [1, Cin, H, W] -> [1, Cout, H, W]; reference=True: the scalar definition.")
+      .def_property_readonly("cin", &GatedConv3x3::cin)
+      .def_property_readonly("cout", &GatedConv3x3::cout)
+      .def_property_readonly("has_simd_kernel", &GatedConv3x3::has_simd_kernel);
 
   m.def("inverse_gain", [](int32_t t) {
     const InverseGain g = inverse_gain(t);

@@ -1,7 +1,8 @@
-"""The synthesis' gated up-sampler in C++ (csrc/gated_upsampler.hpp) and the graph split that feeds it
-(src/jpegai_fast/graph_split.py): the AVX2 kernel equals its scalar definition bit for bit, any thread count
-gives the same bytes, both equal a float64 numpy definition and ONNX Runtime's graph to float rounding, and a
-decode through the split equals the whole-graph decode to ±1 level on a few pixels."""
+"""The synthesis' gated blocks in C++ — the up-sampler (csrc/gated_upsampler.hpp) and the Winograd 3x3 block
+(csrc/gated_conv3x3.hpp) — and the graph split that feeds them (src/jpegai_fast/graph_split.py): each AVX2 kernel
+equals its scalar definition bit for bit, any thread count gives the same bytes, both equal a float64 numpy
+definition and ONNX Runtime's graph to float rounding, and a decode through the split equals the whole-graph
+decode to ±1 level on a few pixels."""
 from __future__ import annotations
 
 import numpy as np
@@ -23,6 +24,22 @@ def _weights(cin, cout, seed=0):
             (rng.normal(size=cout) * 0.1 + 1.0).astype(np.float32))
 
 
+def _gate(u, gw, gb, alpha):
+    lr = np.where(u >= 0, u, u * alpha)
+    g = np.einsum("oc,chw->ohw", gw.astype(np.float64), lr) + gb.astype(np.float64)[:, None, None]
+    return (u * g)[None]
+
+
+def conv3x3_definition(x, w, b, gw, gb, alpha):
+    """float64: Conv 3x3 stride 1 pad 1, then the gate."""
+    x, w = x[0].astype(np.float64), w.astype(np.float64)
+    _, h, wd = x.shape
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    u = sum(np.einsum("ihw,oi->ohw", xp[:, ky:ky + h, kx:kx + wd], w[:, :, ky, kx]) for ky in range(3)
+            for kx in range(3)) + b.astype(np.float64)[:, None, None]
+    return _gate(u, gw, gb, alpha)
+
+
 def numpy_definition(x, w, b, gw, gb, alpha):
     """float64: ConvTranspose k4 s2 p1 by scattering each input sample, then u * (Wg . LeakyReLU(u) + bg)."""
     x, w = x[0].astype(np.float64), w.astype(np.float64)
@@ -34,9 +51,7 @@ def numpy_definition(x, w, b, gw, gb, alpha):
             contrib = np.einsum("ihw,io->ohw", x, w[:, :, ky, kx])
             full[:, ky:ky + 2 * h:2, kx:kx + 2 * wd:2] += contrib
     u = full[:, 1:2 * h + 1, 1:2 * wd + 1] + b.astype(np.float64)[:, None, None]
-    lr = np.where(u >= 0, u, u * alpha)
-    g = np.einsum("oc,chw->ohw", gw.astype(np.float64), lr) + gb.astype(np.float64)[:, None, None]
-    return (u * g)[None]
+    return _gate(u, gw, gb, alpha)
 
 
 @pytest.mark.parametrize("cin,cout,h,w", [(32, 16, 5, 7), (16, 32, 3, 6), (48, 16, 4, 13), (8, 16, 1, 20),
@@ -50,6 +65,36 @@ def test_kernel_equals_definition(cin, cout, h, w):
     assert np.array_equal(fast.view(np.uint32), ref.view(np.uint32))  # bit for bit, SIMD tile or not
     want = numpy_definition(x, wt, b, gw, gb, ALPHA)
     assert np.abs(fast - want).max() <= 1e-5 * max(1.0, np.abs(want).max())
+
+
+@pytest.mark.parametrize("cin,cout,h,w", [(64, 64, 20, 30), (32, 32, 13, 17), (16, 16, 7, 13), (8, 16, 12, 12),
+                                          (16, 16, 5, 5), (12, 16, 6, 14), (16, 20, 9, 12), (8, 32, 1, 40)])
+def test_conv3x3_equals_definition(cin, cout, h, w):
+    rng = np.random.default_rng(5)
+    wt = (rng.normal(size=(cout, cin, 3, 3)) / np.sqrt(9 * cin)).astype(np.float32)
+    _, b, gw, gb = _weights(cin, cout, seed=6)
+    blk = _core.GatedConv3x3(wt, b, gw, gb, ALPHA)
+    x = rng.normal(size=(1, cin, h, w)).astype(np.float32)
+    fast, ref = blk.run(x, 1), blk.run(x, 1, reference=True)
+    assert fast.shape == (1, cout, h, w)
+    assert np.array_equal(fast.view(np.uint32), ref.view(np.uint32))  # Winograd tiles: SIMD == scalar definition
+    want = conv3x3_definition(x, wt, b, gw, gb, ALPHA)
+    assert np.abs(fast - want).max() <= 2e-5 * max(1.0, np.abs(want).max())
+    for threads in (2, 3, 0):
+        assert np.array_equal(blk.run(x, threads).view(np.uint32), ref.view(np.uint32))
+
+
+def test_conv3x3_bad_arguments_raise_value_error():
+    wt = np.zeros((16, 16, 3, 3), np.float32)
+    _, b, gw, gb = _weights(16, 16)
+    with pytest.raises(ValueError):
+        _core.GatedConv3x3(wt[:, :, :2], b, gw, gb, ALPHA)
+    with pytest.raises(ValueError):
+        _core.GatedConv3x3(wt, b, gw[:8], gb, ALPHA)
+    blk = _core.GatedConv3x3(wt, b, gw, gb, ALPHA)
+    for bad in (np.zeros((1, 8, 4, 4), np.float32), np.zeros((1, 16, 4, 0), np.float32)):
+        with pytest.raises(ValueError):
+            blk.run(bad)
 
 
 def test_simd_kernel_applies_to_the_vm_channel_counts():
@@ -108,7 +153,8 @@ def test_split_equals_whole_graph(path):
     if path.parent.name != "vm33":
         assert split is None  # vr_bop's synthesis has no gated ConvTranspose pattern: it runs whole
         return
-    assert split is not None and len(split.blocks) == 2 and split.tail_inputs == ["image_ref"]
+    assert split is not None and [b.kind for b in split.blocks] == ["up", "up", "conv3x3"]
+    assert split.tail_inputs == ["image_ref"]
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     whole = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -117,7 +163,8 @@ def test_split_equals_whole_graph(path):
     feeds = _feeds(whole, np.random.default_rng(0))
     x = head.run(None, {k: feeds[k] for k in split.head_inputs})[0]
     for blk in split.blocks:
-        x = _core.GatedUpsampler(blk.weight, blk.bias, blk.gate_weight, blk.gate_bias, blk.alpha).run(x, 1)
+        cls = _core.GatedUpsampler if blk.kind == "up" else _core.GatedConv3x3
+        x = cls(blk.weight, blk.bias, blk.gate_weight, blk.gate_bias, blk.alpha).run(x, 1)
     out = tail.run(None, {split.tail_input: x, **{k: feeds[k] for k in split.tail_inputs}})[0]
     ref = whole.run(None, feeds)[0]
     assert out.shape == ref.shape

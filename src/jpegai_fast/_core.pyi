@@ -122,6 +122,22 @@ def yuv420_to_rgb(
 ) -> npt.NDArray[np.uint8]:
     """Y'CbCr 4:2:0 float32 planes (0-255) -> uint8 RGB [H, W, 3], bit-identical to colour.yuv420_to_rgb."""
 
+class GatedConv3x3:
+    """Conv 3x3 pad 1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 3x3)
+    (csrc/gated_conv3x3.hpp)."""
+    def __init__(
+        self, weight: npt.NDArray[np.float32], bias: npt.NDArray[np.float32], gate_weight: npt.NDArray[np.float32],
+        gate_bias: npt.NDArray[np.float32], alpha: float,
+    ) -> None: ...
+    def run(self, x: npt.NDArray[np.float32], threads: int = 0, reference: bool = False) -> npt.NDArray[np.float32]:
+        """x float32 [1, Cin, H, W] -> [1, Cout, H, W]; reference=True: the scalar definition."""
+    @property
+    def cin(self) -> int: ...
+    @property
+    def cout(self) -> int: ...
+    @property
+    def has_simd_kernel(self) -> bool: ...
+
 class GatedUpsampler:
     """ConvTranspose k4 s2 p1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg) (csrc/gated_upsampler.hpp)."""
     def __init__(

@@ -1,8 +1,11 @@
-"""Split a synthesis graph around its gated up-samplers, so the CPU runs them in C++ (``_core.GatedUpsampler``).
+"""Split a synthesis graph around its gated blocks, so the CPU runs them in C++ (``_core.GatedUpsampler``,
+``_core.GatedConv3x3``).
 
-The VM synthesis graphs are head -> up1 -> up2 -> tail, where each up-sampler is ConvTranspose k4 s2 p1 (with
-bias) and its gate, ``u * Conv1x1(LeakyReLU(u))``.  ONNX Runtime's CPU ConvTranspose has no blocked kernel and
-runs at about half its Conv throughput; the C++ block is the same function in one pass (csrc/gated_upsampler.hpp).
+The VM synthesis graphs are head -> up1 -> up2 -> mid -> tail, where each block is ConvTranspose k4 s2 p1 (up)
+or Conv 3x3 (mid), with bias, and its gate, ``u * Conv1x1(LeakyReLU(u))``.  ONNX Runtime's CPU ConvTranspose has no blocked kernel and
+runs at about half its Conv throughput; the C++ up-sampler is the same function in one pass
+(csrc/gated_upsampler.hpp), the 3x3 block a Winograd F(2x2, 3x3) convolution with the gate fused
+(csrc/gated_conv3x3.hpp).
 This module reads the shipped ``.onnx`` file itself — no copy of any weight is shipped — and writes the head and
 the tail as two smaller ONNX models that ONNX Runtime loads from bytes.
 
@@ -167,7 +170,9 @@ def _tensor(raw: bytes) -> tuple[str, np.ndarray]:
 
 @dataclass
 class GatedBlock:
-    """One up-sampler: ConvTranspose weight [Cin, Cout, 4, 4], bias [Cout], LeakyReLU slope, gate [Cout, Cout]."""
+    """One gated block: ``kind`` "up" (ConvTranspose k4 s2 p1, weight [Cin, Cout, 4, 4]) or "conv3x3" (Conv 3x3
+    stride 1 pad 1, weight [Cout, Cin, 3, 3]); bias [Cout], LeakyReLU slope, gate [Cout, Cout], gate bias [Cout]."""
+    kind: str
     weight: np.ndarray
     bias: np.ndarray
     alpha: float
@@ -192,16 +197,33 @@ def _value_info(name: str) -> bytes:
     return _len_field(1, name.encode()) + _len_field(2, type_proto)
 
 
-def split_gated_upsamplers(model_bytes: bytes) -> SplitSynthesis | None:
-    """The head / gated up-samplers / tail split of a synthesis graph, or None where the graph is not
-    ``head -> (ConvTranspose k4 s2 p1 -> gate)+ -> tail`` with constant weights."""
+def _main_kind(nd: _Node) -> str | None:
+    """ "up" for ConvTranspose k4 s2 p1, "conv3x3" for Conv 3x3 s1 p1, both group 1 with a bias; else None."""
+    if len(nd.inputs) < 3 or _attr_ints(nd, "group", [1]) != [1] or _attr_ints(nd, "dilations", [1, 1]) != [1, 1]:
+        return None
+    if nd.op_type == "ConvTranspose":
+        if (_attr_ints(nd, "kernel_shape") == [4, 4] and _attr_ints(nd, "strides") == [2, 2]
+                and _attr_ints(nd, "pads") == [1, 1, 1, 1] and _attr_ints(nd, "output_padding", [0, 0]) == [0, 0]
+                and "output_shape" not in nd.attrs and "auto_pad" not in nd.attrs):
+            return "up"
+    elif nd.op_type == "Conv":
+        if (_attr_ints(nd, "kernel_shape") == [3, 3] and _attr_ints(nd, "strides", [1, 1]) == [1, 1]
+                and _attr_ints(nd, "pads") == [1, 1, 1, 1] and "auto_pad" not in nd.attrs):
+            return "conv3x3"
+    return None
+
+
+def split_gated_upsamplers(model_bytes: bytes, kinds=("up", "conv3x3")) -> SplitSynthesis | None:
+    """The head / gated blocks / tail split of a synthesis graph, or None where the graph is not
+    ``head -> (ConvTranspose k4 s2 p1 -> gate)+ -> (Conv 3x3 -> gate)* -> tail`` with constant weights.
+    ``kinds``: the block kinds taken out of the graph (the others stay in the tail)."""
     try:
-        return _split(model_bytes)
+        return _split(model_bytes, tuple(kinds))
     except (ValueError, KeyError, IndexError, StopIteration, struct.error):
         return None
 
 
-def _split(model_bytes: bytes) -> SplitSynthesis | None:
+def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
     model_fields = _fields(model_bytes)
     graph_raw = next(v for n, w, v, _ in model_fields if n == 7)
     graph_fields = _fields(graph_raw)
@@ -234,17 +256,15 @@ def _split(model_bytes: bytes) -> SplitSynthesis | None:
 
     blocks, block_nodes, first_input, last_output = [], set(), None, None
     for nd in nodes:
-        if nd.op_type != "ConvTranspose":
+        kind = _main_kind(nd)
+        if kind is None or kind not in kinds or (last_output is not None and nd.inputs[0] != last_output):
             continue
-        if (_attr_ints(nd, "kernel_shape") != [4, 4] or _attr_ints(nd, "strides") != [2, 2]
-                or _attr_ints(nd, "pads") != [1, 1, 1, 1] or _attr_ints(nd, "group", [1]) != [1]
-                or _attr_ints(nd, "dilations", [1, 1]) != [1, 1] or _attr_ints(nd, "output_padding", [0, 0]) != [0, 0]
-                or "output_shape" in nd.attrs or len(nd.inputs) < 3):
-            return None
         u = nd.outputs[0]
         users = consumers.get(u, [])
         if sorted(x.op_type for x in users) != ["LeakyRelu", "Mul"]:
-            return None
+            if kind == "up":
+                return None  # every up-sampler of a VM synthesis is gated
+            continue  # a plain convolution (the head's): stays in ONNX Runtime
         relu = next(x for x in users if x.op_type == "LeakyRelu")
         mul = next(x for x in users if x.op_type == "Mul")
         gates = consumers.get(relu.outputs[0], [])
@@ -256,21 +276,22 @@ def _split(model_bytes: bytes) -> SplitSynthesis | None:
             return None
         w = constant(nd.inputs[1])
         gw = constant(gate.inputs[1])
-        cout = w.shape[1]
-        if w.ndim != 4 or w.shape[2:] != (4, 4) or gw.shape[:2] != (cout, cout) or gw.size != cout * cout:
+        cout = w.shape[1] if kind == "up" else w.shape[0]
+        if w.ndim != 4 or w.shape[2:] != ((4, 4) if kind == "up" else (3, 3)) or gw.shape[:2] != (cout, cout) \
+                or gw.size != cout * cout:
             return None
         if first_input is None:
             first_input = nd.inputs[0]
         elif nd.inputs[0] != last_output or len(consumers.get(last_output, [])) != 1:
             return None  # the blocks must follow one another directly
-        blocks.append(GatedBlock(np.ascontiguousarray(w, np.float32),
+        blocks.append(GatedBlock(kind, np.ascontiguousarray(w, np.float32),
                                  np.ascontiguousarray(constant(nd.inputs[2]), np.float32).reshape(cout),
                                  _attr_float(relu, "alpha", 0.01),
                                  np.ascontiguousarray(gw.reshape(cout, cout), np.float32),
                                  np.ascontiguousarray(constant(gate.inputs[2]), np.float32).reshape(cout)))
         block_nodes |= {id(nd), id(relu), id(gate), id(mul)}
         last_output = mul.outputs[0]
-    if not blocks or first_input is None or last_output is None:
+    if not blocks or first_input is None or last_output is None or blocks[0].kind != "up":
         return None
 
     def closure(targets, stop: set) -> list[_Node]:

@@ -332,7 +332,8 @@ class Model:
 
                     split = split_gated_upsamplers(path.read_bytes())
                 ups = [] if split is None else [
-                    _core.GatedUpsampler(b.weight, b.bias, b.gate_weight, b.gate_bias, b.alpha) for b in split.blocks]
+                    (_core.GatedUpsampler if b.kind == "up" else _core.GatedConv3x3)(
+                        b.weight, b.bias, b.gate_weight, b.gate_bias, b.alpha) for b in split.blocks]
                 if split is not None and all(u.has_simd_kernel for u in ups):
                     import onnxruntime as ort
 
@@ -357,7 +358,7 @@ class Model:
 class _SplitRunner:
     head: Any              # ort.InferenceSession
     head_inputs: list
-    upsamplers: list       # _core.GatedUpsampler, in order
+    upsamplers: list       # _core.GatedUpsampler / GatedConv3x3, in order
     tail: Any
     tail_input: str
     tail_inputs: list
