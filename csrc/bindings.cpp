@@ -475,20 +475,23 @@ PYBIND11_MODULE(_core, m) {
            }),
            py::arg("weight"), py::arg("bias"), py::arg("gate_weight"), py::arg("gate_bias"), py::arg("alpha"),
            "ConvTranspose k4 s2 p1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg) (csrc/gated_upsampler.hpp).")
-      .def("run", [](const GatedUpsampler& self, const py::array& x_in, unsigned threads, bool reference) {
+      .def("run", [](const GatedUpsampler& self, const py::array& x_in, unsigned threads, bool reference,
+                     bool nhwc_out) {
              auto x = require<float>(x_in, "x");
              if (x.ndim() != 4 || x.shape(0) != 1 || x.shape(1) != self.cin() || x.shape(2) < 1 || x.shape(3) < 1)
                throw ArgumentError("x must be float32 [1, Cin, H, W] with Cin = " + std::to_string(self.cin()));
              const int h = int(x.shape(2)), w = int(x.shape(3));
-             CArray<float> out({py::ssize_t(1), py::ssize_t(self.cout()), py::ssize_t(2) * h, py::ssize_t(2) * w});
+             const py::ssize_t c = self.cout(), oh = py::ssize_t(2) * h, ow = py::ssize_t(2) * w;
+             CArray<float> out(nhwc_out ? std::vector<py::ssize_t>{1, oh, ow, c} : std::vector<py::ssize_t>{1, c, oh, ow});
              {
                py::gil_scoped_release release;
-               self.run(x.data(), h, w, out.mutable_data(), threads, reference);
+               self.run(x.data(), h, w, out.mutable_data(), threads, reference, nhwc_out);
              }
              return out;
            },
-           py::arg("x"), py::arg("threads") = 0, py::arg("reference") = false,
-           "x float32 [1, Cin, H, W] -> [1, Cout, 2H, 2W]; reference=True: the scalar definition.")
+           py::arg("x"), py::arg("threads") = 0, py::arg("reference") = false, py::arg("nhwc_out") = false,
+           "x float32 [1, Cin, H, W] -> [1, Cout, 2H, 2W] (nhwc_out: [1, 2H, 2W, Cout]); reference=True: the scalar "
+           "definition.")
       .def_property_readonly("cin", &GatedUpsampler::cin)
       .def_property_readonly("cout", &GatedUpsampler::cout)
       .def_property_readonly("has_simd_kernel", &GatedUpsampler::has_simd_kernel);
@@ -511,20 +514,24 @@ PYBIND11_MODULE(_core, m) {
            py::arg("weight"), py::arg("bias"), py::arg("gate_weight"), py::arg("gate_bias"), py::arg("alpha"),
            "Conv 3x3 pad 1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 3x3) "
            "(csrc/gated_conv3x3.hpp).")
-      .def("run", [](const GatedConv3x3& self, const py::array& x_in, unsigned threads, bool reference) {
+      .def("run", [](const GatedConv3x3& self, const py::array& x_in, unsigned threads, bool reference,
+                     bool nhwc_in) {
              auto x = require<float>(x_in, "x");
-             if (x.ndim() != 4 || x.shape(0) != 1 || x.shape(1) != self.cin() || x.shape(2) < 1 || x.shape(3) < 1)
-               throw ArgumentError("x must be float32 [1, Cin, H, W] with Cin = " + std::to_string(self.cin()));
-             const int h = int(x.shape(2)), w = int(x.shape(3));
+             const int ca = nhwc_in ? 3 : 1, ha = nhwc_in ? 1 : 2, wa = nhwc_in ? 2 : 3;
+             if (x.ndim() != 4 || x.shape(0) != 1 || x.shape(ca) != self.cin() || x.shape(ha) < 1 || x.shape(wa) < 1)
+               throw ArgumentError(std::string("x must be float32 ") + (nhwc_in ? "[1, H, W, Cin]" : "[1, Cin, H, W]") +
+                                   " with Cin = " + std::to_string(self.cin()));
+             const int h = int(x.shape(ha)), w = int(x.shape(wa));
              CArray<float> out({py::ssize_t(1), py::ssize_t(self.cout()), py::ssize_t(h), py::ssize_t(w)});
              {
                py::gil_scoped_release release;
-               self.run(x.data(), h, w, out.mutable_data(), threads, reference);
+               self.run(x.data(), h, w, out.mutable_data(), threads, reference, nhwc_in);
              }
              return out;
            },
-           py::arg("x"), py::arg("threads") = 0, py::arg("reference") = false,
-           "x float32 [1, Cin, H, W] -> [1, Cout, H, W]; reference=True: the scalar definition.")
+           py::arg("x"), py::arg("threads") = 0, py::arg("reference") = false, py::arg("nhwc_in") = false,
+           "x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout, H, W]; reference=True: the scalar "
+           "definition.")
       .def_property_readonly("cin", &GatedConv3x3::cin)
       .def_property_readonly("cout", &GatedConv3x3::cout)
       .def_property_readonly("has_simd_kernel", &GatedConv3x3::has_simd_kernel);

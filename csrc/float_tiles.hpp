@@ -116,10 +116,11 @@ inline std::vector<float> pack_gate(const std::vector<float>& gate_weight, int C
 }
 
 // The gate on one row of `width` (>= 6) pixels, pixel-major p [X][C] (C a multiple of 16):
-// o[c][X] = p[X][c] * (gb[c] + sum_ci gw[c][ci] * leaky(p[X][ci])), to out + c * plane + X.  l, q: width * C floats.
+// o[c][X] = p[X][c] * (gb[c] + sum_ci gw[c][ci] * leaky(p[X][ci])), to out + c * plane + X (planar), or to
+// out + X * C + c (nhwc: the row of a pixel-major picture).  l, q: width * C floats.
 JPEGAI_TARGET_AVX2FMA inline void gate_row_avx2(const float* p, int width, int C, const float* gate_packed,
                                                 const float* gate_bias, float alpha, float* l, float* q, float* out,
-                                                size_t plane, const ptrdiff_t* channel_off) {
+                                                size_t plane, const ptrdiff_t* channel_off, bool nhwc = false) {
   const __m256 va = _mm256_set1_ps(alpha), zero = _mm256_setzero_ps();
   for (size_t k = 0; k < size_t(width) * C; k += kLanes) {  // LeakyReLU as a select, as the definition
     const __m256 v = _mm256_loadu_ps(p + k);
@@ -132,6 +133,10 @@ JPEGAI_TARGET_AVX2FMA inline void gate_row_avx2(const float* p, int width, int C
                 gate_bias + cb * kTileCo, p + size_t(X) * C + cb * kTileCo, size_t(C), q + size_t(X) * C + cb * kTileCo,
                 size_t(C));
     }
+  if (nhwc) {
+    std::copy(q, q + size_t(width) * C, out);
+    return;
+  }
   int X = 0;
   for (; X + 8 <= width; X += 8)
     for (int c0 = 0; c0 < C; c0 += 8) transpose8(q + size_t(X) * C + c0, C, out + c0 * plane + X, plane);
@@ -141,7 +146,7 @@ JPEGAI_TARGET_AVX2FMA inline void gate_row_avx2(const float* p, int width, int C
 
 // The scalar twin of gate_row_avx2 (any width, any C): the same operations in the same order.
 inline void gate_row_scalar(const float* p, int width, int C, const float* gate_weight, const float* gate_bias,
-                            float alpha, float* out, size_t plane) {
+                            float alpha, float* out, size_t plane, bool nhwc = false) {
   std::vector<float> l(C);
   for (int X = 0; X < width; ++X) {
     const float* px = p + size_t(X) * C;
@@ -150,7 +155,7 @@ inline void gate_row_scalar(const float* p, int width, int C, const float* gate_
       float g = gate_bias[c];
       const float* wg = gate_weight + size_t(c) * C;
       for (int ci = 0; ci < C; ++ci) g = std::fma(wg[ci], l[ci], g);
-      out[c * plane + X] = px[c] * g;
+      out[nhwc ? size_t(X) * C + c : c * plane + X] = px[c] * g;
     }
   }
 }

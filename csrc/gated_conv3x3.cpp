@@ -192,7 +192,8 @@ JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int h, 
   }
 }
 
-void GatedConv3x3::run(const float* x, int h, int w, float* out, unsigned threads, bool reference) const {
+void GatedConv3x3::run(const float* x, int h, int w, float* out, unsigned threads, bool reference,
+                       bool nhwc_in) const {
   if (h < 1 || w < 1) throw ArgumentError("GatedConv3x3: empty input");
   const int th = (h + 1) / 2, tw = (w + 1) / 2, rows = 2 * th + 2, cols = 2 * tw + 2;
   const bool simd = !reference && has_simd_kernel() && tw >= kTilePx;
@@ -201,6 +202,10 @@ void GatedConv3x3::run(const float* x, int h, int w, float* out, unsigned thread
   global_pool().parallel_for(size_t(h), threads, [&](size_t yy) {
     const int y = int(yy);
     float* dst = xt.data() + (size_t(y + 1) * cols + 1) * cin_;
+    if (nhwc_in) {
+      std::copy(x + size_t(y) * w * cin_, x + size_t(y + 1) * w * cin_, dst);
+      return;
+    }
     int X = 0, c8 = simd ? cin_ : 0;  // 8 x 8 blocks where the AVX2 path runs (cin a multiple of 8)
     for (; c8 && X + 8 <= w; X += 8)
       for (int ci = 0; ci < c8; ci += 8)

@@ -26,8 +26,10 @@ class GatedConv3x3 {
   GatedConv3x3(const float* weight, const float* bias, const float* gate_weight, const float* gate_bias, int cin,
                int cout, float alpha);
 
-  // x [cin][h][w] -> out [cout][h][w].  reference: the scalar definition (the test oracle).
-  void run(const float* x, int h, int w, float* out, unsigned threads, bool reference = false) const;
+  // x [cin][h][w] (nhwc_in: [h][w][cin], as a GatedUpsampler writes it with nhwc_out) -> out [cout][h][w].
+  // reference: the scalar definition (the test oracle).
+  void run(const float* x, int h, int w, float* out, unsigned threads, bool reference = false,
+           bool nhwc_in = false) const;
 
   int cin() const { return cin_; }
   int cout() const { return cout_; }

@@ -57,7 +57,7 @@ bool GatedUpsampler::has_simd_kernel() const {
 
 // The definition: one output sample at a time, in the order the header states.
 void GatedUpsampler::run_rows_scalar(const float* xpad, int h, int w, int wpad, int i0, int i1,
-                                     float* out) const {
+                                     float* out, bool nhwc) const {
   const int C = cout_, W2 = 2 * w;
   std::vector<float> prow(size_t(W2) * C);
   for (int i = i0; i < i1; ++i)
@@ -77,12 +77,12 @@ void GatedUpsampler::run_rows_scalar(const float* xpad, int h, int w, int wpad, 
         }
       }
       gate_row_scalar(prow.data(), W2, C, gate_weight_.data(), gate_bias_.data(), alpha_,
-                      out + size_t(2 * i + a) * W2, size_t(2 * h) * W2);
+                      out + size_t(2 * i + a) * W2 * (nhwc ? C : 1), size_t(2 * h) * W2, nhwc);
     }
 }
 
 JPEGAI_TARGET_AVX2FMA void GatedUpsampler::run_rows_avx2(const float* xpad, int h, int w, int wpad, int i0,
-                                                         int i1, float* out) const {
+                                                         int i1, float* out, bool nhwc) const {
   const int C = cout_, W2 = 2 * w, ncb = C / kTileCo;
   const size_t plane = size_t(h + 2) * wpad;
   // pixel-major row buffers: [X][channel], X = 2j + b the output column
@@ -107,11 +107,12 @@ JPEGAI_TARGET_AVX2FMA void GatedUpsampler::run_rows_avx2(const float* xpad, int 
         }
       // 2. the gate and the product, transposed into the output planes' row 2i + a
       gate_row_avx2(prow.data(), W2, C, gate_packed_.data(), gate_bias_.data(), alpha_, lrow.data(), orow.data(),
-                    out + size_t(2 * i + a) * W2, size_t(2 * h) * W2, gate_off.data());
+                    out + size_t(2 * i + a) * W2 * (nhwc ? C : 1), size_t(2 * h) * W2, gate_off.data(), nhwc);
     }
 }
 
-void GatedUpsampler::run(const float* x, int h, int w, float* out, unsigned threads, bool reference) const {
+void GatedUpsampler::run(const float* x, int h, int w, float* out, unsigned threads, bool reference,
+                         bool nhwc_out) const {
   if (h < 1 || w < 1) throw ArgumentError("GatedUpsampler: empty input");
   const int wpad = w + 2;
   std::vector<float> xpad(size_t(cin_) * (h + 2) * wpad, 0.0f);
@@ -123,9 +124,9 @@ void GatedUpsampler::run(const float* x, int h, int w, float* out, unsigned thre
   global_pool().parallel_for(tasks, threads, [&](size_t t) {
     const int i0 = int(t) * kRowsPerTask, i1 = std::min(h, i0 + kRowsPerTask);
     if (simd)
-      run_rows_avx2(xpad.data(), h, w, wpad, i0, i1, out);
+      run_rows_avx2(xpad.data(), h, w, wpad, i0, i1, out, nhwc_out);
     else
-      run_rows_scalar(xpad.data(), h, w, wpad, i0, i1, out);
+      run_rows_scalar(xpad.data(), h, w, wpad, i0, i1, out, nhwc_out);
   });
 }
 

@@ -32,16 +32,18 @@ class GatedUpsampler {
   GatedUpsampler(const float* weight, const float* bias, const float* gate_weight, const float* gate_bias,
                  int cin, int cout, float alpha);
 
-  // x [cin][h][w] -> out [cout][2h][2w].  reference: the scalar definition (the test oracle).
-  void run(const float* x, int h, int w, float* out, unsigned threads, bool reference = false) const;
+  // x [cin][h][w] -> out [cout][2h][2w] (nhwc_out: [2h][2w][cout], for a GatedConv3x3 that follows).
+  // reference: the scalar definition (the test oracle).
+  void run(const float* x, int h, int w, float* out, unsigned threads, bool reference = false,
+           bool nhwc_out = false) const;
 
   int cin() const { return cin_; }
   int cout() const { return cout_; }
   bool has_simd_kernel() const;  // the AVX2 tile applies (channels) and the CPU has AVX2 + FMA
 
  private:
-  void run_rows_scalar(const float* xpad, int h, int w, int wpad, int i0, int i1, float* out) const;
-  void run_rows_avx2(const float* xpad, int h, int w, int wpad, int i0, int i1, float* out) const;
+  void run_rows_scalar(const float* xpad, int h, int w, int wpad, int i0, int i1, float* out, bool nhwc) const;
+  void run_rows_avx2(const float* xpad, int h, int w, int wpad, int i0, int i1, float* out, bool nhwc) const;
 
   int cin_, cout_;
   float alpha_;

@@ -106,6 +106,23 @@ def test_simd_kernel_applies_to_the_vm_channel_counts():
     assert not _core.GatedUpsampler(*_weights(8, 12), ALPHA).has_simd_kernel  # not a multiple of 16
 
 
+def test_pixel_major_hand_over_is_the_same_function():
+    """An up-sampler's nhwc_out output fed to a 3x3 block's nhwc_in gives the planar chain's bytes."""
+    up = _core.GatedUpsampler(*_weights(32, 32, seed=8), ALPHA)
+    rng = np.random.default_rng(9)
+    wt = (rng.normal(size=(16, 32, 3, 3)) / np.sqrt(288)).astype(np.float32)
+    blk = _core.GatedConv3x3(wt, *_weights(32, 16, seed=10)[1:], ALPHA)
+    x = rng.normal(size=(1, 32, 7, 9)).astype(np.float32)
+    planar = up.run(x, 1)
+    nhwc = up.run(x, 1, nhwc_out=True)
+    assert nhwc.shape == (1, 14, 18, 32) and np.array_equal(nhwc, planar.transpose(0, 2, 3, 1))
+    assert np.array_equal(up.run(x, 1, reference=True, nhwc_out=True), nhwc)
+    assert np.array_equal(blk.run(nhwc, 2, nhwc_in=True), blk.run(planar, 1))
+    assert np.array_equal(blk.run(nhwc, 1, reference=True, nhwc_in=True), blk.run(planar, 1))
+    with pytest.raises(ValueError):
+        blk.run(planar, 1, nhwc_in=True)  # [1, C, H, W] is not [1, H, W, C] here (W = 18 != Cin)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3, 0])
 def test_thread_count_does_not_change_bytes(threads):
     wt, b, gw, gb = _weights(32, 32, seed=3)

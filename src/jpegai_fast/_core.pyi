@@ -129,8 +129,11 @@ class GatedConv3x3:
         self, weight: npt.NDArray[np.float32], bias: npt.NDArray[np.float32], gate_weight: npt.NDArray[np.float32],
         gate_bias: npt.NDArray[np.float32], alpha: float,
     ) -> None: ...
-    def run(self, x: npt.NDArray[np.float32], threads: int = 0, reference: bool = False) -> npt.NDArray[np.float32]:
-        """x float32 [1, Cin, H, W] -> [1, Cout, H, W]; reference=True: the scalar definition."""
+    def run(
+        self, x: npt.NDArray[np.float32], threads: int = 0, reference: bool = False, nhwc_in: bool = False
+    ) -> npt.NDArray[np.float32]:
+        """x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout, H, W]; reference=True: the scalar
+        definition."""
     @property
     def cin(self) -> int: ...
     @property
@@ -144,8 +147,11 @@ class GatedUpsampler:
         self, weight: npt.NDArray[np.float32], bias: npt.NDArray[np.float32], gate_weight: npt.NDArray[np.float32],
         gate_bias: npt.NDArray[np.float32], alpha: float,
     ) -> None: ...
-    def run(self, x: npt.NDArray[np.float32], threads: int = 0, reference: bool = False) -> npt.NDArray[np.float32]:
-        """x float32 [1, Cin, H, W] -> [1, Cout, 2H, 2W]; reference=True: the scalar definition."""
+    def run(
+        self, x: npt.NDArray[np.float32], threads: int = 0, reference: bool = False, nhwc_out: bool = False
+    ) -> npt.NDArray[np.float32]:
+        """x float32 [1, Cin, H, W] -> [1, Cout, 2H, 2W] (nhwc_out: [1, 2H, 2W, Cout]); reference=True: the scalar
+        definition."""
     @property
     def cin(self) -> int: ...
     @property

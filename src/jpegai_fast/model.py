@@ -365,6 +365,12 @@ class _SplitRunner:
 
     def run(self, feeds: dict, threads: int) -> np.ndarray:
         x = self.head.run(None, {k: feeds[k] for k in self.head_inputs})[0]
-        for up in self.upsamplers:
-            x = up.run(x, threads)
+        blocks, nhwc = self.upsamplers, False
+        for k, blk in enumerate(blocks):
+            if isinstance(blk, _core.GatedUpsampler):
+                # hands a following 3x3 block its output pixel-major: no transposes in between
+                nhwc = k + 1 < len(blocks) and isinstance(blocks[k + 1], _core.GatedConv3x3)
+                x = blk.run(x, threads, nhwc_out=nhwc)
+            else:
+                x, nhwc = blk.run(x, threads, nhwc_in=nhwc), False
         return self.tail.run(None, {self.tail_input: x, **{k: feeds[k] for k in self.tail_inputs}})[0]
