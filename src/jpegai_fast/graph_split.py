@@ -2,9 +2,9 @@
 ``_core.GatedConv3x3``).
 
 The VM synthesis graphs are head -> up1 -> up2 -> mid -> tail, where each block is ConvTranspose k4 s2 p1 (up)
-or Conv 3x3 (mid), with bias, and its gate, ``u * Conv1x1(LeakyReLU(u))``.  ONNX Runtime's CPU ConvTranspose has no blocked kernel and
-runs at about half its Conv throughput; the C++ up-sampler is the same function in one pass
-(csrc/gated_upsampler.hpp), the 3x3 block a Winograd F(2x2, 3x3) convolution with the gate fused
+or Conv 3x3 (mid), with bias, and its gate, ``u * Conv1x1(LeakyReLU(u))``.  ONNX Runtime's CPU ConvTranspose
+has no blocked kernel and runs at about half its Conv throughput; the C++ up-sampler is the same function in
+one pass (csrc/gated_upsampler.hpp), the 3x3 block a Winograd F(2x2, 3x3) convolution with the gate fused
 (csrc/gated_conv3x3.hpp).
 This module reads the shipped ``.onnx`` file itself — no copy of any weight is shipped — and writes the head and
 the tail as two smaller ONNX models that ONNX Runtime loads from bytes.
