@@ -474,24 +474,28 @@ PYBIND11_MODULE(_core, m) {
              return GatedUpsampler(wt.data(), bias.data(), gw.data(), gb.data(), int(cin), int(cout), alpha);
            }),
            py::arg("weight"), py::arg("bias"), py::arg("gate_weight"), py::arg("gate_bias"), py::arg("alpha"),
-           "ConvTranspose k4 s2 p1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg) (csrc/gated_upsampler.hpp).")
+           "ConvTranspose k4 s2 p1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 2x2) per "
+           "output phase (csrc/gated_upsampler.hpp).")
       .def("run", [](const GatedUpsampler& self, const py::array& x_in, unsigned threads, bool reference,
-                     bool nhwc_out) {
+                     bool nhwc_out, bool nhwc_in) {
              auto x = require<float>(x_in, "x");
-             if (x.ndim() != 4 || x.shape(0) != 1 || x.shape(1) != self.cin() || x.shape(2) < 1 || x.shape(3) < 1)
-               throw ArgumentError("x must be float32 [1, Cin, H, W] with Cin = " + std::to_string(self.cin()));
-             const int h = int(x.shape(2)), w = int(x.shape(3));
+             const int ca = nhwc_in ? 3 : 1, ha = nhwc_in ? 1 : 2, wa = nhwc_in ? 2 : 3;
+             if (x.ndim() != 4 || x.shape(0) != 1 || x.shape(ca) != self.cin() || x.shape(ha) < 1 || x.shape(wa) < 1)
+               throw ArgumentError(std::string("x must be float32 ") + (nhwc_in ? "[1, H, W, Cin]" : "[1, Cin, H, W]") +
+                                   " with Cin = " + std::to_string(self.cin()));
+             const int h = int(x.shape(ha)), w = int(x.shape(wa));
              const py::ssize_t c = self.cout(), oh = py::ssize_t(2) * h, ow = py::ssize_t(2) * w;
              CArray<float> out(nhwc_out ? std::vector<py::ssize_t>{1, oh, ow, c} : std::vector<py::ssize_t>{1, c, oh, ow});
              {
                py::gil_scoped_release release;
-               self.run(x.data(), h, w, out.mutable_data(), threads, reference, nhwc_out);
+               self.run(x.data(), h, w, out.mutable_data(), threads, reference, nhwc_out, nhwc_in);
              }
              return out;
            },
            py::arg("x"), py::arg("threads") = 0, py::arg("reference") = false, py::arg("nhwc_out") = false,
-           "x float32 [1, Cin, H, W] -> [1, Cout, 2H, 2W] (nhwc_out: [1, 2H, 2W, Cout]); reference=True: the scalar "
-           "definition.")
+           py::arg("nhwc_in") = false,
+           "x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout, 2H, 2W] (nhwc_out: [1, 2H, 2W, Cout]); "
+           "reference=True: the scalar definition.")
       .def_property_readonly("cin", &GatedUpsampler::cin)
       .def_property_readonly("cout", &GatedUpsampler::cout)
       .def_property_readonly("has_simd_kernel", &GatedUpsampler::has_simd_kernel);

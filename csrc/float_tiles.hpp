@@ -15,6 +15,8 @@
 #include <cstddef>
 #include <vector>
 
+#include "thread_pool.hpp"
+
 namespace jpegai {
 namespace float_tiles {
 
@@ -158,6 +160,36 @@ inline void gate_row_scalar(const float* p, int width, int C, const float* gate_
       out[nhwc ? size_t(X) * C + c : c * plane + X] = px[c] * g;
     }
   }
+}
+
+JPEGAI_TARGET_AVX2FMA inline void transpose8_avx2(const float* src, size_t ss, float* dst, size_t ds) {
+  transpose8(src, ss, dst, ds);
+}
+
+// The input of a block, pixel-major and zero-padded: [rows][cols][cin], xt(y + 1, x + 1) = x(y, x), zero
+// elsewhere (rows >= h + 2, cols >= w + 2).  x planar [cin][h][w] (8 x 8 transposes where simd and cin is a
+// multiple of 8), or pixel-major [h][w][cin] (nhwc: row copies).
+inline std::vector<float> pad_pixel_major(const float* x, int cin, int h, int w, int rows, int cols, bool nhwc,
+                                          bool simd, unsigned threads) {
+  std::vector<float> xt(size_t(rows) * cols * cin, 0.0f);
+  global_pool().parallel_for(size_t(h), threads, [&](size_t yy) {
+    const int y = int(yy);
+    float* dst = xt.data() + (size_t(y + 1) * cols + 1) * cin;
+    if (nhwc) {
+      std::copy(x + size_t(y) * w * cin, x + size_t(y + 1) * w * cin, dst);
+      return;
+    }
+    int X = 0;
+    if (simd && cin % kLanes == 0)
+      for (; X + 8 <= w; X += 8)
+        for (int ci = 0; ci < cin; ci += 8)
+          transpose8_avx2(x + (size_t(ci) * h + y) * w + X, size_t(h) * w, dst + size_t(X) * cin + ci, cin);
+    for (int ci = 0; ci < cin; ++ci) {
+      const float* src = x + (size_t(ci) * h + y) * w;
+      for (int Xr = X; Xr < w; ++Xr) dst[size_t(Xr) * cin + ci] = src[Xr];
+    }
+  });
+  return xt;
 }
 
 }  // namespace float_tiles

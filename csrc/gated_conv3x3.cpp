@@ -29,10 +29,6 @@ namespace {
 using namespace float_tiles;
 constexpr int kTileRowsPerTask = 2;  // rows of 2x2 tiles per pool task
 
-JPEGAI_TARGET_AVX2FMA void transpose8_avx2(const float* src, size_t ss, float* dst, size_t ds) {
-  transpose8(src, ss, dst, ds);
-}
-
 }  // namespace
 
 GatedConv3x3::GatedConv3x3(const float* weight, const float* bias, const float* gate_weight, const float* gate_bias,
@@ -197,24 +193,7 @@ void GatedConv3x3::run(const float* x, int h, int w, float* out, unsigned thread
   if (h < 1 || w < 1) throw ArgumentError("GatedConv3x3: empty input");
   const int th = (h + 1) / 2, tw = (w + 1) / 2, rows = 2 * th + 2, cols = 2 * tw + 2;
   const bool simd = !reference && has_simd_kernel() && tw >= kTilePx;
-  // pixel-major padded input (threads over rows: a picture-size transpose)
-  std::vector<float> xt(size_t(rows) * cols * cin_, 0.0f);
-  global_pool().parallel_for(size_t(h), threads, [&](size_t yy) {
-    const int y = int(yy);
-    float* dst = xt.data() + (size_t(y + 1) * cols + 1) * cin_;
-    if (nhwc_in) {
-      std::copy(x + size_t(y) * w * cin_, x + size_t(y + 1) * w * cin_, dst);
-      return;
-    }
-    int X = 0, c8 = simd ? cin_ : 0;  // 8 x 8 blocks where the AVX2 path runs (cin a multiple of 8)
-    for (; c8 && X + 8 <= w; X += 8)
-      for (int ci = 0; ci < c8; ci += 8)
-        transpose8_avx2(x + (size_t(ci) * h + y) * w + X, size_t(h) * w, dst + size_t(X) * cin_ + ci, cin_);
-    for (int ci = 0; ci < cin_; ++ci) {
-      const float* src = x + (size_t(ci) * h + y) * w;
-      for (int Xr = X; Xr < w; ++Xr) dst[size_t(Xr) * cin_ + ci] = src[Xr];
-    }
-  });
+  const std::vector<float> xt = pad_pixel_major(x, cin_, h, w, rows, cols, nhwc_in, simd, threads);
   const size_t tasks = (size_t(th) + kTileRowsPerTask - 1) / kTileRowsPerTask;
   global_pool().parallel_for(tasks, threads, [&](size_t t) {
     const int ty0 = int(t) * kTileRowsPerTask, ty1 = std::min(th, ty0 + kTileRowsPerTask);

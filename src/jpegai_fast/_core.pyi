@@ -142,16 +142,18 @@ class GatedConv3x3:
     def has_simd_kernel(self) -> bool: ...
 
 class GatedUpsampler:
-    """ConvTranspose k4 s2 p1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg) (csrc/gated_upsampler.hpp)."""
+    """ConvTranspose k4 s2 p1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 2x2) per output
+    phase (csrc/gated_upsampler.hpp)."""
     def __init__(
         self, weight: npt.NDArray[np.float32], bias: npt.NDArray[np.float32], gate_weight: npt.NDArray[np.float32],
         gate_bias: npt.NDArray[np.float32], alpha: float,
     ) -> None: ...
     def run(
-        self, x: npt.NDArray[np.float32], threads: int = 0, reference: bool = False, nhwc_out: bool = False
+        self, x: npt.NDArray[np.float32], threads: int = 0, reference: bool = False, nhwc_out: bool = False,
+        nhwc_in: bool = False,
     ) -> npt.NDArray[np.float32]:
-        """x float32 [1, Cin, H, W] -> [1, Cout, 2H, 2W] (nhwc_out: [1, 2H, 2W, Cout]); reference=True: the scalar
-        definition."""
+        """x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout, 2H, 2W] (nhwc_out: [1, 2H, 2W, Cout]);
+        reference=True: the scalar definition."""
     @property
     def cin(self) -> int: ...
     @property

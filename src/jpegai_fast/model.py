@@ -368,9 +368,9 @@ class _SplitRunner:
         blocks, nhwc = self.upsamplers, False
         for k, blk in enumerate(blocks):
             if isinstance(blk, _core.GatedUpsampler):
-                # hands a following 3x3 block its output pixel-major: no transposes in between
-                nhwc = k + 1 < len(blocks) and isinstance(blocks[k + 1], _core.GatedConv3x3)
-                x = blk.run(x, threads, nhwc_out=nhwc)
+                # hands the next C++ block its output pixel-major: no transposes in between
+                nhwc_out = k + 1 < len(blocks)
+                x, nhwc = blk.run(x, threads, nhwc_out=nhwc_out, nhwc_in=nhwc), nhwc_out
             else:
                 x, nhwc = blk.run(x, threads, nhwc_in=nhwc), False
         return self.tail.run(None, {self.tail_input: x, **{k: feeds[k] for k in self.tail_inputs}})[0]
