@@ -501,43 +501,50 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("has_simd_kernel", &GatedUpsampler::has_simd_kernel);
 
   py::class_<GatedConv3x3>(m, "GatedConv3x3")
-      .def(py::init([](const py::array& weight_in, const py::array& bias_in, const py::array& gate_weight_in,
-                       const py::array& gate_bias_in, float alpha) {
+      .def(py::init([](const py::array& weight_in, const py::array& bias_in, const py::object& gate_weight_in,
+                       const py::object& gate_bias_in, float alpha) {
              auto wt = require<float>(weight_in, "weight");
              auto bias = require<float>(bias_in, "bias");
-             auto gw = require<float>(gate_weight_in, "gate_weight");
-             auto gb = require<float>(gate_bias_in, "gate_bias");
              if (wt.ndim() != 4 || wt.shape(2) != 3 || wt.shape(3) != 3)
                throw ArgumentError("weight must be [Cout, Cin, 3, 3] (Conv 3x3)");
              const py::ssize_t cout = wt.shape(0), cin = wt.shape(1);
-             if (bias.ndim() != 1 || bias.shape(0) != cout || gb.ndim() != 1 || gb.shape(0) != cout ||
-                 gw.size() != cout * cout || gw.shape(0) != cout)
-               throw ArgumentError("bias, gate_bias must be [Cout] and gate_weight [Cout, Cout(, 1, 1)]");
+             if (bias.ndim() != 1 || bias.shape(0) != cout) throw ArgumentError("bias must be [Cout]");
+             if (gate_weight_in.is_none() != gate_bias_in.is_none())
+               throw ArgumentError("gate_weight and gate_bias go together (both None: the residual block)");
+             if (gate_weight_in.is_none())
+               return GatedConv3x3(wt.data(), bias.data(), nullptr, nullptr, int(cin), int(cout), alpha);
+             auto gw = require<float>(gate_weight_in.cast<py::array>(), "gate_weight");
+             auto gb = require<float>(gate_bias_in.cast<py::array>(), "gate_bias");
+             if (gb.ndim() != 1 || gb.shape(0) != cout || gw.size() != cout * cout || gw.shape(0) != cout)
+               throw ArgumentError("gate_bias must be [Cout] and gate_weight [Cout, Cout(, 1, 1)]");
              return GatedConv3x3(wt.data(), bias.data(), gw.data(), gb.data(), int(cin), int(cout), alpha);
            }),
-           py::arg("weight"), py::arg("bias"), py::arg("gate_weight"), py::arg("gate_bias"), py::arg("alpha"),
+           py::arg("weight"), py::arg("bias"), py::arg("gate_weight") = py::none(), py::arg("gate_bias") = py::none(),
+           py::arg("alpha") = 0.0f,
            "Conv 3x3 pad 1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 3x3) "
-           "(csrc/gated_conv3x3.hpp).")
+           "(csrc/gated_conv3x3.hpp); gate_weight None: the head's residual block x + ReLU(conv(x) + bias).")
       .def("run", [](const GatedConv3x3& self, const py::array& x_in, unsigned threads, bool reference,
-                     bool nhwc_in) {
+                     bool nhwc_in, bool nhwc_out) {
              auto x = require<float>(x_in, "x");
              const int ca = nhwc_in ? 3 : 1, ha = nhwc_in ? 1 : 2, wa = nhwc_in ? 2 : 3;
              if (x.ndim() != 4 || x.shape(0) != 1 || x.shape(ca) != self.cin() || x.shape(ha) < 1 || x.shape(wa) < 1)
                throw ArgumentError(std::string("x must be float32 ") + (nhwc_in ? "[1, H, W, Cin]" : "[1, Cin, H, W]") +
                                    " with Cin = " + std::to_string(self.cin()));
-             const int h = int(x.shape(ha)), w = int(x.shape(wa));
-             CArray<float> out({py::ssize_t(1), py::ssize_t(self.cout()), py::ssize_t(h), py::ssize_t(w)});
+             const py::ssize_t h = x.shape(ha), w = x.shape(wa), c = self.cout();
+             CArray<float> out(nhwc_out ? std::vector<py::ssize_t>{1, h, w, c} : std::vector<py::ssize_t>{1, c, h, w});
              {
                py::gil_scoped_release release;
-               self.run(x.data(), h, w, out.mutable_data(), threads, reference, nhwc_in);
+               self.run(x.data(), int(h), int(w), out.mutable_data(), threads, reference, nhwc_in, nhwc_out);
              }
              return out;
            },
            py::arg("x"), py::arg("threads") = 0, py::arg("reference") = false, py::arg("nhwc_in") = false,
-           "x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout, H, W]; reference=True: the scalar "
-           "definition.")
+           py::arg("nhwc_out") = false,
+           "x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout, H, W] (nhwc_out: [1, H, W, Cout]); "
+           "reference=True: the scalar definition.")
       .def_property_readonly("cin", &GatedConv3x3::cin)
       .def_property_readonly("cout", &GatedConv3x3::cout)
+      .def_property_readonly("residual", &GatedConv3x3::residual)
       .def_property_readonly("has_simd_kernel", &GatedConv3x3::has_simd_kernel);
 
   m.def("inverse_gain", [](int32_t t) {

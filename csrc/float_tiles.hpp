@@ -107,6 +107,20 @@ JPEGAI_TARGET_AVX2FMA inline void transpose8(const float* src, size_t ss, float*
 }
 
 
+// A pixel-major row q [width][C] (C a multiple of 8) to out + X * C + c (nhwc) or out + c * plane + X (planar).
+JPEGAI_TARGET_AVX2FMA inline void store_row_avx2(const float* q, int width, int C, float* out, size_t plane,
+                                                 bool nhwc) {
+  if (nhwc) {
+    std::copy(q, q + size_t(width) * C, out);
+    return;
+  }
+  int X = 0;
+  for (; X + 8 <= width; X += 8)
+    for (int c0 = 0; c0 < C; c0 += 8) transpose8(q + size_t(X) * C + c0, C, out + c0 * plane + X, plane);
+  for (; X < width; ++X)
+    for (int c = 0; c < C; ++c) out[c * plane + X] = q[size_t(X) * C + c];
+}
+
 // Gate packing: [channel block of 16][input channel][16].
 inline std::vector<float> pack_gate(const std::vector<float>& gate_weight, int C) {
   std::vector<float> packed(size_t(C) * C);
@@ -135,15 +149,7 @@ JPEGAI_TARGET_AVX2FMA inline void gate_row_avx2(const float* p, int width, int C
                 gate_bias + cb * kTileCo, p + size_t(X) * C + cb * kTileCo, size_t(C), q + size_t(X) * C + cb * kTileCo,
                 size_t(C));
     }
-  if (nhwc) {
-    std::copy(q, q + size_t(width) * C, out);
-    return;
-  }
-  int X = 0;
-  for (; X + 8 <= width; X += 8)
-    for (int c0 = 0; c0 < C; c0 += 8) transpose8(q + size_t(X) * C + c0, C, out + c0 * plane + X, plane);
-  for (; X < width; ++X)
-    for (int c = 0; c < C; ++c) out[c * plane + X] = q[size_t(X) * C + c];
+  store_row_avx2(q, width, C, out, plane, nhwc);
 }
 
 // The scalar twin of gate_row_avx2 (any width, any C): the same operations in the same order.

@@ -33,12 +33,15 @@ constexpr int kTileRowsPerTask = 2;  // rows of 2x2 tiles per pool task
 
 GatedConv3x3::GatedConv3x3(const float* weight, const float* bias, const float* gate_weight, const float* gate_bias,
                            int cin, int cout, float alpha)
-    : cin_(cin), cout_(cout), alpha_(alpha) {
+    : cin_(cin), cout_(cout), residual_(gate_weight == nullptr), alpha_(alpha) {
   if (cin < 1 || cout < 1 || cin > 4096 || cout > 4096)
     throw ArgumentError("GatedConv3x3: channels must be in [1, 4096]");
+  if (residual_ && cin != cout) throw ArgumentError("GatedConv3x3: a residual block needs Cin = Cout");
   bias_.assign(bias, bias + cout);
-  gate_weight_.assign(gate_weight, gate_weight + size_t(cout) * cout);
-  gate_bias_.assign(gate_bias, gate_bias + cout);
+  if (!residual_) {
+    gate_weight_.assign(gate_weight, gate_weight + size_t(cout) * cout);
+    gate_bias_.assign(gate_bias, gate_bias + cout);
+  }
   // U = G g Gᵀ, G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]], in float64
   static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
   u_.resize(size_t(16) * cin * cout);
@@ -61,7 +64,7 @@ GatedConv3x3::GatedConv3x3(const float* weight, const float* bias, const float* 
     for (int cb = 0; cb < ncb; ++cb)
       for (int ci = 0; ci < cin; ++ci)
         for (int l = 0; l < kTileCo; ++l) *p++ = u_[(size_t(pos) * cin + ci) * cout + cb * kTileCo + l];
-  gate_packed_ = pack_gate(gate_weight_, cout);
+  if (!residual_) gate_packed_ = pack_gate(gate_weight_, cout);
 }
 
 bool GatedConv3x3::has_simd_kernel() const {
@@ -70,7 +73,7 @@ bool GatedConv3x3::has_simd_kernel() const {
 }
 
 // xt: the padded input, pixel-major [(2th + 2) rows][(2tw + 2) cols][cin]; xt(r, c) = x(r - 1, c - 1).
-void GatedConv3x3::tile_rows_scalar(const float* xt, int h, int w, int ty0, int ty1, float* out) const {
+void GatedConv3x3::tile_rows_scalar(const float* xt, int h, int w, int ty0, int ty1, float* out, bool nhwc) const {
   const int C = cout_, tw = (w + 1) / 2, cols = 2 * tw + 2, W2 = 2 * tw;
   std::vector<float> V(size_t(16) * cin_), M(16), prow(size_t(2) * W2 * C);
   for (int ty = ty0; ty < ty1; ++ty) {
@@ -110,14 +113,26 @@ void GatedConv3x3::tile_rows_scalar(const float* xt, int h, int w, int ty0, int 
         }
       }
     }
-    for (int u = 0; u < 2 && 2 * ty + u < h; ++u)
-      gate_row_scalar(prow.data() + size_t(u) * W2 * C, w, C, gate_weight_.data(), gate_bias_.data(), alpha_,
-                      out + size_t(2 * ty + u) * w, size_t(h) * w);
+    for (int u = 0; u < 2 && 2 * ty + u < h; ++u) {
+      const int y = 2 * ty + u;
+      float* o = out + size_t(y) * w * (nhwc ? C : 1);
+      if (!residual_) {
+        gate_row_scalar(prow.data() + size_t(u) * W2 * C, w, C, gate_weight_.data(), gate_bias_.data(), alpha_, o,
+                        size_t(h) * w, nhwc);
+        continue;
+      }
+      for (int X = 0; X < w; ++X)
+        for (int c = 0; c < C; ++c) {
+          const float v = prow[(size_t(u) * W2 + X) * C + c];
+          const float r = xt[(size_t(y + 1) * cols + X + 1) * C + c] + (v >= 0.0f ? v : 0.0f);
+          o[nhwc ? size_t(X) * C + c : c * size_t(h) * w + X] = r;
+        }
+    }
   }
 }
 
 JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int h, int w, int ty0, int ty1,
-                                                        float* out) const {
+                                                        float* out, bool nhwc) const {
   const int C = cout_, CI = cin_, tw = (w + 1) / 2, cols = 2 * tw + 2, W2 = 2 * tw, ncb = C / kTileCo;
   // V and M for a chunk of kChunk tiles (a multiple of 6) stay in L2 between the transforms and the GEMMs
   constexpr int kChunk = 24;
@@ -181,15 +196,30 @@ JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int h, 
           }
         }
     }
-    // 4. the gate, cropped to the picture's width and rows
-    for (int u = 0; u < 2 && 2 * ty + u < h; ++u)
-      gate_row_avx2(prow.data() + size_t(u) * W2 * C, w, C, gate_packed_.data(), gate_bias_.data(), alpha_,
-                    lrow.data(), orow.data(), out + size_t(2 * ty + u) * w, size_t(h) * w, ch_off.data());
+    // 4. the gate (or the residual ReLU), cropped to the picture's width and rows
+    for (int u = 0; u < 2 && 2 * ty + u < h; ++u) {
+      const int y = 2 * ty + u;
+      float* o = out + size_t(y) * w * (nhwc ? C : 1);
+      if (!residual_) {
+        gate_row_avx2(prow.data() + size_t(u) * W2 * C, w, C, gate_packed_.data(), gate_bias_.data(), alpha_,
+                      lrow.data(), orow.data(), o, size_t(h) * w, ch_off.data(), nhwc);
+        continue;
+      }
+      const __m256 zero = _mm256_setzero_ps();
+      const float* xr = xt + (size_t(y + 1) * cols + 1) * C;
+      const float* pr = prow.data() + size_t(u) * W2 * C;
+      for (size_t k = 0; k < size_t(w) * C; k += kLanes) {
+        const __m256 v = _mm256_loadu_ps(pr + k);
+        _mm256_storeu_ps(orow.data() + k, _mm256_add_ps(_mm256_loadu_ps(xr + k),
+                                                        _mm256_blendv_ps(zero, v, _mm256_cmp_ps(v, zero, _CMP_GE_OQ))));
+      }
+      store_row_avx2(orow.data(), w, C, o, size_t(h) * w, nhwc);
+    }
   }
 }
 
 void GatedConv3x3::run(const float* x, int h, int w, float* out, unsigned threads, bool reference,
-                       bool nhwc_in) const {
+                       bool nhwc_in, bool nhwc_out) const {
   if (h < 1 || w < 1) throw ArgumentError("GatedConv3x3: empty input");
   const int th = (h + 1) / 2, tw = (w + 1) / 2, rows = 2 * th + 2, cols = 2 * tw + 2;
   const bool simd = !reference && has_simd_kernel() && tw >= kTilePx;
@@ -198,9 +228,9 @@ void GatedConv3x3::run(const float* x, int h, int w, float* out, unsigned thread
   global_pool().parallel_for(tasks, threads, [&](size_t t) {
     const int ty0 = int(t) * kTileRowsPerTask, ty1 = std::min(th, ty0 + kTileRowsPerTask);
     if (simd)
-      tile_rows_avx2(xt.data(), h, w, ty0, ty1, out);
+      tile_rows_avx2(xt.data(), h, w, ty0, ty1, out, nhwc_out);
     else
-      tile_rows_scalar(xt.data(), h, w, ty0, ty1, out);
+      tile_rows_scalar(xt.data(), h, w, ty0, ty1, out, nhwc_out);
   });
 }
 

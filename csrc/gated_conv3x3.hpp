@@ -23,23 +23,28 @@ namespace jpegai {
 class GatedConv3x3 {
  public:
   // weight [cout][cin][3][3] (ONNX Conv layout), bias [cout], gate_weight [cout][cout], gate_bias [cout].
+  // gate_weight null: the synthesis head's residual block instead, out = x + ReLU(conv(x) + bias) (cin = cout;
+  // ReLU as the select v >= 0 ? v : 0).
   GatedConv3x3(const float* weight, const float* bias, const float* gate_weight, const float* gate_bias, int cin,
                int cout, float alpha);
 
-  // x [cin][h][w] (nhwc_in: [h][w][cin], as a GatedUpsampler writes it with nhwc_out) -> out [cout][h][w].
-  // reference: the scalar definition (the test oracle).
+  // x [cin][h][w] (nhwc_in: [h][w][cin], as a GatedUpsampler writes it with nhwc_out) -> out [cout][h][w]
+  // (nhwc_out: [h][w][cout]).  reference: the scalar definition (the test oracle).
   void run(const float* x, int h, int w, float* out, unsigned threads, bool reference = false,
-           bool nhwc_in = false) const;
+           bool nhwc_in = false, bool nhwc_out = false) const;
+
+  bool residual() const { return residual_; }
 
   int cin() const { return cin_; }
   int cout() const { return cout_; }
   bool has_simd_kernel() const;  // channels fit the AVX2 tiles and the CPU has AVX2 + FMA
 
  private:
-  void tile_rows_scalar(const float* xt, int h, int w, int ty0, int ty1, float* out) const;
-  void tile_rows_avx2(const float* xt, int h, int w, int ty0, int ty1, float* out) const;
+  void tile_rows_scalar(const float* xt, int h, int w, int ty0, int ty1, float* out, bool nhwc) const;
+  void tile_rows_avx2(const float* xt, int h, int w, int ty0, int ty1, float* out, bool nhwc) const;
 
   int cin_, cout_;
+  bool residual_;
   float alpha_;
   std::vector<float> u_;  // transformed weights [16 positions][cin][cout]
   std::vector<float> bias_, gate_weight_, gate_bias_;

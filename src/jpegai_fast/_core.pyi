@@ -124,20 +124,24 @@ def yuv420_to_rgb(
 
 class GatedConv3x3:
     """Conv 3x3 pad 1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 3x3)
-    (csrc/gated_conv3x3.hpp)."""
+    (csrc/gated_conv3x3.hpp); gate_weight None: the head's residual block x + ReLU(conv(x) + bias)."""
     def __init__(
-        self, weight: npt.NDArray[np.float32], bias: npt.NDArray[np.float32], gate_weight: npt.NDArray[np.float32],
-        gate_bias: npt.NDArray[np.float32], alpha: float,
+        self, weight: npt.NDArray[np.float32], bias: npt.NDArray[np.float32],
+        gate_weight: npt.NDArray[np.float32] | None = None, gate_bias: npt.NDArray[np.float32] | None = None,
+        alpha: float = 0.0,
     ) -> None: ...
     def run(
-        self, x: npt.NDArray[np.float32], threads: int = 0, reference: bool = False, nhwc_in: bool = False
+        self, x: npt.NDArray[np.float32], threads: int = 0, reference: bool = False, nhwc_in: bool = False,
+        nhwc_out: bool = False,
     ) -> npt.NDArray[np.float32]:
-        """x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout, H, W]; reference=True: the scalar
-        definition."""
+        """x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout, H, W] (nhwc_out: [1, H, W, Cout]);
+        reference=True: the scalar definition."""
     @property
     def cin(self) -> int: ...
     @property
     def cout(self) -> int: ...
+    @property
+    def residual(self) -> bool: ...
     @property
     def has_simd_kernel(self) -> bool: ...
 

@@ -1,8 +1,8 @@
 """Split a synthesis graph around its gated blocks, so the CPU runs them in C++ (``_core.GatedUpsampler``,
 ``_core.GatedConv3x3``).
 
-The VM synthesis graphs are head -> up1 -> up2 -> mid -> tail, where each block is ConvTranspose k4 s2 p1 (up)
-or Conv 3x3 (mid), with bias, and its gate, ``u * Conv1x1(LeakyReLU(u))``.  ONNX Runtime's CPU ConvTranspose
+The VM synthesis graphs are (inputs ->) res -> up1 -> up2 -> mid -> tail: res is x + ReLU(Conv3x3(x)), the others
+ConvTranspose k4 s2 p1 (up) or Conv 3x3 (mid), with bias, and their gate, ``u * Conv1x1(LeakyReLU(u))``.  ONNX Runtime's CPU ConvTranspose
 has no blocked kernel and runs at about half its Conv throughput; the C++ up-sampler is the same function in
 one pass (csrc/gated_upsampler.hpp), the 3x3 block a Winograd F(2x2, 3x3) convolution with the gate fused
 (csrc/gated_conv3x3.hpp).
@@ -170,19 +170,20 @@ def _tensor(raw: bytes) -> tuple[str, np.ndarray]:
 
 @dataclass
 class GatedBlock:
-    """One gated block: ``kind`` "up" (ConvTranspose k4 s2 p1, weight [Cin, Cout, 4, 4]) or "conv3x3" (Conv 3x3
-    stride 1 pad 1, weight [Cout, Cin, 3, 3]); bias [Cout], LeakyReLU slope, gate [Cout, Cout], gate bias [Cout]."""
+    """One block: ``kind`` "up" (ConvTranspose k4 s2 p1, weight [Cin, Cout, 4, 4]), "conv3x3" (Conv 3x3 stride 1
+    pad 1, weight [Cout, Cin, 3, 3]) — each with its gate: LeakyReLU slope, gate [Cout, Cout], gate bias [Cout] —
+    or "residual" (the head: x + ReLU(Conv3x3(x) + bias), Cin = Cout, no gate); bias [Cout]."""
     kind: str
     weight: np.ndarray
     bias: np.ndarray
     alpha: float
-    gate_weight: np.ndarray
-    gate_bias: np.ndarray
+    gate_weight: np.ndarray | None  # None: the residual head block, x + ReLU(conv(x) + b)
+    gate_bias: np.ndarray | None
 
 
 @dataclass
 class SplitSynthesis:
-    head: bytes                 # ONNX model: the graph's inputs -> ``head_output``
+    head: bytes | None          # ONNX model: the graph's inputs -> the first block's input (None: that is an input)
     head_inputs: list[str]
     blocks: list[GatedBlock]    # run in order on the head's output
     tail: bytes                 # ONNX model: (``tail_input``, the graph's other inputs it uses) -> the graph's output
@@ -213,7 +214,18 @@ def _main_kind(nd: _Node) -> str | None:
     return None
 
 
-def split_gated_upsamplers(model_bytes: bytes, kinds=("up", "conv3x3")) -> SplitSynthesis | None:
+def _residual(nd: _Node, users: list, consumers: dict):
+    """(Relu, Add) where ``nd``'s output goes only through Relu into Add(nd's input, Relu's output); else None."""
+    if len(users) != 1 or users[0].op_type != "Relu":
+        return None
+    relu = users[0]
+    adds = consumers.get(relu.outputs[0], [])
+    if len(adds) != 1 or adds[0].op_type != "Add" or sorted(adds[0].inputs) != sorted([nd.inputs[0], relu.outputs[0]]):
+        return None
+    return relu, adds[0]
+
+
+def split_gated_upsamplers(model_bytes: bytes, kinds=("residual", "up", "conv3x3")) -> SplitSynthesis | None:
     """The head / gated blocks / tail split of a synthesis graph, or None where the graph is not
     ``head -> (ConvTranspose k4 s2 p1 -> gate)+ -> (Conv 3x3 -> gate)* -> tail`` with constant weights.
     ``kinds``: the block kinds taken out of the graph (the others stay in the tail)."""
@@ -261,6 +273,19 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
             continue
         u = nd.outputs[0]
         users = consumers.get(u, [])
+        res = _residual(nd, users, consumers) if kind == "conv3x3" and "residual" in kinds else None
+        if res is not None:  # the head's x + ReLU(conv(x) + b)
+            relu, add = res
+            w = constant(nd.inputs[1])
+            if w.shape[:2] != (w.shape[0], w.shape[0]) or w.shape[2:] != (3, 3) or first_input is not None:
+                return None
+            first_input = nd.inputs[0]
+            blocks.append(GatedBlock("residual", np.ascontiguousarray(w, np.float32),
+                                     np.ascontiguousarray(constant(nd.inputs[2]), np.float32).reshape(w.shape[0]),
+                                     0.0, None, None))
+            block_nodes |= {id(nd), id(relu), id(add)}
+            last_output = add.outputs[0]
+            continue
         if sorted(x.op_type for x in users) != ["LeakyRelu", "Mul"]:
             if kind == "up":
                 return None  # every up-sampler of a VM synthesis is gated
@@ -291,7 +316,7 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
                                  np.ascontiguousarray(constant(gate.inputs[2]), np.float32).reshape(cout)))
         block_nodes |= {id(nd), id(relu), id(gate), id(mul)}
         last_output = mul.outputs[0]
-    if not blocks or first_input is None or last_output is None or blocks[0].kind != "up":
+    if not blocks or first_input is None or last_output is None or "up" not in [b.kind for b in blocks]:
         return None
 
     def closure(targets, stop: set) -> list[_Node]:
@@ -313,9 +338,9 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
     tail_nodes = closure(outputs, {last_output})
     used = lambda ns: {i for nd in ns for i in nd.inputs}  # noqa: E731
     head_inputs = [i for i in inputs if i in used(head_nodes) or i == first_input]
+    if not head_nodes and first_input not in inputs:
+        return None
     tail_inputs = [i for i in inputs if i in used(tail_nodes)]
-    if first_input in inputs and not head_nodes:
-        return None  # nothing before the first block: not the VM pattern
     in_raw = {next(v.decode() for n, _, v, _ in _fields(raw) if n == 1): raw
               for n, _, raw, _ in graph_fields if n == 11}
     out_raw = [raw for n, _, raw, _ in graph_fields if n == 12]
@@ -333,6 +358,8 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
         rest = b"".join(whole for n, _, _, whole in model_fields if n != 7)
         return rest + _len_field(7, body)
 
-    head = graph(head_nodes, [in_raw[i] for i in head_inputs], [_value_info(first_input)], head_consts)
+    # nothing before the first block (the luma graphs, whose head block reads y_hat): no head model
+    head = graph(head_nodes, [in_raw[i] for i in head_inputs], [_value_info(first_input)], head_consts) \
+        if head_nodes else None
     tail = graph(tail_nodes, [_value_info(last_output)] + [in_raw[i] for i in tail_inputs], out_raw, tail_consts)
     return SplitSynthesis(head, head_inputs, blocks, tail, last_output, tail_inputs)

@@ -334,12 +334,14 @@ class Model:
                 ups = [] if split is None else [
                     (_core.GatedUpsampler if b.kind == "up" else _core.GatedConv3x3)(
                         b.weight, b.bias, b.gate_weight, b.gate_bias, b.alpha) for b in split.blocks]
+                # (GatedConv3x3 with gate_weight None: the residual head block)
                 if split is not None and all(u.has_simd_kernel for u in ups):
                     import onnxruntime as ort
 
                     opts = session_options(self.threads)
                     runner = _SplitRunner(
-                        ort.InferenceSession(split.head, opts, providers=self.providers), split.head_inputs, ups,
+                        None if split.head is None else ort.InferenceSession(split.head, opts, providers=self.providers),
+                        split.head_inputs, ups,
                         ort.InferenceSession(split.tail, opts, providers=self.providers), split.tail_input,
                         split.tail_inputs)
                 # else: no AVX2 + FMA (or JPEGAI_FAST_SIMD=scalar): ORT's graph beats the scalar definition
@@ -364,13 +366,13 @@ class _SplitRunner:
     tail_inputs: list
 
     def run(self, feeds: dict, threads: int) -> np.ndarray:
-        x = self.head.run(None, {k: feeds[k] for k in self.head_inputs})[0]
+        if self.head is None:  # the first block reads a graph input
+            x = feeds[self.head_inputs[0]]
+        else:
+            x = self.head.run(None, {k: feeds[k] for k in self.head_inputs})[0]
         blocks, nhwc = self.upsamplers, False
         for k, blk in enumerate(blocks):
-            if isinstance(blk, _core.GatedUpsampler):
-                # hands the next C++ block its output pixel-major: no transposes in between
-                nhwc_out = k + 1 < len(blocks)
-                x, nhwc = blk.run(x, threads, nhwc_out=nhwc_out, nhwc_in=nhwc), nhwc_out
-            else:
-                x, nhwc = blk.run(x, threads, nhwc_in=nhwc), False
+            # every block hands the next one its output pixel-major: no transposes between C++ blocks
+            nhwc_out = k + 1 < len(blocks)
+            x, nhwc = blk.run(x, threads, nhwc_in=nhwc, nhwc_out=nhwc_out), nhwc_out
         return self.tail.run(None, {self.tail_input: x, **{k: feeds[k] for k in self.tail_inputs}})[0]
