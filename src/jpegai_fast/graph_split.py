@@ -1,13 +1,14 @@
-"""Split a synthesis graph around its gated blocks, so the CPU runs them in C++ (``_core.GatedUpsampler``,
+"""Split a synthesis graph around its blocks, so the CPU runs them in C++ (``_core.GatedUpsampler``,
 ``_core.GatedConv3x3``).
 
-The VM synthesis graphs are (inputs ->) res -> up1 -> up2 -> mid -> tail: res is x + ReLU(Conv3x3(x)), the others
-ConvTranspose k4 s2 p1 (up) or Conv 3x3 (mid), with bias, and their gate, ``u * Conv1x1(LeakyReLU(u))``.  ONNX Runtime's CPU ConvTranspose
-has no blocked kernel and runs at about half its Conv throughput; the C++ up-sampler is the same function in
-one pass (csrc/gated_upsampler.hpp), the 3x3 block a Winograd F(2x2, 3x3) convolution with the gate fused
-(csrc/gated_conv3x3.hpp).
-This module reads the shipped ``.onnx`` file itself — no copy of any weight is shipped — and writes the head and
-the tail as two smaller ONNX models that ONNX Runtime loads from bytes.
+The VM synthesis graphs are (inputs ->) res -> up1 -> up2 -> mid -> tail: res is x + ReLU(Conv3x3(x)), the
+others ConvTranspose k4 s2 p1 (up) or Conv 3x3 (mid), with bias, and their gate, ``u * Conv1x1(LeakyReLU(u))``.
+ONNX Runtime's CPU ConvTranspose has no blocked kernel and runs at about half its Conv throughput.  In C++ the
+up-sampler runs as four Winograd F(2x2, 2x2) phase convolutions (csrc/gated_upsampler.hpp), the 3x3 blocks as
+Winograd F(2x2, 3x3) (csrc/gated_conv3x3.hpp), each with its gate fused, handing each other pixel-major tensors.
+This module reads the shipped ``.onnx`` file itself — no copy of any weight is shipped — and writes what is left
+before the first block (the chroma graphs' latent slicing; nothing for luma) and after the last (the output conv,
+depth-to-space, crop and scale) as two small ONNX models that ONNX Runtime loads from bytes.
 
 Read me first:
  * The runtime has no ``onnx`` package: this is a reader/writer of the protobuf wire format for exactly the

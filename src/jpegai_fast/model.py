@@ -331,17 +331,15 @@ class Model:
                     from .graph_split import split_gated_upsamplers
 
                     split = split_gated_upsamplers(path.read_bytes())
-                ups = [] if split is None else [
-                    (_core.GatedUpsampler if b.kind == "up" else _core.GatedConv3x3)(
-                        b.weight, b.bias, b.gate_weight, b.gate_bias, b.alpha) for b in split.blocks]
-                # (GatedConv3x3 with gate_weight None: the residual head block)
+                ups = [] if split is None else [_cpp_block(b) for b in split.blocks]
                 if split is not None and all(u.has_simd_kernel for u in ups):
                     import onnxruntime as ort
 
                     opts = session_options(self.threads)
+                    head = None if split.head is None else ort.InferenceSession(split.head, opts,
+                                                                                   providers=self.providers)
                     runner = _SplitRunner(
-                        None if split.head is None else ort.InferenceSession(split.head, opts, providers=self.providers),
-                        split.head_inputs, ups,
+                        head, split.head_inputs, ups,
                         ort.InferenceSession(split.tail, opts, providers=self.providers), split.tail_input,
                         split.tail_inputs)
                 # else: no AVX2 + FMA (or JPEGAI_FAST_SIMD=scalar): ORT's graph beats the scalar definition
@@ -354,6 +352,15 @@ class Model:
         if split is not None:
             return split.run(feeds, self.threads)
         return self.session(name).run(None, feeds)[0]
+
+
+def _cpp_block(b):
+    """graph_split.GatedBlock -> its C++ block."""
+    if b.kind == "up":
+        if b.gate_weight is None or b.gate_bias is None:
+            raise ValueError("an up-sampler block needs its gate")
+        return _core.GatedUpsampler(b.weight, b.bias, b.gate_weight, b.gate_bias, b.alpha)
+    return _core.GatedConv3x3(b.weight, b.bias, b.gate_weight, b.gate_bias, b.alpha)  # no gate: the residual head
 
 
 @dataclass
