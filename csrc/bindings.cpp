@@ -141,6 +141,16 @@ IntConvLayer int_conv_layer(const py::array& w_in, const py::array& b_in, const 
 
 // Hands a vector's buffer to numpy without a copy (the array owns the vector; a full-size picture's
 // latents are hundreds of MB, and a copy would double the decoder's peak memory).
+// A caller's output buffer (C-contiguous float32 of exactly `shape`, not aliasing anything we read is the caller's
+// promise), or a new array when None.
+CArray<float> output_array(const py::object& out, const std::vector<py::ssize_t>& shape) {
+  if (out.is_none()) return CArray<float>(shape);
+  auto a = require<float>(out.cast<py::array>(), "out");
+  if (std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()) != shape || !a.writeable())
+    throw ArgumentError("out must be a writeable float32 array of the output's shape");
+  return a;
+}
+
 template <class T>
 CArray<T> move_to_array(std::vector<T>&& v, std::vector<py::ssize_t> shape) {
   auto* owned = new std::vector<T>(std::move(v));
@@ -477,7 +487,7 @@ PYBIND11_MODULE(_core, m) {
            "ConvTranspose k4 s2 p1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 2x2) per "
            "output phase (csrc/gated_upsampler.hpp).")
       .def("run", [](const GatedUpsampler& self, const py::array& x_in, unsigned threads, bool reference,
-                     bool nhwc_out, bool nhwc_in) {
+                     bool nhwc_out, bool nhwc_in, const py::object& out_in) {
              auto x = require<float>(x_in, "x");
              const int ca = nhwc_in ? 3 : 1, ha = nhwc_in ? 1 : 2, wa = nhwc_in ? 2 : 3;
              if (x.ndim() != 4 || x.shape(0) != 1 || x.shape(ca) != self.cin() || x.shape(ha) < 1 || x.shape(wa) < 1)
@@ -485,7 +495,8 @@ PYBIND11_MODULE(_core, m) {
                                    " with Cin = " + std::to_string(self.cin()));
              const int h = int(x.shape(ha)), w = int(x.shape(wa));
              const py::ssize_t c = self.cout(), oh = py::ssize_t(2) * h, ow = py::ssize_t(2) * w;
-             CArray<float> out(nhwc_out ? std::vector<py::ssize_t>{1, oh, ow, c} : std::vector<py::ssize_t>{1, c, oh, ow});
+             CArray<float> out = output_array(out_in, nhwc_out ? std::vector<py::ssize_t>{1, oh, ow, c}
+                                                               : std::vector<py::ssize_t>{1, c, oh, ow});
              {
                py::gil_scoped_release release;
                self.run(x.data(), h, w, out.mutable_data(), threads, reference, nhwc_out, nhwc_in);
@@ -493,9 +504,9 @@ PYBIND11_MODULE(_core, m) {
              return out;
            },
            py::arg("x"), py::arg("threads") = 0, py::arg("reference") = false, py::arg("nhwc_out") = false,
-           py::arg("nhwc_in") = false,
+           py::arg("nhwc_in") = false, py::arg("out") = py::none(),
            "x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout, 2H, 2W] (nhwc_out: [1, 2H, 2W, Cout]); "
-           "reference=True: the scalar definition.")
+           "reference=True: the scalar definition; out: an array of that shape to write into (returned).")
       .def_property_readonly("cin", &GatedUpsampler::cin)
       .def_property_readonly("cout", &GatedUpsampler::cout)
       .def_property_readonly("has_simd_kernel", &GatedUpsampler::has_simd_kernel);
@@ -524,14 +535,15 @@ PYBIND11_MODULE(_core, m) {
            "Conv 3x3 pad 1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 3x3) "
            "(csrc/gated_conv3x3.hpp); gate_weight None: the head's residual block x + ReLU(conv(x) + bias).")
       .def("run", [](const GatedConv3x3& self, const py::array& x_in, unsigned threads, bool reference,
-                     bool nhwc_in, bool nhwc_out) {
+                     bool nhwc_in, bool nhwc_out, const py::object& out_in) {
              auto x = require<float>(x_in, "x");
              const int ca = nhwc_in ? 3 : 1, ha = nhwc_in ? 1 : 2, wa = nhwc_in ? 2 : 3;
              if (x.ndim() != 4 || x.shape(0) != 1 || x.shape(ca) != self.cin() || x.shape(ha) < 1 || x.shape(wa) < 1)
                throw ArgumentError(std::string("x must be float32 ") + (nhwc_in ? "[1, H, W, Cin]" : "[1, Cin, H, W]") +
                                    " with Cin = " + std::to_string(self.cin()));
              const py::ssize_t h = x.shape(ha), w = x.shape(wa), c = self.cout();
-             CArray<float> out(nhwc_out ? std::vector<py::ssize_t>{1, h, w, c} : std::vector<py::ssize_t>{1, c, h, w});
+             CArray<float> out = output_array(out_in, nhwc_out ? std::vector<py::ssize_t>{1, h, w, c}
+                                                               : std::vector<py::ssize_t>{1, c, h, w});
              {
                py::gil_scoped_release release;
                self.run(x.data(), int(h), int(w), out.mutable_data(), threads, reference, nhwc_in, nhwc_out);
@@ -539,9 +551,9 @@ PYBIND11_MODULE(_core, m) {
              return out;
            },
            py::arg("x"), py::arg("threads") = 0, py::arg("reference") = false, py::arg("nhwc_in") = false,
-           py::arg("nhwc_out") = false,
+           py::arg("nhwc_out") = false, py::arg("out") = py::none(),
            "x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout, H, W] (nhwc_out: [1, H, W, Cout]); "
-           "reference=True: the scalar definition.")
+           "reference=True: the scalar definition; out: an array of that shape to write into (returned).")
       .def_property_readonly("cin", &GatedConv3x3::cin)
       .def_property_readonly("cout", &GatedConv3x3::cout)
       .def_property_readonly("residual", &GatedConv3x3::residual)

@@ -172,15 +172,33 @@ JPEGAI_TARGET_AVX2FMA inline void transpose8_avx2(const float* src, size_t ss, f
   transpose8(src, ss, dst, ds);
 }
 
-// The input of a block, pixel-major and zero-padded: [rows][cols][cin], xt(y + 1, x + 1) = x(y, x), zero
-// elsewhere (rows >= h + 2, cols >= w + 2).  x planar [cin][h][w] (8 x 8 transposes where simd and cin is a
-// multiple of 8), or pixel-major [h][w][cin] (nhwc: row copies).
-inline std::vector<float> pad_pixel_major(const float* x, int cin, int h, int w, int rows, int cols, bool nhwc,
-                                          bool simd, unsigned threads) {
-  std::vector<float> xt(size_t(rows) * cols * cin, 0.0f);
+// Per-thread scratch that outlives a call: a synthesis decode runs each block once per picture (or tile), and
+// fresh multi-megabyte buffers every time cost thousands of page faults per decode (measured: ~4,000 for a
+// Kodak BOP decode), more than the arithmetic they save on a slowed virtual machine.  Slot k of the calling
+// thread, grown to at least n floats, never shrunk; contents are whatever the last user left.
+enum ScratchSlot { kScratchInput = 0, kScratchV, kScratchM, kScratchRow, kScratchL, kScratchQ, kScratchSlots };
+inline float* scratch(ScratchSlot slot, size_t n) {
+  thread_local std::vector<float> buffers[kScratchSlots];
+  std::vector<float>& b = buffers[slot];
+  if (b.size() < n) b.resize(n);
+  return b.data();
+}
+
+// The input of a block, pixel-major and zero-padded, in the calling thread's kScratchInput: [rows][cols][cin],
+// xt(y + 1, x + 1) = x(y, x), zero elsewhere (rows >= h + 2, cols >= w + 2).  x planar [cin][h][w] (8 x 8
+// transposes where simd and cin is a multiple of 8), or pixel-major [h][w][cin] (nhwc: row copies).
+inline const float* pad_pixel_major(const float* x, int cin, int h, int w, int rows, int cols, bool nhwc,
+                                    bool simd, unsigned threads) {
+  const size_t row = size_t(cols) * cin;
+  float* xt = scratch(kScratchInput, size_t(rows) * row);
+  std::fill(xt, xt + row, 0.0f);                                       // the top padding row
+  std::fill(xt + size_t(h + 1) * row, xt + size_t(rows) * row, 0.0f);  // the bottom ones
   global_pool().parallel_for(size_t(h), threads, [&](size_t yy) {
     const int y = int(yy);
-    float* dst = xt.data() + (size_t(y + 1) * cols + 1) * cin;
+    float* line = xt + size_t(y + 1) * row;
+    std::fill(line, line + cin, 0.0f);                                // left padding
+    std::fill(line + size_t(w + 1) * cin, line + row, 0.0f);          // right padding
+    float* dst = line + cin;
     if (nhwc) {
       std::copy(x + size_t(y) * w * cin, x + size_t(y + 1) * w * cin, dst);
       return;

@@ -136,8 +136,11 @@ JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int h, 
   const int C = cout_, CI = cin_, tw = (w + 1) / 2, cols = 2 * tw + 2, W2 = 2 * tw, ncb = C / kTileCo;
   // V and M for a chunk of kChunk tiles (a multiple of 6) stay in L2 between the transforms and the GEMMs
   constexpr int kChunk = 24;
-  std::vector<float> V(size_t(16) * kChunk * CI), M(size_t(16) * kChunk * C), prow(size_t(2) * W2 * C);
-  std::vector<float> lrow(size_t(W2) * C), orow(size_t(W2) * C);
+  float* V = scratch(kScratchV, size_t(16) * kChunk * CI);
+  float* M = scratch(kScratchM, size_t(16) * kChunk * C);
+  float* prow = scratch(kScratchRow, size_t(2) * W2 * C);
+  float* lrow = scratch(kScratchL, size_t(W2) * C);
+  float* orow = scratch(kScratchQ, size_t(W2) * C);
   std::vector<ptrdiff_t> ch_off(std::max(C, CI));
   for (size_t k = 0; k < ch_off.size(); ++k) ch_off[k] = ptrdiff_t(k);
   alignas(32) float zeros[kTileCo] = {};
@@ -160,7 +163,7 @@ JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int h, 
           }
           const size_t step = size_t(n) * CI;  // one position
           for (int r = 0; r < 4; ++r) {
-            float* v = V.data() + (size_t(4 * r) * n + k) * CI + c0;
+            float* v = V + (size_t(4 * r) * n + k) * CI + c0;
             _mm256_storeu_ps(v, _mm256_sub_ps(t[r][0], t[r][2]));
             _mm256_storeu_ps(v + step, _mm256_add_ps(t[r][1], t[r][2]));
             _mm256_storeu_ps(v + 2 * step, _mm256_sub_ps(t[r][2], t[r][1]));
@@ -172,15 +175,15 @@ JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int h, 
         for (int cb = 0; cb < ncb; ++cb)
           for (int k0 = 0; k0 < n; k0 += kTilePx) {
             const int k = std::min(k0, n - kTilePx);  // the last tile overlaps: the same values again
-            tile_16x6(u_packed_.data() + (size_t(p) * ncb + cb) * CI * kTileCo, V.data() + (size_t(p) * n + k) * CI,
-                      ch_off.data(), CI, size_t(CI), zeros, nullptr, 0, M.data() + (size_t(p) * n + k) * C + cb * kTileCo,
+            tile_16x6(u_packed_.data() + (size_t(p) * ncb + cb) * CI * kTileCo, V + (size_t(p) * n + k) * CI,
+                      ch_off.data(), CI, size_t(CI), zeros, nullptr, 0, M + (size_t(p) * n + k) * C + cb * kTileCo,
                       size_t(C));
           }
       // 3. output transform + bias, 8 output channels per vector: prow [u][2tx + v][co]
       const size_t pstep = size_t(n) * C;
       for (int k = 0; k < n; ++k)
         for (int c0 = 0; c0 < C; c0 += kLanes) {
-          const float* m = M.data() + size_t(k) * C + c0;
+          const float* m = M + size_t(k) * C + c0;
           const __m256 bias = _mm256_loadu_ps(&bias_[c0]);
           __m256 s[2][4];
           for (int c = 0; c < 4; ++c) {
@@ -190,7 +193,7 @@ JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int h, 
             s[1][c] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
           }
           for (int u = 0; u < 2; ++u) {
-            float* o = prow.data() + (size_t(u) * W2 + 2 * (xa + k)) * C + c0;
+            float* o = prow + (size_t(u) * W2 + 2 * (xa + k)) * C + c0;
             _mm256_storeu_ps(o, _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s[u][0], s[u][1]), s[u][2]), bias));
             _mm256_storeu_ps(o + C, _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s[u][1], s[u][2]), s[u][3]), bias));
           }
@@ -201,19 +204,19 @@ JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int h, 
       const int y = 2 * ty + u;
       float* o = out + size_t(y) * w * (nhwc ? C : 1);
       if (!residual_) {
-        gate_row_avx2(prow.data() + size_t(u) * W2 * C, w, C, gate_packed_.data(), gate_bias_.data(), alpha_,
-                      lrow.data(), orow.data(), o, size_t(h) * w, ch_off.data(), nhwc);
+        gate_row_avx2(prow + size_t(u) * W2 * C, w, C, gate_packed_.data(), gate_bias_.data(), alpha_,
+                      lrow, orow, o, size_t(h) * w, ch_off.data(), nhwc);
         continue;
       }
       const __m256 zero = _mm256_setzero_ps();
       const float* xr = xt + (size_t(y + 1) * cols + 1) * C;
-      const float* pr = prow.data() + size_t(u) * W2 * C;
+      const float* pr = prow + size_t(u) * W2 * C;
       for (size_t k = 0; k < size_t(w) * C; k += kLanes) {
         const __m256 v = _mm256_loadu_ps(pr + k);
-        _mm256_storeu_ps(orow.data() + k, _mm256_add_ps(_mm256_loadu_ps(xr + k),
+        _mm256_storeu_ps(orow + k, _mm256_add_ps(_mm256_loadu_ps(xr + k),
                                                         _mm256_blendv_ps(zero, v, _mm256_cmp_ps(v, zero, _CMP_GE_OQ))));
       }
-      store_row_avx2(orow.data(), w, C, o, size_t(h) * w, nhwc);
+      store_row_avx2(orow, w, C, o, size_t(h) * w, nhwc);
     }
   }
 }
@@ -223,14 +226,14 @@ void GatedConv3x3::run(const float* x, int h, int w, float* out, unsigned thread
   if (h < 1 || w < 1) throw ArgumentError("GatedConv3x3: empty input");
   const int th = (h + 1) / 2, tw = (w + 1) / 2, rows = 2 * th + 2, cols = 2 * tw + 2;
   const bool simd = !reference && has_simd_kernel() && tw >= kTilePx;
-  const std::vector<float> xt = pad_pixel_major(x, cin_, h, w, rows, cols, nhwc_in, simd, threads);
+  const float* xt = pad_pixel_major(x, cin_, h, w, rows, cols, nhwc_in, simd, threads);
   const size_t tasks = (size_t(th) + kTileRowsPerTask - 1) / kTileRowsPerTask;
   global_pool().parallel_for(tasks, threads, [&](size_t t) {
     const int ty0 = int(t) * kTileRowsPerTask, ty1 = std::min(th, ty0 + kTileRowsPerTask);
     if (simd)
-      tile_rows_avx2(xt.data(), h, w, ty0, ty1, out, nhwc_out);
+      tile_rows_avx2(xt, h, w, ty0, ty1, out, nhwc_out);
     else
-      tile_rows_scalar(xt.data(), h, w, ty0, ty1, out, nhwc_out);
+      tile_rows_scalar(xt, h, w, ty0, ty1, out, nhwc_out);
   });
 }
 

@@ -129,8 +129,11 @@ void GatedUpsampler::tile_rows_scalar(const float* xt, int h, int w, int t0, int
 JPEGAI_TARGET_AVX2FMA void GatedUpsampler::tile_rows_avx2(const float* xt, int h, int w, int t0, int t1,
                                                           float* out, bool nhwc) const {
   const int C = cout_, CI = cin_, tw = (w + 1) / 2, cols = 2 * tw + 2, W4 = 4 * tw, ncb = C / kTileCo;
-  std::vector<float> V(size_t(9) * kChunk * CI), M(size_t(9) * kChunk * C), prow(size_t(4) * W4 * C);
-  std::vector<float> lrow(size_t(2) * w * C), orow(size_t(2) * w * C);
+  float* V = scratch(kScratchV, size_t(9) * kChunk * CI);
+  float* M = scratch(kScratchM, size_t(9) * kChunk * C);
+  float* prow = scratch(kScratchRow, size_t(4) * W4 * C);
+  float* lrow = scratch(kScratchL, size_t(2) * w * C);
+  float* orow = scratch(kScratchQ, size_t(2) * w * C);
   std::vector<ptrdiff_t> ch_off(std::max(C, CI));
   for (size_t k = 0; k < ch_off.size(); ++k) ch_off[k] = ptrdiff_t(k);
   alignas(32) float zeros[kTileCo] = {};
@@ -155,7 +158,7 @@ JPEGAI_TARGET_AVX2FMA void GatedUpsampler::tile_rows_avx2(const float* xt, int h
                 t[2][c] = _mm256_sub_ps(d[2][c], d[1][c]);
               }
               for (int r = 0; r < 3; ++r) {
-                float* v = V.data() + (size_t(3 * r) * n + k) * CI + c0;
+                float* v = V + (size_t(3 * r) * n + k) * CI + c0;
                 _mm256_storeu_ps(v, _mm256_sub_ps(t[r][0], t[r][1]));
                 _mm256_storeu_ps(v + step, t[r][1]);
                 _mm256_storeu_ps(v + 2 * step, _mm256_sub_ps(t[r][2], t[r][1]));
@@ -166,21 +169,21 @@ JPEGAI_TARGET_AVX2FMA void GatedUpsampler::tile_rows_avx2(const float* xt, int h
             for (int cb = 0; cb < ncb; ++cb)
               for (int k0 = 0; k0 < n; k0 += kTilePx) {
                 const int k = std::min(k0, n - kTilePx);
-                tile_16x6(U + (size_t(p) * ncb + cb) * CI * kTileCo, V.data() + (size_t(p) * n + k) * CI, ch_off.data(),
-                          CI, size_t(CI), zeros, nullptr, 0, M.data() + (size_t(p) * n + k) * C + cb * kTileCo,
+                tile_16x6(U + (size_t(p) * ncb + cb) * CI * kTileCo, V + (size_t(p) * n + k) * CI, ch_off.data(),
+                          CI, size_t(CI), zeros, nullptr, 0, M + (size_t(p) * n + k) * C + cb * kTileCo,
                           size_t(C));
               }
           // 3. output transform + bias, 8 output channels per vector: prow [2u + a][4tj + 2v + b][co]
           const size_t pstep = size_t(n) * C;
           for (int k = 0; k < n; ++k)
             for (int c0 = 0; c0 < C; c0 += kLanes) {
-              const float* m = M.data() + size_t(k) * C + c0;
+              const float* m = M + size_t(k) * C + c0;
               const __m256 bias = _mm256_loadu_ps(&bias_[c0]);
               for (int u = 0; u < 2; ++u) {
                 __m256 s[3];
                 for (int c = 0; c < 3; ++c)
                   s[c] = _mm256_add_ps(_mm256_loadu_ps(m + (3 * u + c) * pstep), _mm256_loadu_ps(m + (3 * u + 3 + c) * pstep));
-                float* o = prow.data() + (size_t(2 * u + a) * W4 + 4 * (xa + k) + b) * C + c0;
+                float* o = prow + (size_t(2 * u + a) * W4 + 4 * (xa + k) + b) * C + c0;
                 _mm256_storeu_ps(o, _mm256_add_ps(_mm256_add_ps(s[0], s[1]), bias));
                 _mm256_storeu_ps(o + 2 * size_t(C), _mm256_add_ps(_mm256_add_ps(s[1], s[2]), bias));
               }
@@ -189,8 +192,8 @@ JPEGAI_TARGET_AVX2FMA void GatedUpsampler::tile_rows_avx2(const float* xt, int h
       }
     // 4. the gate on the four output rows, cropped to the picture
     for (int k = 0; k < 4 && 4 * ti + k < 2 * h; ++k)
-      gate_row_avx2(prow.data() + size_t(k) * W4 * C, 2 * w, C, gate_packed_.data(), gate_bias_.data(), alpha_,
-                    lrow.data(), orow.data(), out + size_t(4 * ti + k) * 2 * w * (nhwc ? C : 1), size_t(2 * h) * 2 * w,
+      gate_row_avx2(prow + size_t(k) * W4 * C, 2 * w, C, gate_packed_.data(), gate_bias_.data(), alpha_,
+                    lrow, orow, out + size_t(4 * ti + k) * 2 * w * (nhwc ? C : 1), size_t(2 * h) * 2 * w,
                     ch_off.data(), nhwc);
   }
 }
@@ -200,14 +203,14 @@ void GatedUpsampler::run(const float* x, int h, int w, float* out, unsigned thre
   if (h < 1 || w < 1) throw ArgumentError("GatedUpsampler: empty input");
   const int th = (h + 1) / 2, tw = (w + 1) / 2, rows = 2 * th + 2, cols = 2 * tw + 2;
   const bool simd = !reference && has_simd_kernel() && tw >= kTilePx;
-  const std::vector<float> xt = pad_pixel_major(x, cin_, h, w, rows, cols, nhwc_in, simd, threads);
+  const float* xt = pad_pixel_major(x, cin_, h, w, rows, cols, nhwc_in, simd, threads);
   const size_t tasks = (size_t(th) + kTileRowsPerTask - 1) / kTileRowsPerTask;
   global_pool().parallel_for(tasks, threads, [&](size_t t) {
     const int t0 = int(t) * kTileRowsPerTask, t1 = std::min(th, t0 + kTileRowsPerTask);
     if (simd)
-      tile_rows_avx2(xt.data(), h, w, t0, t1, out, nhwc_out);
+      tile_rows_avx2(xt, h, w, t0, t1, out, nhwc_out);
     else
-      tile_rows_scalar(xt.data(), h, w, t0, t1, out, nhwc_out);
+      tile_rows_scalar(xt, h, w, t0, t1, out, nhwc_out);
   });
 }
 

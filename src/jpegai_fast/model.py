@@ -15,7 +15,7 @@ import functools
 import os
 import pathlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -371,6 +371,7 @@ class _SplitRunner:
     tail: Any
     tail_input: str
     tail_inputs: list
+    buffers: threading.local = field(default_factory=threading.local)  # per thread: block index -> output array
 
     def run(self, feeds: dict, threads: int) -> np.ndarray:
         if self.head is None:  # the first block reads a graph input
@@ -378,8 +379,17 @@ class _SplitRunner:
         else:
             x = self.head.run(None, {k: feeds[k] for k in self.head_inputs})[0]
         blocks, nhwc = self.upsamplers, False
+        # the blocks' outputs are reused from call to call (per thread): fresh multi-megabyte arrays every decode
+        # cost thousands of page faults
+        cache = vars(self.buffers)
         for k, blk in enumerate(blocks):
             # every block hands the next one its output pixel-major: no transposes between C++ blocks
             nhwc_out = k + 1 < len(blocks)
-            x, nhwc = blk.run(x, threads, nhwc_in=nhwc, nhwc_out=nhwc_out), nhwc_out
+            h, w = x.shape[1:3] if nhwc else x.shape[2:4]
+            f = 2 if isinstance(blk, _core.GatedUpsampler) else 1
+            shape = (1, f * h, f * w, blk.cout) if nhwc_out else (1, blk.cout, f * h, f * w)
+            out = cache.get(k)
+            if out is None or out.shape != shape:
+                out = cache[k] = np.empty(shape, np.float32)
+            x, nhwc = blk.run(x, threads, nhwc_in=nhwc, nhwc_out=nhwc_out, out=out), nhwc_out
         return self.tail.run(None, {self.tail_input: x, **{k: feeds[k] for k in self.tail_inputs}})[0]
