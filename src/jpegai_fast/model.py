@@ -371,7 +371,7 @@ class _SplitRunner:
     tail: Any
     tail_input: str
     tail_inputs: list
-    buffers: threading.local = field(default_factory=threading.local)  # per thread: block index -> output array
+    buffers: threading.local = field(default_factory=threading.local)  # per thread: the blocks' output arrays
 
     def run(self, feeds: dict, threads: int) -> np.ndarray:
         if self.head is None:  # the first block reads a graph input
@@ -381,7 +381,7 @@ class _SplitRunner:
         blocks, nhwc = self.upsamplers, False
         # the blocks' outputs are reused from call to call (per thread): fresh multi-megabyte arrays every decode
         # cost thousands of page faults
-        cache = vars(self.buffers)
+        cache = self.buffers.__dict__.setdefault("outputs", {})  # this thread's: block index -> output array
         for k, blk in enumerate(blocks):
             # every block hands the next one its output pixel-major: no transposes between C++ blocks
             nhwc_out = k + 1 < len(blocks)
