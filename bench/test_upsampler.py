@@ -1,7 +1,7 @@
 """The synthesis with its gated blocks in C++ (graph_split.py, csrc/gated_upsampler.hpp, csrc/gated_conv3x3.hpp)
 against the whole graph in ONNX Runtime, vm33, Kodak size (768x512), one thread, side by side in one run; and
-each gated block of the BOP luma graph alone against the same block as an ORT graph (ConvTranspose or Conv 3x3,
-LeakyRelu, 1x1 Conv, Mul).
+each block of the BOP luma graph alone against the same block as an ORT graph (the head's Conv 3x3 + Relu + Add;
+ConvTranspose or Conv 3x3 with LeakyRelu, 1x1 Conv, Mul).  GMAC/s counts the direct form's multiply-adds.
 
     python -m pytest bench/test_upsampler.py --benchmark-only
 """
@@ -26,21 +26,24 @@ def _vm33():
 
 
 def block_graph(blk) -> bytes:
-    """The gated block as ONNX Runtime runs it inside the synthesis graph."""
+    """The block as ONNX Runtime runs it inside the synthesis graph."""
     pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    main = (helper.make_node("ConvTranspose", ["x", "w", "b"], ["u"], kernel_shape=[4, 4], pads=[1, 1, 1, 1],
-                             strides=[2, 2]) if blk.kind == "up" else
-            helper.make_node("Conv", ["x", "w", "b"], ["u"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
-    nodes = [main,
-             helper.make_node("LeakyRelu", ["u"], ["l"], alpha=blk.alpha),
-             helper.make_node("Conv", ["l", "gw", "gb"], ["g"], kernel_shape=[1, 1]),
-             helper.make_node("Mul", ["u", "g"], ["y"])]
     cout = blk.weight.shape[1] if blk.kind == "up" else blk.weight.shape[0]
-    inits = [numpy_helper.from_array(blk.weight, "w"), numpy_helper.from_array(blk.bias, "b"),
-             numpy_helper.from_array(blk.gate_weight.reshape(cout, cout, 1, 1), "gw"),
-             numpy_helper.from_array(blk.gate_bias, "gb")]
+    inits = [numpy_helper.from_array(blk.weight, "w"), numpy_helper.from_array(blk.bias, "b")]
+    if blk.kind == "residual":
+        nodes = [helper.make_node("Conv", ["x", "w", "b"], ["u"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+                 helper.make_node("Relu", ["u"], ["r"]), helper.make_node("Add", ["x", "r"], ["y"])]
+    else:
+        main = (helper.make_node("ConvTranspose", ["x", "w", "b"], ["u"], kernel_shape=[4, 4], pads=[1, 1, 1, 1],
+                                 strides=[2, 2]) if blk.kind == "up" else
+                helper.make_node("Conv", ["x", "w", "b"], ["u"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+        nodes = [main, helper.make_node("LeakyRelu", ["u"], ["l"], alpha=blk.alpha),
+                 helper.make_node("Conv", ["l", "gw", "gb"], ["g"], kernel_shape=[1, 1]),
+                 helper.make_node("Mul", ["u", "g"], ["y"])]
+        inits += [numpy_helper.from_array(blk.gate_weight.reshape(cout, cout, 1, 1), "gw"),
+                  numpy_helper.from_array(blk.gate_bias, "gb")]
     graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
@@ -78,7 +81,7 @@ def test_synthesis(benchmark, graph, kind):
 
 
 @pytest.mark.parametrize("kind", ["ORT block", "C++ block"])
-@pytest.mark.parametrize("block", [0, 1, 2])
+@pytest.mark.parametrize("block", [0, 1, 2, 3])
 def test_block(benchmark, block, kind):
     import onnxruntime as ort
 
@@ -89,26 +92,28 @@ def test_block(benchmark, block, kind):
     blk = split.blocks[block]
     up_kind = blk.kind == "up"
     cin, cout = blk.weight.shape[:2] if up_kind else blk.weight.shape[1::-1]
-    scale = 2 ** min(block, 2)
+    scale = (1, 1, 2, 4)[block]  # input grid: H/16 (res, up1), H/8 (up2), H/4 (mid)
     x = (np.random.default_rng(1).normal(size=(1, cin, H // 16 * scale, W // 16 * scale)) * 0.5).astype(np.float32)
     if kind == "C++ block":
-        up = (_core.GatedUpsampler if up_kind else _core.GatedConv3x3)(blk.weight, blk.bias, blk.gate_weight,
-                                                                      blk.gate_bias, blk.alpha)
-        if not up.has_simd_kernel:
-            pytest.skip("no AVX2 + FMA up-sampler kernel on this CPU")
-        fn = lambda: up.run(x, 1)  # noqa: E731
+        cls = _core.GatedUpsampler if up_kind else _core.GatedConv3x3
+        cpp = cls(blk.weight, blk.bias, blk.gate_weight, blk.gate_bias, blk.alpha)
+        if not cpp.has_simd_kernel:
+            pytest.skip("no AVX2 + FMA kernel on this CPU")
+        out = np.empty((1, cout, (2 if up_kind else 1) * x.shape[2], (2 if up_kind else 1) * x.shape[3]), np.float32)
+        fn = lambda: cpp.run(x, 1, out=out)  # noqa: E731  (output reused, as the runtime does)
     else:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         sess = ort.InferenceSession(block_graph(blk), opts, providers=["CPUExecutionProvider"])
         fn = lambda: sess.run(None, {"x": x})[0]  # noqa: E731
-    name = ("up1", "up2", "mid")[block]
+    name = ("res", "up1", "up2", "mid")[block]
     benchmark.group = f"upsampler-bop-luma-{name}"
-    out = benchmark.pedantic(fn, rounds=20, warmup_rounds=2)
+    res = benchmark.pedantic(fn, rounds=20, warmup_rounds=2)
     f = 2 if up_kind else 1
-    assert out.shape == (1, cout, f * x.shape[2], f * x.shape[3])
-    # direct-form MACs (the Winograd block does 16/36 of the 3x3 ones)
-    macs = ((16 * cin + 4 * cout) if up_kind else (9 * cin + cout)) * cout * x.shape[2] * x.shape[3]
+    assert res.shape == (1, cout, f * x.shape[2], f * x.shape[3])
+    # direct-form MACs (the Winograd blocks execute 16/36 of the 3x3 ones and 9/16 of the up-sampler's)
+    gate = 0 if blk.kind == "residual" else (4 if up_kind else 1) * cout
+    macs = ((16 if up_kind else 9) * cin + gate) * cout * x.shape[2] * x.shape[3]
     benchmark.extra_info.update(suite=SUITE, graph=f"bop luma {name} block", kind=kind, threads=1, macs=macs,
                                 simd=_core.cpu_features())
 
