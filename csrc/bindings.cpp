@@ -141,6 +141,16 @@ IntConvLayer int_conv_layer(const py::array& w_in, const py::array& b_in, const 
 
 // Hands a vector's buffer to numpy without a copy (the array owns the vector; a full-size picture's
 // latents are hundreds of MB, and a copy would double the decoder's peak memory).
+// The input of a synthesis block: float32 [1, Cin, H, W] (nhwc: [1, H, W, Cin]), H, W >= 1.
+CArray<float> block_input(const py::array& x_in, int cin, bool nhwc) {
+  auto x = require<float>(x_in, "x");
+  const int ca = nhwc ? 3 : 1, ha = nhwc ? 1 : 2, wa = nhwc ? 2 : 3;
+  if (x.ndim() != 4 || x.shape(0) != 1 || x.shape(ca) != cin || x.shape(ha) < 1 || x.shape(wa) < 1)
+    throw ArgumentError(std::string("x must be float32 ") + (nhwc ? "[1, H, W, Cin]" : "[1, Cin, H, W]") +
+                        " with Cin = " + std::to_string(cin));
+  return x;
+}
+
 // A caller's output buffer (C-contiguous float32 of exactly `shape`, not aliasing anything we read is the caller's
 // promise), or a new array when None.
 CArray<float> output_array(const py::object& out, const std::vector<py::ssize_t>& shape) {
@@ -488,12 +498,8 @@ PYBIND11_MODULE(_core, m) {
            "output phase (csrc/gated_upsampler.hpp).")
       .def("run", [](const GatedUpsampler& self, const py::array& x_in, unsigned threads, bool reference,
                      bool nhwc_out, bool nhwc_in, const py::object& out_in) {
-             auto x = require<float>(x_in, "x");
-             const int ca = nhwc_in ? 3 : 1, ha = nhwc_in ? 1 : 2, wa = nhwc_in ? 2 : 3;
-             if (x.ndim() != 4 || x.shape(0) != 1 || x.shape(ca) != self.cin() || x.shape(ha) < 1 || x.shape(wa) < 1)
-               throw ArgumentError(std::string("x must be float32 ") + (nhwc_in ? "[1, H, W, Cin]" : "[1, Cin, H, W]") +
-                                   " with Cin = " + std::to_string(self.cin()));
-             const int h = int(x.shape(ha)), w = int(x.shape(wa));
+             auto x = block_input(x_in, self.cin(), nhwc_in);
+             const int h = int(x.shape(nhwc_in ? 1 : 2)), w = int(x.shape(nhwc_in ? 2 : 3));
              const py::ssize_t c = self.cout(), oh = py::ssize_t(2) * h, ow = py::ssize_t(2) * w;
              CArray<float> out = output_array(out_in, nhwc_out ? std::vector<py::ssize_t>{1, oh, ow, c}
                                                                : std::vector<py::ssize_t>{1, c, oh, ow});
@@ -536,12 +542,8 @@ PYBIND11_MODULE(_core, m) {
            "(csrc/gated_conv3x3.hpp); gate_weight None: the head's residual block x + ReLU(conv(x) + bias).")
       .def("run", [](const GatedConv3x3& self, const py::array& x_in, unsigned threads, bool reference,
                      bool nhwc_in, bool nhwc_out, const py::object& out_in) {
-             auto x = require<float>(x_in, "x");
-             const int ca = nhwc_in ? 3 : 1, ha = nhwc_in ? 1 : 2, wa = nhwc_in ? 2 : 3;
-             if (x.ndim() != 4 || x.shape(0) != 1 || x.shape(ca) != self.cin() || x.shape(ha) < 1 || x.shape(wa) < 1)
-               throw ArgumentError(std::string("x must be float32 ") + (nhwc_in ? "[1, H, W, Cin]" : "[1, Cin, H, W]") +
-                                   " with Cin = " + std::to_string(self.cin()));
-             const py::ssize_t h = x.shape(ha), w = x.shape(wa), c = self.cout();
+             auto x = block_input(x_in, self.cin(), nhwc_in);
+             const py::ssize_t h = x.shape(nhwc_in ? 1 : 2), w = x.shape(nhwc_in ? 2 : 3), c = self.cout();
              CArray<float> out = output_array(out_in, nhwc_out ? std::vector<py::ssize_t>{1, h, w, c}
                                                                : std::vector<py::ssize_t>{1, c, h, w});
              {

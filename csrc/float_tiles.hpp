@@ -216,5 +216,21 @@ inline const float* pad_pixel_major(const float* x, int cin, int h, int w, int r
   return xt;
 }
 
+// A block's run(): the padded pixel-major input, then rows(xt, t0, t1, simd) for bands of `per_task` rows of 2x2
+// tiles on the pool (each band writes its own output rows: any thread count gives the same bytes).  The SIMD
+// path needs at least 6 tiles across (one register tile).
+template <class Rows>
+void run_tile_rows(const float* x, int cin, int h, int w, bool nhwc_in, bool simd_ok, unsigned threads,
+                   int per_task, Rows&& rows) {
+  const int th = (h + 1) / 2, tw = (w + 1) / 2;
+  const bool simd = simd_ok && tw >= kTilePx;
+  const float* xt = pad_pixel_major(x, cin, h, w, 2 * th + 2, 2 * tw + 2, nhwc_in, simd, threads);
+  const size_t tasks = (size_t(th) + per_task - 1) / per_task;
+  global_pool().parallel_for(tasks, threads, [&](size_t t) {
+    const int t0 = int(t) * per_task;
+    rows(xt, t0, std::min(th, t0 + per_task), simd);
+  });
+}
+
 }  // namespace float_tiles
 }  // namespace jpegai

@@ -201,17 +201,13 @@ JPEGAI_TARGET_AVX2FMA void GatedUpsampler::tile_rows_avx2(const float* xt, int h
 void GatedUpsampler::run(const float* x, int h, int w, float* out, unsigned threads, bool reference, bool nhwc_out,
                          bool nhwc_in) const {
   if (h < 1 || w < 1) throw ArgumentError("GatedUpsampler: empty input");
-  const int th = (h + 1) / 2, tw = (w + 1) / 2, rows = 2 * th + 2, cols = 2 * tw + 2;
-  const bool simd = !reference && has_simd_kernel() && tw >= kTilePx;
-  const float* xt = pad_pixel_major(x, cin_, h, w, rows, cols, nhwc_in, simd, threads);
-  const size_t tasks = (size_t(th) + kTileRowsPerTask - 1) / kTileRowsPerTask;
-  global_pool().parallel_for(tasks, threads, [&](size_t t) {
-    const int t0 = int(t) * kTileRowsPerTask, t1 = std::min(th, t0 + kTileRowsPerTask);
-    if (simd)
-      tile_rows_avx2(xt, h, w, t0, t1, out, nhwc_out);
-    else
-      tile_rows_scalar(xt, h, w, t0, t1, out, nhwc_out);
-  });
+  run_tile_rows(x, cin_, h, w, nhwc_in, !reference && has_simd_kernel(), threads, kTileRowsPerTask,
+                [&](const float* xt, int t0, int t1, bool simd) {
+                  if (simd)
+                    tile_rows_avx2(xt, h, w, t0, t1, out, nhwc_out);
+                  else
+                    tile_rows_scalar(xt, h, w, t0, t1, out, nhwc_out);
+                });
 }
 
 }  // namespace jpegai
