@@ -138,6 +138,11 @@ def _attr_float(node: _Node, name: str, default: float) -> float:
     return default
 
 
+def _name(raw: bytes, field_number: int = 1) -> str:
+    """The name of a ValueInfoProto (field 1) or TensorProto (field 8)."""
+    return next(v.decode() for n, _, v, _ in _fields(raw) if n == field_number)
+
+
 def _tensor(raw: bytes) -> tuple[str, np.ndarray]:
     dims: list[int] = []
     dtype, data, name, floats = None, None, "", None
@@ -241,15 +246,13 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
     graph_raw = next(v for n, w, v, _ in model_fields if n == 7)
     graph_fields = _fields(graph_raw)
     nodes = [_parse_node(v) for n, _, v, _ in graph_fields if n == 1]
-    inputs = [next(v.decode() for n, _, v, _ in _fields(raw) if n == 1) for n, _, raw, _ in graph_fields if n == 11]
-    outputs = [next(v.decode() for n, _, v, _ in _fields(raw) if n == 1) for n, _, raw, _ in graph_fields if n == 12]
+    in_raw = {_name(raw): raw for n, _, raw, _ in graph_fields if n == 11}  # ValueInfoProto by name, in order
+    inputs = list(in_raw)
+    outputs = [_name(raw) for n, _, raw, _ in graph_fields if n == 12]
     if len(outputs) != 1:
         return None
-    consts: dict[str, np.ndarray] = {}
-    for n, _, raw, _ in graph_fields:
-        if n == 5:
-            name, arr = _tensor(raw)
-            consts[name] = arr
+    # initializers by name; decoded only when a block's weight is one (other types stay undecoded bytes)
+    consts = {_name(raw, 8): raw for n, _, raw, _ in graph_fields if n == 5}
     producer = {o: nd for nd in nodes for o in nd.outputs}
     consumers: dict[str, list[_Node]] = {}
     for nd in nodes:
@@ -258,7 +261,7 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
 
     def constant(name: str) -> np.ndarray:
         if name in consts:
-            return consts[name]
+            return _tensor(consts[name])[1]
         nd = producer[name]
         if nd.op_type == "Cast":
             return constant(nd.inputs[0])
@@ -308,8 +311,8 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
             return None
         if first_input is None:
             first_input = nd.inputs[0]
-        elif nd.inputs[0] != last_output or len(consumers.get(last_output, [])) != 1:
-            return None  # the blocks must follow one another directly
+        elif last_output is None or len(consumers.get(last_output, [])) != 1:
+            return None  # the blocks must follow one another directly (the loop skips any other input)
         blocks.append(GatedBlock(kind, np.ascontiguousarray(w, np.float32),
                                  np.ascontiguousarray(constant(nd.inputs[2]), np.float32).reshape(cout),
                                  _attr_float(relu, "alpha", 0.01),
@@ -342,8 +345,6 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
     if not head_nodes and first_input not in inputs:
         return None
     tail_inputs = [i for i in inputs if i in used(tail_nodes)]
-    in_raw = {next(v.decode() for n, _, v, _ in _fields(raw) if n == 1): raw
-              for n, _, raw, _ in graph_fields if n == 11}
     out_raw = [raw for n, _, raw, _ in graph_fields if n == 12]
     head_consts = used(head_nodes)
     tail_consts = used(tail_nodes)
@@ -353,7 +354,7 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
         for n, _, raw, whole in graph_fields:
             if n == 2:
                 body += whole
-            elif n == 5 and _tensor(raw)[0] in const_names:
+            elif n == 5 and _name(raw, 8) in const_names:
                 body += whole
         body += b"".join(_len_field(11, r) for r in ins) + b"".join(_len_field(12, r) for r in outs)
         rest = b"".join(whole for n, _, _, whole in model_fields if n != 7)

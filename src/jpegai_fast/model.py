@@ -367,7 +367,7 @@ def _cpp_block(b):
 class _SplitRunner:
     head: Any              # ort.InferenceSession
     head_inputs: list
-    upsamplers: list       # _core.GatedUpsampler / GatedConv3x3, in order
+    blocks: list           # _core.GatedUpsampler / GatedConv3x3, in order
     tail: Any
     tail_input: str
     tail_inputs: list
@@ -378,7 +378,7 @@ class _SplitRunner:
             x = feeds[self.head_inputs[0]]
         else:
             x = self.head.run(None, {k: feeds[k] for k in self.head_inputs})[0]
-        blocks, nhwc = self.upsamplers, False
+        blocks, nhwc = self.blocks, False
         # the blocks' outputs are reused from call to call (per thread): fresh multi-megabyte arrays every decode
         # cost thousands of page faults
         cache = self.buffers.__dict__.setdefault("outputs", {})  # this thread's: block index -> output array
