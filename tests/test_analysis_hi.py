@@ -181,3 +181,19 @@ def test_a_card_the_directory_cannot_serve_is_refused(hi_model_dir, tmp_path, ca
         (d / drop).unlink()
     with pytest.raises(error):
         Model(d)
+
+
+def test_train_only_the_high_rate_analysis():
+    """--train-only analysis-hi: Adam holds the high-rate analysis alone, and nothing else gets a gradient."""
+    from training.train import make_hi_analysis_optimizer
+
+    model = _model()
+    opt = make_hi_analysis_optimizer(model, 1e-4)
+    hi = {id(p) for m in (model.luma_analysis_hi, model.chroma_analysis_hi) for p in m.parameters()}
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == hi
+    assert {id(p) for p in model.parameters() if p.requires_grad} == hi
+    y, uv = torch.rand(2, 1, 64, 64) * 255, torch.rand(2, 2, 32, 32) * 255
+    y_rec, uv_rec, bits = model(y, uv, torch.tensor([HI_FROM, 11]))
+    (y_rec.mean() + uv_rec.mean() + bits.mean()).backward()
+    assert all(p.grad is not None for m in (model.luma_analysis_hi,) for p in m.parameters())
+    assert all(p.grad is None for n, p in model.named_parameters() if id(p) not in hi), "a fixed tensor got a gradient"
