@@ -502,6 +502,7 @@ def main():
         return round(wall0 + time.time() - run_start, 1)
 
     hi_only_steps0 = meta.get("analysis_hi_only_steps", 0)
+    lowest_rate = hi_from if hi_only else 0  # hi_only: the rate points the high-rate analysis serves
 
     def save():
         meta["steps"][args.op] = step
@@ -539,7 +540,6 @@ def main():
         for group in opt.param_groups:
             group["lr"] = current_lr * group.get("lr_mult", 1.0)
         y, uv, lat = next_batch()
-        lowest_rate = hi_from if hi_only else 0  # hi_only: the rate points the high-rate analysis serves
         rate_idx = torch.randint(lowest_rate, len(rate_lambdas), (args.batch,), device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             if joint_sop:
