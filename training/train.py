@@ -70,6 +70,8 @@ def parse_args():
     ap.add_argument("--log-dir", default=None, help="folder of the TSV log (default training/logs)")
     ap.add_argument("--data", default="../shared/datasets/train")
     ap.add_argument("--subset-per-photo", type=int, default=0, help="crops per source photo (0 = all)")
+    ap.add_argument("--min-detail", type=float, default=0.0,
+                    help="keep only training crops with at least this much fine detail (data.detail_rms; 0 = all)")
     ap.add_argument("--kodak", default="../shared/datasets/kodak")
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
@@ -433,7 +435,7 @@ def main():
         print(f"feature pool: {len(pool)} crops (analysis head frozen, last {tail} stages train), "
               f"loaded in {time.time() - t0:.1f} s", flush=True)
     else:
-        pool = TrainPool(args.data, args.subset_per_photo)
+        pool = TrainPool(args.data, args.subset_per_photo, args.min_detail)
         print(f"pool: {len(pool)} crops from {pool.photos} photos, {pool.nbytes() / 2**20:.0f} MiB, "
               f"loaded in {time.time() - t0:.1f} s", flush=True)
     kodak = load_kodak(args.kodak, args.eval_images) if args.eval_images > 0 else []
