@@ -183,6 +183,11 @@ def measure_macs(out_dir, hw=(512, 768), ops=("bop",), context_per_site: int = 0
     return {k: round(v, 3) for k, v in res.items()}
 
 
+# Pre-emphasis factor of the high-rate analysis' second pass (jpegai_fast.encoder.pre_emphasise), written into the
+# card for the encoder.  Chosen on 12 training crops with Kodak-like detail (training/README.md, "Pre-emphasis"):
+# beta 0.3 +0.05 / +0.09 / +0.12 dB at rate points 6 / 8 / 11 for 1-1.5 % less rate; 0.5 and two passes less.
+PRE_EMPHASIS_BETA = 0.3
+
 CARD_ATTRIBUTION = ("Starts from the JPEG AI verification model 3.3 networks (analysis, hyper encoder, hyper "
                     "(mean) decoder, synthesis; ONNX export by Smart Harmony LLC, JPEG-AI-OPT, licensed CC BY 4.0), "
                     "fine-tuned by this project; the z prior, integer hyper-scale decoder (distilled from the VM's "
@@ -210,6 +215,8 @@ def main():
     ap.add_argument("--data", default="../shared/datasets/train", help="training pool: fixed-point calibration")
     ap.add_argument("--calib-images", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--pre-emphasis", type=float, default=PRE_EMPHASIS_BETA,
+                    help="beta of the high-rate analysis' second pass, written into the card (0 = one pass)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out_dir = pathlib.Path(args.out or ROOT / "src" / "jpegai_fast" / "models" / args.name)
@@ -231,7 +238,7 @@ def main():
                          context_per_site=context_macs_per_site(model.context_model))
     rd = {op: rd_summary(path) for op, path in (("bop", args.rd), ("sop", args.rd_sop)) if path}
     for _ in range(2):  # second pass: the file table includes the card files' own sizes
-        write_card(out_dir, args.name, args.checkpoint, meta, model, macs, validation, rd)
+        write_card(out_dir, args.name, args.checkpoint, meta, model, macs, validation, rd, args.pre_emphasis)
     total = sum(p.stat().st_size for p in out_dir.iterdir())
     print(f"wrote {out_dir}: {total / 2**20:.2f} MiB", flush=True)
 
@@ -243,7 +250,7 @@ def rd_summary(path):
                         for k, v in full.get("bd_rate", {}).items()}}
 
 
-def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd_by_op):
+def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd_by_op, pre_emphasis=PRE_EMPHASIS_BETA):
     counts = parameter_counts(model)
     files = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file()}
     card = {"name": name, "format": {"onnx_opset": OPSET, "onnx_dtype": "float32", "blob_version": BLOB_VERSION},
@@ -259,7 +266,9 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd_by_op):
             "kodak_rd": rd_by_op.get("bop"), "kodak_rd_sop": rd_by_op.get("sop"),
             "sop_beside_bop_from_step": meta.get("sop_beside_bop_from_step"),
             # read by the encoder (jpegai_fast.model.ANALYSIS_HI_KEY): rate points from here on use analysis_*_hi
-            "analysis_hi_from": model.analysis_hi_from}
+            "analysis_hi_from": model.analysis_hi_from,
+            # read by the encoder (jpegai_fast.model.PRE_EMPHASIS_KEY): beta of the high-rate analysis' second pass
+            "analysis_hi_pre_emphasis": pre_emphasis if model.analysis_hi_from is not None else 0.0}
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
     md = [f"# Model card: `{name}`", "",
           f"- {CARD_ATTRIBUTION}",
@@ -304,7 +313,12 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd_by_op):
     if model.analysis_hi_from is not None:
         md += [f"Encoder: rate points {model.analysis_hi_from}–{len(VM_RATE_LAMBDAS) - 1} are analysed by a second "
                "analysis (`analysis_{luma,chroma}_hi.onnx`, card key `analysis_hi_from`), trained on those rate points "
-               f"only since step {meta.get('analysis_hi_since_step', '?')}; the decoder is the same for both.", ""]
+               f"only since step {meta.get('analysis_hi_since_step', '?')}; the decoder is the same for both.", "",
+               f"Pre-emphasis (card key `analysis_hi_pre_emphasis` = {card['analysis_hi_pre_emphasis']:g}): the "
+               "encoder analyses those rate points' pictures twice, the second time x + β·(x − S(A(x))) with "
+               "S(A(x)) the first latent synthesised unquantised (`jpegai_fast.encoder.pre_emphasise`); "
+               "`Encoder(pre_emphasis=0)`: once.",
+               ""]
     if "sop" in model.synthesis and meta.get("sop_beside_bop_from_step") is not None:
         md += [f"SOP synthesis: pruned from the BOP one (last stage {SOP_WIDTH} channels) and trained "
                f"beside it on the same latent since step {meta['sop_beside_bop_from_step']:,}.", ""]

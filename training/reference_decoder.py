@@ -361,9 +361,11 @@ def decode_latents(model: Model, z_hat: dict, residual: dict, rate: int, image_h
     return out
 
 
-def encode_latents(model: Model, rgb: np.ndarray, rate: int, displacement=(0, 0)) -> dict:
-    """uint8 RGB [H,W,3] -> {z_hat, residual, idx, y_hat} per component (ONNX encoder graphs)."""
-    y, uv = rgb_to_yuv420(rgb)
+def encode_latents(model: Model, rgb: np.ndarray, rate: int, displacement=(0, 0), planes=None) -> dict:
+    """uint8 RGB [H,W,3] -> {z_hat, residual, idx, y_hat} per component (ONNX encoder graphs).  planes: the
+    (Y, UV) float32 planes the analysis sees instead of the picture's own (an encoder's choice, such as the
+    runtime's pre-emphasis, jpegai_fast.encoder.pre_emphasise); the coding from the latent on is unchanged."""
+    y, uv = rgb_to_yuv420(rgb) if planes is None else planes
     lat = {"luma": model.run(model.analysis_graph("luma", rate), image_y=y[None, None])[0],
            "chroma": model.run(model.analysis_graph("chroma", rate), image_y=y[None, None], image_uv=uv[None])[0]}
     out = {"z_hat": {}, "residual": {}, "idx": {}, "y_hat": {}, "z": {}}
@@ -590,10 +592,11 @@ def _read_ue(data: bytes) -> tuple[int, int]:
     return v, -(-(2 * zeros + 1) // 8)
 
 
-def encode_bitstream(model: Model, rgb: np.ndarray, rate: int, op="bop", substreams: int = 1) -> tuple[bytes, dict]:
+def encode_bitstream(model: Model, rgb: np.ndarray, rate: int, op="bop", substreams: int = 1,
+                     planes=None) -> tuple[bytes, dict]:
     from jpegai_fast import container, entropy
 
-    enc = encode_latents(model, rgb, rate)
+    enc = encode_latents(model, rgb, rate, planes=planes)
     zpay = []
     for comp in COMPONENTS:
         fm = entropy.FactorizedModel(model.z_cdf(comp), model.z_offset)

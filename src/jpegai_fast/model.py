@@ -94,6 +94,28 @@ def analysis_hi_from(path: pathlib.Path, num_rates: int) -> int | None:
     return k
 
 
+# "analysis_hi_pre_emphasis" beta -- the encoder analyses the high-rate analysis' pictures twice: the second time
+# the picture x plus beta times what the first latent, synthesised unquantised, misses (x + beta*(x - S(A(x)))).
+# The amortised analysis leaves detail out of the latent that the synthesis could use (training/README.md,
+# "Pre-emphasis"); encoder only, like the analysis itself.  Absent or 0: one pass.
+PRE_EMPHASIS_KEY = "analysis_hi_pre_emphasis"
+
+
+def pre_emphasis(path: pathlib.Path, analysis_hi: int | None) -> float:
+    """The card's pre-emphasis factor of the high-rate analysis (0.0: none)."""
+    import json
+
+    card = path / "model_card.json"
+    if not card.is_file():
+        return 0.0
+    beta = json.loads(card.read_text()).get(PRE_EMPHASIS_KEY, 0.0)
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= beta <= 1.0:
+        raise ValueError(f"model {path.name}: {PRE_EMPHASIS_KEY} {beta!r} is not a number in [0, 1]")
+    if beta and analysis_hi is None:
+        raise ValueError(f"model {path.name}: {PRE_EMPHASIS_KEY} needs {ANALYSIS_HI_KEY}")
+    return float(beta)
+
+
 def check_precision(precision) -> str:
     if not isinstance(precision, str) or precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -244,6 +266,7 @@ class Model:
         self.int8_operating_points = [op for op in self.operating_points if all(
             (self.path / f"synthesis_{op}_{c}.int8.onnx").is_file() for c in COMPONENTS)]
         self.analysis_hi_from = analysis_hi_from(self.path, self.num_rates)
+        self.pre_emphasis = pre_emphasis(self.path, self.analysis_hi_from)
         self._sessions: dict = {}
         self._lock = threading.Lock()
         # The synthesis' gated up-samplers in C++ on the CPU (graph_split.py, csrc/gated_upsampler.hpp);
