@@ -1077,10 +1077,15 @@ def kodak_streams(model_dir, kodak, names, cache_dir=None, threads: int = 1) -> 
     import jpegai_fast
 
     model_dir = pathlib.Path(model_dir)
-    key = hashlib.sha256((model_dir / "model.bin").read_bytes()).hexdigest()[:12]
+    enc = jpegai_fast.Encoder(str(model_dir), threads=threads)
+    # the streams follow the decoder's tables, the analysis graphs and the encoder's pre-emphasis
+    digest = hashlib.sha256((model_dir / "model.bin").read_bytes())
+    for graph in sorted(model_dir.glob("analysis_*.onnx")):
+        digest.update(graph.read_bytes())
+    digest.update(repr(enc.pre_emphasis).encode())
+    key = digest.hexdigest()[:12]
     cache = pathlib.Path(cache_dir) / f"kodak-{model_dir.name}-{key}.pkl" if cache_dir else None
     have = pickle.loads(cache.read_bytes()) if cache is not None and cache.is_file() else {}
-    enc = jpegai_fast.Encoder(str(model_dir), threads=threads)
     todo = [n for n in names if any((n, r) not in have for r in range(enc.model.num_rates))]
     for n in todo:
         with Image.open(pathlib.Path(kodak) / f"{n}.png") as im:
