@@ -412,6 +412,7 @@ def main():
     meta.setdefault("wall_s_by_op", {"bop": meta["wall_s"], "sop": 0.0})  # older checkpoints: all BOP
     meta.setdefault("model", args.model)
     meta["analysis_trainable_stages"] = trainable_analysis_stages(frozen, tail)
+    meta["min_detail"] = args.min_detail  # the training crops this run drew from (data.detail_rms)
     if args.model == "vm33":
         meta["analysis_hi_from"] = hi_from
         if hi_from is not None:
