@@ -181,7 +181,8 @@ def _analyse(model: Model, y: np.ndarray, uv: np.ndarray | None, latent_hw, tile
     return out
 
 
-def pre_emphasise(model: Model, y: np.ndarray, uv: np.ndarray | None, lat: dict, beta: float):
+def pre_emphasise(model: Model, y: np.ndarray, uv: np.ndarray | None, lat: dict,
+                   beta: float) -> tuple[np.ndarray, np.ndarray | None]:
     """The picture the second analysis pass sees: x + beta * (x - S(A(x))), per plane, where S(A(x)) is the first
     pass' latent ``lat`` synthesised unquantised (BOP, clamped to 0-255).  The amortised analysis leaves detail out
     of the latent that the synthesis could use; the picture with that detail boosted gets more of it in.  Encoder
@@ -224,7 +225,9 @@ class _Analysis:
         latent_hw = model.latent_size("luma", self.coded_hw)
         lat = _analyse(model, y, uv, latent_hw, analysis_tile, rate=rate)
         if pre_emphasis and model.analysis_hi_from is not None and rate >= model.analysis_hi_from:
-            lat = _analyse(model, *pre_emphasise(model, y, uv, lat, pre_emphasis), latent_hw, analysis_tile, rate=rate)
+            y_e, uv_e = pre_emphasise(model, y, uv, lat, pre_emphasis)
+            lat = _analyse(model, y_e, uv_e, latent_hw, analysis_tile, rate=rate)
+            del y_e, uv_e
         self.planes: tuple[np.ndarray, np.ndarray | None] | None = (y, uv) if keep else None
         del y, uv
         z_hat: dict[str, np.ndarray] = {}
