@@ -40,6 +40,12 @@ def register_suite(name: str, summarize: Callable[[list[dict]], dict], libraries
     _SUITES[name] = (summarize, tuple(libraries))
 
 
+def extra_info_rows(rows: list[dict], keys: Iterable[str], order: str = "rate_point") -> list[dict]:
+    """The ``keys`` of each benchmark row's extra_info, rows sorted by extra_info[``order``]: a suite's table."""
+    keys = tuple(keys)
+    return [{k: r["extra_info"][k] for k in keys} for r in sorted(rows, key=lambda r: r["extra_info"][order])]
+
+
 def registered_suites() -> dict:
     return dict(_SUITES)
 

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from bench.results_writer import register_suite
+from bench.results_writer import extra_info_rows, register_suite
 from bench.test_decode_stages import kodak_size_picture
 
 SUITE = "pre_emphasis"
@@ -71,9 +71,8 @@ def test_pre_emphasis_encode_time(benchmark, rate):
 
 
 def summarize(rows: list[dict]) -> dict:
-    keys = ("rate_point", "beta", "one_pass_ms_median", "pre_emphasis_ms_median", "time_ratio", "one_pass",
-            "with_pre_emphasis")
-    table = [{k: r["extra_info"][k] for k in keys} for r in sorted(rows, key=lambda r: r["extra_info"]["rate_point"])]
+    table = extra_info_rows(rows, ("rate_point", "beta", "one_pass_ms_median", "pre_emphasis_ms_median", "time_ratio",
+                                   "one_pass", "with_pre_emphasis"))
     e0 = rows[0]["extra_info"]
     return {"workload": f"{e0['picture']} ({e0['size']}), vm33, encode(rate_point=r) with one analysis pass vs with "
                         f"the card's pre-emphasis, 1 thread, {ROUNDS} alternating rounds; one_pass / "

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from bench.results_writer import register_suite
+from bench.results_writer import extra_info_rows, register_suite
 from bench.test_decode_stages import kodak_size_picture
 
 SUITE = "refine"
@@ -66,11 +66,8 @@ def test_refine_encode_time(benchmark, rate):
 
 
 def summarize(rows: list[dict]) -> dict:
-    table = []
-    for r in sorted(rows, key=lambda r: r["extra_info"]["rate_point"]):
-        e = r["extra_info"]
-        table.append({k: e[k] for k in ("rate_point", "steps", "plain_ms_median", "refined_ms_median", "ms_per_step",
-                                        "first", "best", "best_step")})
+    table = extra_info_rows(rows, ("rate_point", "steps", "plain_ms_median", "refined_ms_median", "ms_per_step",
+                                   "first", "best", "best_step"))
     e0 = rows[0]["extra_info"]
     return {"workload": f"{e0['picture']} ({e0['size']}), vm33 BOP, encode(rate_point=r) vs encode(rate_point=r, "
                         f"refine={STEPS}), 1 thread, {ROUNDS} alternating rounds; first / best = (bpp, PSNR-YUV, "
