@@ -99,3 +99,25 @@ def test_a_better_picture_for_fewer_bits_on_a_photo(card, photo):
     assert got[None]["bpp"] <= got[0.0]["bpp"] * 1.005
     assert got[None]["psnr_yuv"] >= got[0.0]["psnr_yuv"] + 0.1
     assert got[None]["msssim_db"] >= got[0.0]["msssim_db"]
+
+
+def test_cli_turns_it_off(tmp_path, photo):
+    """`jpegai-fast encode --no-pre-emphasis`: the one-pass stream of the same picture and rate (--bpp 0.4 picks
+    vm33, whose rate control ends above its high-rate switch)."""
+    from PIL import Image
+
+    import jpegai_fast
+    from jpegai_fast import __main__ as cli
+    from jpegai_fast.model import model_for_bpp
+
+    if model_for_bpp(0.4, "bop") != "vm33":
+        pytest.skip("--bpp 0.4 does not pick vm33")
+    Image.fromarray(photo).save(tmp_path / "cat.png")
+    streams = {}
+    for flag in ([], ["--no-pre-emphasis"]):
+        out = tmp_path / f"cat{len(flag)}.jai"
+        assert cli.main(["encode", str(tmp_path / "cat.png"), str(out), "--bpp", "0.4", *flag]) == 0
+        streams[bool(flag)] = out.read_bytes()
+        assert jpegai_fast.decode(streams[bool(flag)]).shape == photo.shape
+    one_pass = jpegai_fast.Encoder("vm33", pre_emphasis=0).encode(photo, bpp=0.4)
+    assert streams[True] == one_pass and streams[False] != one_pass
