@@ -38,13 +38,19 @@ def test_prepare_respects_the_budget(tmp_path):
     assert 1 <= len(sizes) < 4 and sum(sizes) <= budget
 
 
-def test_gpu_run_on_cpu(tmp_path):
+HI_ANALYSIS = ("luma_analysis_hi.", "chroma_analysis_hi.")
+
+
+@pytest.mark.parametrize("train_only", ["all", "analysis-hi"])
+def test_gpu_run_on_cpu(tmp_path, train_only):
     data = _photos(tmp_path / "data")
     out = tmp_path / "out"
-    before = torch.load(CHECKPOINT, map_location="cpu")["meta"]["steps"]["bop"]
+    start = torch.load(CHECKPOINT, map_location="cpu")
+    before = start["meta"]["steps"]["bop"]
     res = subprocess.run([sys.executable, "-m", "training.gpu_run", "--device", "cpu", "--minutes", "1",
                           "--out", str(out), "--data", str(data), "--batch", "2", "--crop", "128",
-                          "--threads", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          "--threads", "1", "--train-only", train_only], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     smoke = json.loads((out / "smoke.json").read_text())
     assert smoke["finite"] and smoke["device"] == "cpu"
@@ -55,7 +61,11 @@ def test_gpu_run_on_cpu(tmp_path):
     assert not (out / "vm33.opt.pt").exists()
     rows = (out / "vm33.tsv").read_text().splitlines()
     header = rows[0].split("\t")
-    mix = [dict(zip(header, r.split("\t"))) for r in rows[1:] if "\tmix\t" in r]
+    tag = "mix" if train_only == "all" else "mix hi-analysis"
+    mix = [dict(zip(header, r.split("\t"))) for r in rows[1:] if f"\t{tag}\t" in r]
     assert mix and all(float(r["lr"]) > 0 and np.isfinite(float(r["loss"])) for r in mix)
+    if train_only == "analysis-hi":  # the high-rate analysis moved, nothing else did
+        moved = {k for k, v in ckpt["state_dict"].items() if not torch.equal(v, start["state_dict"][k])}
+        assert moved and all(k.startswith(HI_ANALYSIS) for k in moved), sorted(moved)[:5]
     # the committed checkpoint is untouched (the run works on its own copy)
     assert torch.load(CHECKPOINT, map_location="cpu")["meta"]["steps"]["bop"] == before

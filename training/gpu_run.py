@@ -2,14 +2,16 @@
 
     python -m training.gpu_run --prepare                      # here: write the data subset to carry
     python -m training.gpu_run --minutes 7 --out "$OUT"       # there: smoke test + bf16 training run
+    python -m training.gpu_run --minutes 7 --out "$OUT" --train-only analysis-hi --min-detail 16   # the CPU recipe
     python -m training.gpu_run --device cpu --minutes 1 --out /tmp/x --data DIR   # the suite's CPU check
 
 The GPU machine receives only the repository's working tree plus the carried paths (64 MiB in all), not
 ../shared: so the run resumes from the committed checkpoint training/checkpoints/vm33.pt (every weight is in
 it; the VM ONNX files are not needed) and trains on `training/pool_subset/` (git-ignored), which --prepare
 writes from the pool at the size the 64 MiB budget leaves beside the tracked files. The run trains the whole
-model end to end (the analysis too, unlike the CPU recipe), bf16 autocast on CUDA, crop 256, batch 16,
-warm-up and cosine decay to 1e-5 within the minutes given, and writes to --out:
+model end to end (`--train-only analysis-hi`: the high-rate analysis alone, as the CPU recipe does now),
+bf16 autocast on CUDA, crop 256, batch 16, warm-up and cosine decay to 1e-5 within the minutes given, and
+writes to --out:
     vm33.pt (float16 weights + step counters, < 16 MB), vm33.tsv (the log), smoke.json, run.log.
 Back here: copy vm33.pt over training/checkpoints/vm33.pt and append vm33.tsv's rows to training/logs/vm33.tsv
 (`python -m training.gpu_run --merge DIR` does both).
@@ -109,6 +111,11 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--analysis-lr-mult", type=float, default=1.0, help="passed to training.train")
+    ap.add_argument("--train-only", default="all", choices=["all", "analysis-hi"],
+                    help="passed to training.train: analysis-hi trains the high-rate analysis alone (the CPU "
+                         "recipe since step 106,971)")
+    ap.add_argument("--min-detail", type=float, default=0.0,
+                    help="passed to training.train: only crops whose data.detail_rms reaches it")
     args = ap.parse_args()
 
     if args.merge:
@@ -137,7 +144,8 @@ def main():
             "--data", args.data, "--crop", str(args.crop), "--batch", str(args.batch), "--lr", str(args.lr),
             "--device", args.device, "--threads", str(args.threads), "--frozen-analysis", "off",
             "--time-limit-min", f"{budget_min:.3f}", "--eval-images", "0", "--save-every-min", "2",
-            "--warmup-steps", "200", "--log-every", "25", "--analysis-lr-mult", str(args.analysis_lr_mult)]
+            "--warmup-steps", "200", "--log-every", "25", "--analysis-lr-mult", str(args.analysis_lr_mult),
+            "--train-only", args.train_only, "--min-detail", str(args.min_detail)]
     if device.type == "cuda":
         argv.append("--bf16")
     from . import train
