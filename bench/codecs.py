@@ -507,8 +507,9 @@ def _jpegai_digest() -> str:
 class JpegAiFast(Codec):
     """Our codec through its public API only.
 
-    Streams: ``jpegai_fast.encode(rgb, rate_point=r)`` for the trained rate points (``rate_point`` 0 … R−1, the
-    ladder), and ``jpegai_fast.encode(rgb, bpp=target)`` (the encoder's rate control) for the matched-bitrate
+    Streams: ``jpegai_fast.encode(rgb, quality=k)`` at the knots of the default quality ladder (the ladder:
+    each knot a trained rate point of the shipped model measured best there, ``encoder.default_ladder``), and
+    ``jpegai_fast.encode(rgb, bpp=target)`` (the encoder's rate control) for the matched-bitrate
     streams of the decode benchmark (target = the VVC stream's bpp).  The coded latents do not depend on the
     operating point (the encoder only writes it into the header), so BOP and SOP share one set of streams
     (``operating_point="bop"`` in the header, cache namespace "jpegai_fast"): the SOP rows decode them with
@@ -523,7 +524,7 @@ class JpegAiFast(Codec):
         super().__init__(
             name=f"jpegai_fast-{op.lower()}",
             label=f"jpegai_fast {op.upper()}",
-            param_name="rate point",
+            param_name="quality",
             ladder=(),
             thread_options=(1, 0),
             stream="jpegai_fast codestream (container header, z and rANS residual substreams), 8-bit RGB coded as "
@@ -533,7 +534,8 @@ class JpegAiFast(Codec):
                    "synthesis in ONNX Runtime, YUV 4:2:0 -> RGB (numpy); Decoder object created once outside the "
                    "timing, its sessions at the untimed warm-up decode",
             native_timing=None,
-            encoder_settings="jpegai_fast.encode(rgb, rate_point=<0…R-1>) for the RD ladder; "
+            encoder_settings="jpegai_fast.encode(rgb, quality=<knot>) for the RD ladder (the knots of "
+                             "encoder.default_ladder: each a trained rate point of the model that wins there); "
                              "jpegai_fast.encode(rgb, bpp=<VVC stream bpp>) (rate control: largest quality at most "
                              "the target, within 10 % below when reachable) for matched streams; one set of streams "
                              "for BOP and SOP (header operating point BOP; the SOP decoder is "
@@ -558,8 +560,10 @@ class JpegAiFast(Codec):
             self._reason = f"jpegai_fast not importable ({exc}); pip install -e ."
             return self._reason
         try:
-            enc = jpegai_fast.Encoder()
-            self.ladder = tuple(range(int(enc.model.num_rates)))
+            jpegai_fast.Encoder()  # the default model loads
+            # the default quality ladder's knots: each one a (model, rate point) stream exactly
+            self.ladder = tuple(k for k, _, _ in jpegai_fast.encoder.default_ladder(STREAM_OP)) or tuple(
+                range(0, 101, 10))
             self._reason = None
         except Exception as exc:  # noqa: BLE001 — any failure to load the model is a skip reason
             self._reason = f"jpegai_fast model could not be loaded: {type(exc).__name__}: {exc}"
@@ -574,7 +578,7 @@ class JpegAiFast(Codec):
 
         if isinstance(param, (tuple, list)) and param[0] == "bpp":  # the shipped model measured best at that rate
             return bytes(jpegai_fast.encode(rgb, bpp=float(param[1]), operating_point=self.op))
-        return bytes(jpegai_fast.encode(rgb, rate_point=int(param), operating_point=STREAM_OP))
+        return bytes(jpegai_fast.encode(rgb, quality=int(param), operating_point=STREAM_OP))
 
     def decoder(self, threads: int = 1):
         dec = self._decoders.get(threads)

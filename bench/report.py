@@ -8,7 +8,8 @@ Steps (all numbers come from this run; nothing is typed in by hand):
 1. RD evaluation on the Kodak photos (all 24; ``--quick``: kodim01, kodim04, kodim23): every available codec of
    bench/codecs.py encodes its whole ladder (cached in bench/.cache), each stream is decoded (1 thread,
    bytes -> RGB, timed: median of ``--timing-rounds``) and scored with bench/metrics.py against the PNG.
-   jpegai_fast (BOP and SOP decoders): its trained rate points (``rate_point`` 0 … R−1) and, as a second series,
+   jpegai_fast (BOP and SOP decoders): the knots of its default quality ladder (``quality=k``, each a trained rate
+   point of the shipped model measured best there: ``encoder.default_ladder``) and, as a second series,
    ``jpegai_fast.encode(rgb, bpp=<VVC bpp>)`` at each VVC QP's bpp of the image (the matched streams).
    VVC: the anchor's ``anchor_rgb.csv`` points (the BD-rate anchor) and, for the same images, every stream
    re-decoded and re-scored here, to show the metrics reproduce the CSV (max |Δ| reported).
@@ -242,7 +243,7 @@ def _label(series: str) -> str:
     base = _base(series)
     lab = C.CODECS[base].label if base in C.CODECS else base
     return lab + (" (rate control to the VVC bpps)" if series.endswith(BPP_SERIES) else
-                  " (rate points)" if base in OURS else "")
+                  " (quality ladder knots)" if base in OURS else "")
 
 
 def _missing_ours() -> list[str]:
@@ -604,7 +605,9 @@ def write_docs(path: Path, data: dict, plot_paths: dict, quick: bool, cmd: str) 
     L += ["## BD-rate against the VVC anchor", "",
           f"Per image (the image's VVC points from anchor_rgb.csv vs the codec's points), then the mean over images; "
           f"{data['bd_rate_backend']}, over the overlap of the quality ranges (negative = fewer bits than VVC at "
-          f"equal quality). Images: {n_rd}. jpegai_fast has two series: its trained rate points (rate_point 0 … R−1) "
+          f"equal quality). Images: {n_rd}. jpegai_fast has two series: the knots of its default quality ladder "
+          f"(each a trained rate point of "
+          f"the shipped model measured best there, `encoder.default_ladder`) "
           f"and its rate control aimed at the image's six VVC bpps (`{BPP_SERIES.strip()}`).", "",
           "| codec | " + " | ".join(f"BD-rate {lab} %" for _, lab in QUALITIES) +
           " | mean quality-range overlap (PSNR-YUV) |",

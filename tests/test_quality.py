@@ -80,10 +80,47 @@ def test_quality_in_the_cli_and_pillow(tmp_path, photo):
     from jpegai_fast.__main__ import main
 
     Image.fromarray(photo).save(tmp_path / "p.png")
-    assert main(["encode", str(tmp_path / "p.png"), str(tmp_path / "q.jai"), "--quality", "55"]) == 0
+    q, name, r = encoder.default_ladder("bop")[3]  # a knot of the default ladder: (quality, model, rate point)
+    assert main(["encode", str(tmp_path / "p.png"), str(tmp_path / "q.jai"), "--quality", str(q)]) == 0
     assert main(["encode", str(tmp_path / "p.png"), str(tmp_path / "r.jai"), "--rate-point", "3"]) == 0
-    want = jpegai_fast.encode(photo, rate_point=3)  # vr_bop's rate point 3 is quality 55
-    assert (tmp_path / "q.jai").read_bytes() == want == (tmp_path / "r.jai").read_bytes()
+    want = jpegai_fast.encode(photo, model=name, rate_point=r)
+    assert (tmp_path / "q.jai").read_bytes() == want == jpegai_fast.encode(photo, quality=q)
+    assert (tmp_path / "r.jai").read_bytes() == jpegai_fast.encode(photo, rate_point=3)  # the default model's
     buf = io.BytesIO()
-    Image.fromarray(photo).save(buf, format="JAI", quality=55)
+    Image.fromarray(photo).save(buf, format="JAI", quality=q)
     assert buf.getvalue() == want
+    assert jpegai_fast.encode_many([photo, photo], threads=2, quality=q) == [want, want]
+
+
+def test_default_ladder_spans_the_shipped_models():
+    for op in ("bop", "sop"):
+        ladder = encoder.default_ladder(op)
+        if len(available_models()) < 2:
+            continue
+        knots = [k for k, _, _ in ladder]
+        assert knots[0] == 0 and knots[-1] == 100 and all(a < b for a, b in zip(knots, knots[1:])), op
+        models = [n for _, n, _ in ladder]
+        assert len(set(models)) == 2, op  # both shipped models win somewhere on their measured curves
+        for q, name, r in ladder:  # a knot is that model's rate point exactly
+            got_name, got_q = encoder.default_quality(q, op)
+            assert got_name == name and got_q == encoder.quality_table(jpegai_fast.Model(name))[r], (op, q)
+            assert encoder.quality_to_scale(jpegai_fast.Model(name), got_q) == r
+        for q in np.linspace(0, 100, 201):  # in between: a shipped model at a scale inside its range
+            name, mq = encoder.default_quality(float(q), op)
+            assert name in models and 0.0 <= mq <= 100.0
+    if set(available_models()) == {"vm33", "vr_bop"}:  # the table in the README and the docstrings
+        assert encoder.default_ladder("bop") == tuple(
+            [(k, "vm33", r) for r, k in enumerate((0, 9, 23, 35, 44, 49, 57, 61))]
+            + [(k, "vr_bop", r) for r, k in zip(range(4, 8), (70, 79, 88, 100))])
+        # the default stream (vr_bop's rate point 4) is quality 70 on the ladder
+        assert encoder.default_quality(70) == ("vr_bop", encoder.quality_table(jpegai_fast.Model("vr_bop"))[4])
+    for bad in (-1, 100.01, float("nan"), None, "50", True):
+        with pytest.raises(ValueError):
+            encoder.default_quality(bad)
+    with pytest.raises(ValueError):
+        encoder.default_ladder("hop")
+
+
+def test_default_ladder_sizes_increase(photo):
+    sizes = [len(jpegai_fast.encode(photo, quality=q)) for q in (0, 23, 49, 70, 100)]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]

@@ -113,15 +113,30 @@ def _rate_args(ap):
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--bpp", type=float, help="target bits per pixel (never exceeded; within 10 %% below when "
                    "reachable); picks the shipped model measured best at that rate")
-    g.add_argument("--quality", type=float, help="0 .. 100 (as Pillow's JPEG / HEIF / AVIF plugins), the default "
-                   "model's rate, about linear in log bpp; its trained rate points sit at 0, 18, 38, 55, 68, 78, 87, "
-                   "100 (vr_bop); default: rate point 4 = quality 68 (about 0.58 bpp on Kodak)")
+    g.add_argument("--quality", type=float, help="0 .. 100 (as Pillow's JPEG / HEIF / AVIF plugins), about linear "
+                   "in log bpp over the shipped models' best rate points (vm33 below about 0.47 bpp, vr_bop above; "
+                   "jpegai_fast.encoder.default_ladder); default: vr_bop's rate point 4 = quality 70 (about 0.58 "
+                   "bpp on Kodak)")
     g.add_argument("--rate-point", type=int, help="a trained rate point of the default model, 0 .. 7, exactly")
     ap.add_argument("--op", choices=("bop", "sop"), default="bop",
                     help="synthesis operating point written to the header: bop = base (quality), sop = simple "
                          "(about 2x faster decode, about 0.3 dB lower); any decoder can use either")
     ap.add_argument("--substreams", type=int, default=1, help="independently decodable substreams per tensor, 1..64")
     ap.add_argument("--threads", type=int, default=None, help="default: all cores")
+
+
+def _model_for_rate_args(a, bpp: float | None = None) -> tuple[str, float | None]:
+    """(the model to encode with, the quality on that model's own table) for --bpp / --quality / --rate-point,
+    as ``jpegai_fast.encode`` chooses them."""
+    from .encoder import default_quality
+    from .model import model_for_bpp
+
+    bpp = a.bpp if bpp is None else bpp
+    if bpp is not None:
+        return model_for_bpp(bpp, a.op), None
+    if a.quality is not None:
+        return default_quality(a.quality, a.op)
+    return "default", None
 
 
 def _check_rate_args(ap, a):
@@ -231,15 +246,15 @@ def cmd_encode(argv) -> int:
     _check_rate_args(ap, a)
     pairs = _pairs(pathlib.Path(a.input), pathlib.Path(a.output), IMAGE_EXTS, ".jai")  # paths before the model
     from .encoder import Encoder
-    from .model import model_for_bpp
 
-    # --bpp: the shipped model measured best at that rate (model cards); --quality / --rate-point: the default model
-    enc = Encoder(model=model_for_bpp(a.bpp, a.op) if a.bpp is not None else "default", threads=a.threads,
-                  pre_emphasis=0.0 if a.no_pre_emphasis else None)
+    # --bpp: the shipped model measured best at that rate (model cards); --quality: the default ladder's model
+    # (encoder.default_quality); --rate-point: the default model's
+    model, quality = _model_for_rate_args(a)
+    enc = Encoder(model=model, threads=a.threads, pre_emphasis=0.0 if a.no_pre_emphasis else None)
 
     def one(src, dst):
         rgb, metadata = _load_for_encoding(src, "drop" if a.drop_alpha else "refuse", not a.strip_metadata)
-        data = enc.encode(rgb, bpp=a.bpp, quality=a.quality, rate_point=a.rate_point, operating_point=a.op,
+        data = enc.encode(rgb, bpp=a.bpp, quality=quality, rate_point=a.rate_point, operating_point=a.op,
                           substreams=a.substreams,
                           tile_size=a.tile_size, tile_overlap=a.tile_overlap, strict=a.strict, refine=a.refine,
                           **metadata)
@@ -341,11 +356,10 @@ def cmd_roundtrip(argv) -> int:
     name, rgb = _photo(a.image)
     fixed = a.quality is not None or a.rate_point is not None  # else rate control, 0.25 bpp by default
     bpp = a.bpp if a.bpp is not None or fixed else 0.25
-    from .model import model_for_bpp
-
-    enc = Encoder(model=model_for_bpp(bpp, a.op) if not fixed else "default", threads=a.threads)
+    model, quality = _model_for_rate_args(a, bpp if not fixed else None)
+    enc = Encoder(model=model, threads=a.threads)
     t0 = time.perf_counter()
-    data = enc.encode(rgb, bpp=bpp if not fixed else None, quality=a.quality, rate_point=a.rate_point,
+    data = enc.encode(rgb, bpp=bpp if not fixed else None, quality=quality, rate_point=a.rate_point,
                       operating_point=a.op, substreams=a.substreams)
     t_enc = time.perf_counter() - t0
     dec = Decoder(model=enc.model, operating_point=a.op)  # shares the sessions

@@ -19,8 +19,19 @@ points ≈ ×1.41 bpp on vr_bop).  Knots of the shipped models:
 
 A model whose card has no Kodak figures gets knots linear in the rate point, round(100·r / (R−1)).  A knot
 quality gives that trained rate point's stream exactly; ``rate_point=`` (an int) names one directly.
-Default (no ``bpp`` / ``quality`` / ``rate_point``): rate point 4 (:data:`DEFAULT_RATE_POINT`), quality 68 on
-vr_bop.
+
+``encode(quality=...)`` with ``model="default"`` (also the CLI, ``encode_many`` and ``Image.save``) runs over
+the shipped models together (:func:`default_ladder`): the rate points that ``model_for_bpp`` picks at their
+own Kodak bpp, knots the same log-bpp rule over all of them —
+
+    BOP   quality  0   9  23  35  44  49  57  61 | 70  79  88 100
+          model    vm33 rate points 0 … 7       | vr_bop 4 … 7
+
+(SOP adds vm33's rate point 8 at 65) — so quality below 70 encodes with vm33 (on 6 Kodak photos, quality 20:
+0.097 bpp at 29.97 dB PSNR-YUV against vr_bop's 0.121 bpp at 27.85 dB; quality 50: 0.280 bpp / 32.42 dB
+against 0.332 / 31.03).  An ``Encoder`` object holds one model and maps ``quality`` on that model's own table.
+Default (no ``bpp`` / ``quality`` / ``rate_point``): rate point 4 (:data:`DEFAULT_RATE_POINT`) of the default
+model vr_bop, quality 68 on its own table and 70 on the default ladder.
 """
 from __future__ import annotations
 
@@ -39,9 +50,19 @@ from . import refine as refinement
 from . import synthesis as syn
 from .decoder import AUTO_TILE_PIXELS, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE
 from .errors import LimitError, RateError, RateWarning
-from .model import Model, model_for_bpp
+from .model import (
+    COMPONENTS,
+    DEFAULT_MODEL,
+    MODELS_DIR,
+    Model,
+    available_models,
+    kodak_rate_points,
+    latent_model,
+    model_for_bpp,
+)
 
-__all__ = ["Encoder", "encode", "scale_to_params", "quality_table", "quality_to_scale", "header_tiling", "MODEL_ID",
+__all__ = ["Encoder", "encode", "scale_to_params", "quality_table", "quality_to_scale", "default_ladder",
+           "default_quality", "header_tiling", "MODEL_ID",
            "ANALYSIS_OVERLAP", "DEFAULT_RATE_POINT"]
 
 MODEL_ID = 1  # the header model id of the first model (vr_bop); each model's own is LatentModel.model_id
@@ -112,11 +133,7 @@ def quality_table(model: Model) -> tuple[int, ...]:
 def quality_to_scale(model: Model, quality: float) -> float:
     """quality 0–100 -> the rate scale [0, R−1]: piecewise linear between the knots of :func:`quality_table`
     (monotone; a knot maps to its rate point exactly)."""
-    if isinstance(quality, (bool, np.bool_)) or not isinstance(quality, (int, float, np.integer, np.floating)):
-        raise ValueError(f"quality must be a number in [0, 100], got {quality!r}")
-    q = float(quality)
-    if not 0.0 <= q <= 100.0:
-        raise ValueError(f"quality must be in [0, 100], got {quality!r}")
+    q = _check_quality(quality)
     knots = quality_table(model)
     if len(knots) < 2:
         return 0.0
@@ -124,6 +141,80 @@ def quality_to_scale(model: Model, quality: float) -> float:
     if r >= len(knots) - 1:
         return float(len(knots) - 1)
     return r + (q - knots[r]) / (knots[r + 1] - knots[r])
+
+
+def _check_quality(quality) -> float:
+    if isinstance(quality, (bool, np.bool_)) or not isinstance(quality, (int, float, np.integer, np.floating)):
+        raise ValueError(f"quality must be a number in [0, 100], got {quality!r}")
+    q = float(quality)
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"quality must be in [0, 100], got {quality!r}")
+    return q
+
+
+def default_ladder(operating_point: str = "bop") -> tuple[tuple[int, str, int], ...]:
+    """The quality ladder of ``model="default"``: (quality knot, model, rate point), by rate — every trained
+    rate point of the shipped models that :func:`jpegai_fast.model.model_for_bpp` picks at its own Kodak bpp
+    (the envelope of the measured curves: vm33 below about 0.47 bpp, vr_bop above), knots round(100·ln(bpp /
+    bpp_first) / ln(bpp_last / bpp_first)) as in :func:`quality_table`.  Empty when fewer than two shipped
+    rate points are measured or the knots do not increase (``quality`` then names the default model's own)."""
+    if operating_point not in OPS:
+        raise ValueError(f"operating_point must be 'bop' or 'sop', got {operating_point!r}")
+    cards = tuple((n, (MODELS_DIR / n / "model_card.json").stat().st_mtime_ns
+                   if (MODELS_DIR / n / "model_card.json").is_file() else 0) for n in available_models())
+    return _default_ladder(operating_point, str(MODELS_DIR), cards)
+
+
+@functools.lru_cache(maxsize=8)
+def _default_ladder(operating_point: str, models_dir: str, cards: tuple) -> tuple[tuple[int, str, int], ...]:
+    points = []  # (bpp, model, rate point)
+    for name, _ in cards:
+        if not all((MODELS_DIR / name / f"synthesis_{operating_point}_{c}.onnx").is_file() for c in COMPONENTS):
+            continue
+        points += [(b, name, r) for r, b in kodak_rate_points(name, operating_point)
+                   if b > 0 and model_for_bpp(b, operating_point) == name]
+    points.sort()
+    if len(points) < 2 or not all(a[0] < b[0] for a, b in zip(points, points[1:])):
+        return ()
+    span = math.log(points[-1][0] / points[0][0])
+    ladder = tuple((round(100 * math.log(b / points[0][0]) / span), n, r) for b, n, r in points)
+    knots = [k for k, _, _ in ladder]
+    return ladder if all(a < b for a, b in zip(knots, knots[1:])) else ()
+
+
+def default_quality(quality: float, operating_point: str = "bop") -> tuple[str, float]:
+    """``quality`` 0–100 of ``model="default"`` -> (the shipped model to encode with, the same target as a
+    quality of that model's own table).  Piecewise linear in quality between the knots of
+    :func:`default_ladder`, so each knot gives its (model, rate point) stream exactly; between two knots of one
+    model, that model's rate scale in between; between the last knot of one model and the first of the next,
+    the rate interpolated in log bpp, the model :func:`~jpegai_fast.model.model_for_bpp` picks there and its
+    scale at that rate on its own card's curve.  Without a ladder: the default model, ``quality`` unchanged."""
+    q = _check_quality(quality)
+    ladder = default_ladder(operating_point)
+    if not ladder:
+        return DEFAULT_MODEL, q
+    knots = [k for k, _, _ in ladder]
+    i = min(max(int(np.searchsorted(knots, q, side="right")) - 1, 0), len(ladder) - 2)
+    (qa, ma, ra), (qb, mb, rb) = ladder[i], ladder[i + 1]
+    frac = (q - qa) / (qb - qa)
+    if ma == mb:
+        name, scale = ma, ra + frac * (rb - ra)
+    else:
+        curve = {n: dict((r, b) for r, b in kodak_rate_points(n, operating_point)) for n in (ma, mb)}
+        ba, bb = curve[ma][ra], curve[mb][rb]
+        bpp = math.exp(math.log(ba) + frac * math.log(bb / ba))
+        name = model_for_bpp(bpp, operating_point)
+        if name not in (ma, mb):
+            name = ma if frac < 0.5 else mb
+        rates = sorted(curve[name].items())
+        scale = float(np.interp(math.log(bpp), [math.log(b) for _, b in rates], [r for r, _ in rates]))
+        if frac == 0.0:
+            name, scale = ma, float(ra)
+    model_knots = _card_knots(MODELS_DIR / name, int(latent_model(MODELS_DIR / name).rate_points))
+    r = min(int(math.floor(scale)), len(model_knots) - 1)
+    if r >= len(model_knots) - 1:
+        return name, float(model_knots[-1])
+    return name, float(model_knots[r] + (scale - r) * (model_knots[r + 1] - model_knots[r]))
 
 
 def _validate(rgb, max_pixels: int) -> np.ndarray:
@@ -475,13 +566,15 @@ def encode(rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | No
     unreachable target gives the smallest stream with a :class:`RateWarning`, or :class:`RateError` with
     ``strict=True``);
     ``quality``: 0–100 (Pillow's convention), monotone in the rate, about linear in log bpp; each trained rate
-    point sits at a knot (vr_bop: 0, 18, 38, 55, 68, 78, 87, 100; :func:`quality_table`, module docstring);
-    ``rate_point``: an int, a trained rate point exactly.  Default: rate point 4 (quality 68 on vr_bop).
+    point sits at a knot (``model="default"``: the shipped models' ladder, vm33 at 0, 9, 23, 35, 44, 49, 57, 61
+    and vr_bop at 70, 79, 88, 100, :func:`default_ladder`; a named model: its own, :func:`quality_table`);
+    ``rate_point``: an int, a trained rate point exactly.  Default: vr_bop's rate point 4 (quality 70).
     ``tile_size`` / ``tile_overlap``: the synthesis tiling written into the header
     (:func:`header_tiling`; default 1024 / 48 for pictures larger than one tile, else untiled); the
     analysis is tiled the same way.  ``model="default"`` with ``bpp``: the shipped model measured best at that
-    rate (:func:`jpegai_fast.model.model_for_bpp`); with ``quality`` / ``rate_point``: the default model,
-    whose rate points they name.  ``exif`` / ``icc_profile`` / ``xmp``: metadata stored unchanged in the MDS
+    rate (:func:`jpegai_fast.model.model_for_bpp`); with ``quality``: the default ladder's model and rate
+    (:func:`default_quality`); with ``rate_point``: the default model's rate point.  ``exif`` / ``icc_profile``
+    / ``xmp``: metadata stored unchanged in the MDS
     segment (each at most 16 MiB; XMP as bytes or str), returned by ``decode(..., with_metadata=True)``; it is
     not counted by ``bpp`` rate control.  ``refine``: steps of encoder-side latent refinement
     (:mod:`jpegai_fast.refine`; 0 = off): a better picture per bit from the same decoder, each step about one
@@ -490,6 +583,8 @@ def encode(rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | No
     Raises ValueError on bad input, LimitError on absurd sizes."""
     if isinstance(model, str) and model == "default" and bpp is not None:
         model = model_for_bpp(float(bpp), operating_point)
+    elif isinstance(model, str) and model == "default" and quality is not None and rate_point is None:
+        model, quality = default_quality(quality, operating_point)  # the default ladder spans the shipped models
     key = (str(model), device, threads)
     if key not in _ENCODERS:
         _ENCODERS[key] = Encoder(model, device, threads)

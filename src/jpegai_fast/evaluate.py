@@ -57,10 +57,11 @@ def evaluate(images: list[tuple[str, np.ndarray]], targets: list[tuple[str, floa
              operating_point: str = "bop", threads: int | None = None, progress=None) -> list[dict]:
     """For each (kind, value) target: encode + decode every (name, uint8 RGB) image -> [{"target": {kind: value},
     "model": name, "mean": {figure: mean over the images}, "per_image": [{"image": name, "bytes", figures...}]}].
-    ``model="default"``: with ``bpp`` targets the shipped model measured best at each (``model_for_bpp``), else
-    the default model."""
+    ``model="default"``: with ``bpp`` targets the shipped model measured best at each (``model_for_bpp``), with
+    ``quality`` the default ladder's model (``encoder.default_quality``, as ``encode`` picks it), with
+    ``rate_point`` the default model."""
     from .decoder import Decoder
-    from .encoder import Encoder
+    from .encoder import Encoder, default_quality
     from .metrics import rd_metrics
     from .model import model_for_bpp
 
@@ -77,12 +78,16 @@ def evaluate(images: list[tuple[str, np.ndarray]], targets: list[tuple[str, floa
 
     results = []
     for kind, value in targets:
-        name = model_for_bpp(float(value), operating_point) if kind == "bpp" and model == "default" else model
+        name, coded = model, value
+        if kind == "bpp" and model == "default":
+            name = model_for_bpp(float(value), operating_point)
+        elif kind == "quality" and model == "default":  # the default ladder, as encode() picks it
+            name, coded = default_quality(float(value), operating_point)
         enc, dec = coder(name)
         rows = []
         for img_name, rgb in images:
             t0 = time.perf_counter()
-            kwargs: dict[str, Any] = {kind: value}
+            kwargs: dict[str, Any] = {kind: coded}
             data = enc.encode(rgb, operating_point=operating_point, **kwargs)
             t1 = time.perf_counter()
             rec = dec.decode(data)

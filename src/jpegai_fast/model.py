@@ -24,7 +24,7 @@ from . import _core
 from .errors import DeviceError
 
 __all__ = ["MODELS_DIR", "available_models", "model_dir", "latent_model", "shipped_model_for_id", "model_for_bpp",
-           "Model",
+           "kodak_rate_points", "Model",
            "session_options", "providers_for", "OPERATING_POINTS", "PRECISIONS", "check_precision"]
 
 MODELS_DIR = pathlib.Path(__file__).resolve().parent / "models"
@@ -138,6 +138,19 @@ def _kodak_curve(name: str, operating_point: str = "bop") -> tuple[tuple[float, 
         rd = (card.get(f"kodak_rd_{operating_point}") if operating_point != "bop" else None) or card.get("kodak_rd")
         points = (rd or {}).get("points") or []
         return tuple(sorted((float(p["bpp"]), float(p["psnr_yuv"])) for p in points))
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+
+
+def kodak_rate_points(name: str, operating_point: str = "bop") -> tuple[tuple[int, float], ...]:
+    """(rate point, Kodak bpp) of a shipped model, from its model card (the operating point's own curve when
+    the card has one; empty if not measured), by rate point."""
+    import json
+
+    try:
+        card = json.loads((MODELS_DIR / name / "model_card.json").read_text())
+        rd = (card.get(f"kodak_rd_{operating_point}") if operating_point != "bop" else None) or card.get("kodak_rd")
+        return tuple(sorted((int(p["rate"]), float(p["bpp"])) for p in (rd or {}).get("points") or []))
     except (OSError, ValueError, KeyError, TypeError):
         return ()
 

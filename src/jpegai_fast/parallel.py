@@ -105,17 +105,23 @@ def encode_many(images: Iterable[NDArray[np.uint8]], threads: int | None = None,
     hardware threads) -> the codestreams, in input order, byte-identical to ``encode(image, **encode_kwargs)``
     one by one.  ``encode_kwargs``: as :func:`jpegai_fast.encode` (``bpp``, ``quality``, ``rate_point``,
     ``operating_point``, ``substreams``, tiling, ``strict``...); ``model="default"`` with ``bpp`` picks the
-    shipped model measured best at that rate, as ``encode`` does.  ``inner_threads``: the threads each picture's
+    shipped model measured best at that rate and with ``quality`` the default ladder's model, as ``encode`` does.
+    ``inner_threads``: the threads each picture's
     stages use (default: the cores divided by ``threads``).  ``encoder``: an existing Encoder to use instead
     (its own threads).  An error is raised as the picture's own exception, its message starting
     "image <index>: "."""
-    from .encoder import Encoder
+    from .encoder import Encoder, default_quality
     from .model import model_for_bpp
 
     workers = worker_threads(threads)
     if encoder is None:
+        op = encode_kwargs.get("operating_point", "bop")
         if isinstance(model, str) and model == "default" and encode_kwargs.get("bpp") is not None:
-            model = model_for_bpp(float(encode_kwargs["bpp"]), encode_kwargs.get("operating_point", "bop"))
+            model = model_for_bpp(float(encode_kwargs["bpp"]), op)
+        elif isinstance(model, str) and model == "default" and encode_kwargs.get("quality") is not None \
+                and encode_kwargs.get("rate_point") is None:
+            model, quality = default_quality(encode_kwargs["quality"], op)  # as encode() picks it
+            encode_kwargs = {**encode_kwargs, "quality": quality}
         encoder = Encoder(model, device=device, threads=_inner_threads(workers, inner_threads))
     enc = encoder
     return cast("list[bytes]", list(imap(lambda rgb: enc.encode(rgb, **encode_kwargs), images, workers,

@@ -1,9 +1,10 @@
 """Pillow plugin: ``Image.open("x.jai")`` and ``img.save("x.jai", quality=..., bpp=...)``.
 
 Registered on ``import jpegai_fast``.  ``quality`` is 0–100 as in Pillow's other plugins (monotone, about
-linear in log bpp; the trained rate points sit at knots, vr_bop 0, 18, 38, 55, 68, 78, 87, 100:
-:func:`jpegai_fast.encoder.quality_table`); ``rate_point`` (int) names a trained rate point; ``bpp`` asks for
-rate control; default rate point 4 (quality 68).  Decode settings: :func:`register_jai_opener` (``threads``,
+linear in log bpp over the shipped models' best rate points: vm33 below quality 70, vr_bop from there,
+:func:`jpegai_fast.encoder.default_ladder`); ``rate_point`` (int) names a trained rate point of the default
+model; ``bpp`` asks for rate control; default vr_bop's rate point 4 (quality 70).  Decode settings:
+:func:`register_jai_opener` (``threads``,
 ``operating_point``, ``max_pixels``; as pillow-heif's ``register_heif_opener``).  Bad files raise
 :class:`jpegai_fast.ImageFileError` (an OSError, as Pillow's own plugins raise, with the ``field`` at fault).
 Size limit: ``register_jai_opener(max_pixels=N)``, else Pillow's ``Image.MAX_IMAGE_PIXELS`` (its
