@@ -7,7 +7,8 @@
 # training/results/, then rewrites the work-folder paths in them to the repo paths they now live at (the
 # card's `source` fields, the checkpoint name with its step, the int8 command).  Afterwards (training/README.md,
 # "Shipping an export"): regenerate the vm33 part of training/results/int8_synthesis.md, the quality knots of
-# tests/test_quality.py, the README figures; reinstall; run the tests.
+# tests/test_quality.py and the default quality ladder (README.md, docs/pipelines.md, the encode docstring), the
+# README figures; reinstall; run the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:?work folder of tools/release_vm33.sh}
