@@ -3,6 +3,8 @@ rate points each shipped model wins at, per Kodak image, taken from the models' 
 records (real bytes).  This is the curve ``encode(quality=...)`` users get; each model alone is printed beside it.
 
     python tools/ladder_bd.py            # reads training/results/rd_eval_vm33.json and training/results/rd_eval.json
+    python tools/ladder_bd.py --photos   # also: encode 6 Kodak photos at qualities 20 … 90 through the ladder
+                                         # and through vr_bop's own table (the mapping before the ladder)
 """
 from __future__ import annotations
 
@@ -38,9 +40,40 @@ def ladder_bd(records: dict[str, dict], ladder, metric: str) -> dict[str, float]
     return {name: float(np.nanmean(v)) for name, v in out.items()}
 
 
+PHOTOS = ("kodim01", "kodim04", "kodim07", "kodim13", "kodim19", "kodim23")
+QUALITIES = (20, 38, 50, 60, 70, 90)
+
+
+def photos_table(kodak: pathlib.Path) -> list[str]:
+    """Mean bpp / PSNR-YUV of ``encode(quality=q)`` (the ladder) and of vr_bop's own quality table, 1 thread."""
+    from PIL import Image
+
+    import jpegai_fast
+    from jpegai_fast.metrics import rd_metrics
+
+    vr_bop = jpegai_fast.Encoder("vr_bop", threads=1)
+    rgbs = [np.asarray(Image.open(kodak / f"{n}.png").convert("RGB")) for n in PHOTOS]
+    lines = ["| quality | ladder: model | bpp | PSNR-YUV | vr_bop's table: bpp | PSNR-YUV |",
+             "|---:|---|---:|---:|---:|---:|"]
+    for q in QUALITIES:
+        rows = {"ladder": [], "vr_bop": []}
+        for rgb in rgbs:
+            for key, data in (("ladder", jpegai_fast.encode(rgb, quality=q, threads=1)),
+                              ("vr_bop", vr_bop.encode(rgb, quality=q))):
+                m = rd_metrics(rgb, jpegai_fast.decode(data, threads=1), len(data), with_msssim=False)
+                rows[key].append((m["bpp"], m["psnr_yuv"]))
+        (lb, lp), (vb, vp) = (np.mean(rows[k], axis=0) for k in ("ladder", "vr_bop"))
+        from jpegai_fast.encoder import default_quality
+
+        lines.append(f"| {q} | {default_quality(q)[0]} | {lb:.3f} | {lp:.2f} | {vb:.3f} | {vp:.2f} |")
+    return lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--op", default="bop", choices=("bop", "sop"))
+    ap.add_argument("--photos", action="store_true", help="also encode 6 Kodak photos through both mappings")
+    ap.add_argument("--kodak", default=str(ROOT.parent / "shared/datasets/kodak"))
     a = ap.parse_args(argv)
     from jpegai_fast.encoder import default_ladder
 
@@ -50,6 +83,9 @@ def main(argv=None) -> int:
     for metric in ("psnr_yuv", "msssim_db"):
         bd = ladder_bd(records, ladder, metric)
         print(f"BD-rate vs VVC, {metric}: " + ", ".join(f"{k} {v:+.2f} %" for k, v in bd.items()))
+    if a.photos:
+        print(f"\n{len(PHOTOS)} Kodak photos ({', '.join(PHOTOS)}), means:")
+        print("\n".join(photos_table(pathlib.Path(a.kodak))))
     return 0
 
 
