@@ -365,7 +365,10 @@ def header_tiling(image_hw, tile_size: int | None = None, tile_overlap: int | No
 
 
 class Encoder:
-    """Holds the model and its sessions; :meth:`encode` as the module-level :func:`encode`."""
+    """Holds one model and its sessions; :meth:`encode` as the module-level :func:`encode`, within that model:
+    ``quality`` maps onto its own table (:func:`quality_table`) and ``bpp`` rate control stays in it, where
+    ``encode(model="default")`` picks the shipped model per target (:func:`default_quality`,
+    :func:`jpegai_fast.model.model_for_bpp`)."""
 
     def __init__(self, model: str | os.PathLike[str] | Model = "default", device: str = "cpu",
                  threads: int | None = None, max_pixels: int = container.DEFAULT_MAX_PIXELS,
