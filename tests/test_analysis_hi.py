@@ -45,6 +45,33 @@ def test_each_picture_goes_through_the_analysis_of_its_rate_point():
         assert not torch.equal(a, b)
 
 
+def test_pre_emphasis_in_training_is_the_encoders_second_pass():
+    """train.py --pre-emphasis: the high-rate analysis sees x + β·(x − S(A(x))) per plane (S(A(x)) its own latent
+    synthesised unquantised by BOP, clamped to 0–255), as jpegai_fast.encoder.pre_emphasise builds it; the low
+    rates and β = 0 are untouched; the first pass carries no gradient."""
+    model = _model()
+    y, uv = torch.rand(3, 1, 64, 64) * 255, torch.rand(3, 2, 32, 32) * 255
+    rates = torch.tensor([11, 0, HI_FROM])
+    with torch.no_grad():
+        plain = model.analysis(y, uv, rates)
+        model.pre_emphasis = 0.3
+        got = model.analysis(y, uv, rates)
+        a = model.luma_analysis_hi(y), model.chroma_analysis_hi(vm_codec.vm33.chroma_analysis_input(y, uv))
+        y_rec, uv_rec = model.synthesis["bop"](*a, y.shape[-2:])
+        y2, uv2 = y + 0.3 * (y - y_rec.clamp(0, 255)), uv + 0.3 * (uv - uv_rec.clamp(0, 255))
+        want = model.luma_analysis_hi(y2), model.chroma_analysis_hi(vm_codec.vm33.chroma_analysis_input(y2, uv2))
+    for g, w, p in zip(got, want, plain):
+        for i in (0, 2):  # high-rate pictures: from the pre-emphasised picture
+            torch.testing.assert_close(g[i], w[i], rtol=1e-5, atol=1e-4)
+            assert not torch.allclose(g[i], p[i])
+        assert torch.equal(g[1], p[1])  # rate point 0: the shared analysis, as before
+    model.zero_grad()
+    y_lat, c_lat = model.analysis(y[:1], uv[:1], torch.tensor([11]))
+    (y_lat.sum() + c_lat.sum()).backward()
+    assert model.luma_analysis_hi.out.weight.grad is not None
+    assert all(p.grad is None for p in model.synthesis["bop"].parameters())  # S(A(x)) is a constant
+
+
 def test_gradients_reach_only_the_analysis_that_ran():
     model = _model()
     y, uv = torch.rand(2, 1, 64, 64) * 255, torch.rand(2, 2, 32, 32) * 255

@@ -40,6 +40,9 @@ def main():
     ap.add_argument("--rates", default="all", help="comma-separated rate indices or 'all'")
     ap.add_argument("--op", default="bop", choices=["bop", "sop"])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--pre-emphasis", type=float, default=None,
+                    help="vm33 with a high-rate analysis: its rate points coded from the pre-emphasised picture "
+                         "(β, as the runtime encoder's card sets it, e.g. 0.3); default: as the checkpoint trained")
     ap.add_argument("--shared-analysis", action="store_true",
                     help="vm33 with a high-rate analysis: code every rate point through the shared one (an A/B of it)")
     args = ap.parse_args()
@@ -51,6 +54,8 @@ def main():
 
         lambdas = tuple(ck["meta"].get("rate_lambdas", VM_RATE_LAMBDAS))  # the ladder it was trained with
         model = from_checkpoint(ck, analysis_hi_from=None) if args.shared_analysis else from_checkpoint(ck)
+        model.pre_emphasis = float(ck["meta"].get("pre_emphasis_train", 0.0) if args.pre_emphasis is None
+                                   else args.pre_emphasis)
     else:
         model = Codec()
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})

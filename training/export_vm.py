@@ -215,8 +215,10 @@ def main():
     ap.add_argument("--data", default="../shared/datasets/train", help="training pool: fixed-point calibration")
     ap.add_argument("--calib-images", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--pre-emphasis", type=float, default=PRE_EMPHASIS_BETA,
-                    help="beta of the high-rate analysis' second pass, written into the card (0 = one pass)")
+    ap.add_argument("--pre-emphasis", type=float, default=None,
+                    help="beta of the high-rate analysis' second pass, written into the card (0 = one pass); "
+                         "default: the β the checkpoint's high-rate analysis trained with (train.py --pre-emphasis), "
+                         f"else {PRE_EMPHASIS_BETA}")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out_dir = pathlib.Path(args.out or ROOT / "src" / "jpegai_fast" / "models" / args.name)
@@ -237,6 +239,8 @@ def main():
     macs = measure_macs(out_dir, ops=tuple(model.synthesis),
                          context_per_site=context_macs_per_site(model.context_model))
     rd = {op: rd_summary(path) for op, path in (("bop", args.rd), ("sop", args.rd_sop)) if path}
+    if args.pre_emphasis is None:
+        args.pre_emphasis = float(meta.get("pre_emphasis_train") or PRE_EMPHASIS_BETA)
     for _ in range(2):  # second pass: the file table includes the card files' own sizes
         write_card(out_dir, args.name, args.checkpoint, meta, model, macs, validation, rd, args.pre_emphasis)
     total = sum(p.stat().st_size for p in out_dir.iterdir())

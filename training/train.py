@@ -88,6 +88,11 @@ def parse_args():
                          "rate points only; everything else stays fixed (README: measured 2026-12-07, +0.019 dB at "
                          "equal rate in 835 steps where the full recipe had flattened).  Its Adam state is its "
                          "own: the next full run starts a fresh optimizer with a warm-up")
+    ap.add_argument("--pre-emphasis", type=float, default=None,
+                    help="vm33 with a high-rate analysis: train it on the pre-emphasised picture x + β·(x − S(A(x))) "
+                         "that the runtime encoder's second pass shows it (vm_codec.VMCodec._analysis_hi; one more "
+                         "analysis + synthesis forward per high-rate picture); default: as the checkpoint has it "
+                         "(0 = off)")
     ap.add_argument("--warmup-steps", type=int, default=300, help="linear warm-up after an optimizer reset")
     ap.add_argument("--loss", default=None, choices=["psnr", "mse"],
                     help="psnr: bpp/lambda - PSNR-YUV (vm33 default); mse: lambda·MSE_yuv(6:1:1) + bpp (vr)")
@@ -417,6 +422,12 @@ def main():
         meta["analysis_hi_from"] = hi_from
         if hi_from is not None:
             meta.setdefault("analysis_hi_since_step", meta["steps"]["bop"])
+        beta = float(meta.get("pre_emphasis_train", 0.0)) if args.pre_emphasis is None else args.pre_emphasis
+        if not 0.0 <= beta <= 1.0 or (beta and hi_from is None):
+            raise SystemExit("--pre-emphasis: a number in [0, 1], for a model with a high-rate analysis")
+        model.pre_emphasis = meta["pre_emphasis_train"] = beta
+        if beta and args.pre_emphasis is not None and meta.get("pre_emphasis_since_step") is None:
+            meta["pre_emphasis_since_step"] = meta["steps"]["bop"]
     if joint_sop:
         meta.setdefault("sop_beside_bop_from_step", meta["steps"]["bop"])
     log_name = f"{args.name}.tsv" if args.op == "bop" else f"{args.name}_{args.op}.tsv"

@@ -144,6 +144,8 @@ class VMCodec(nn.Module):
         if analysis_hi_from is not None and not 0 < analysis_hi_from < num_rates:
             raise ValueError(f"analysis_hi_from {analysis_hi_from} outside 1..{num_rates - 1}")
         self.analysis_hi_from = analysis_hi_from
+        # β of the high-rate analysis' pre-emphasis pass in the forward (0: off; train.py --pre-emphasis)
+        self.pre_emphasis = 0.0
         if analysis_hi_from is not None:  # starts as a copy; a checkpoint without it fills it from the shared one
             self.luma_analysis_hi = copy.deepcopy(self.luma_analysis)
             self.chroma_analysis_hi = copy.deepcopy(self.chroma_analysis)
@@ -169,14 +171,30 @@ class VMCodec(nn.Module):
             return self.luma_analysis(y_img), self.chroma_analysis(c_in)
         is_hi = rate_idx >= self.analysis_hi_from
         if bool(is_hi.all()):
-            return self.luma_analysis_hi(y_img), self.chroma_analysis_hi(c_in)
+            return self._analysis_hi(y_img, uv_img)
         if not bool(is_hi.any()):
             return self.luma_analysis(y_img), self.chroma_analysis(c_in)
         lo_i, hi_i = (~is_hi).nonzero().squeeze(1), is_hi.nonzero().squeeze(1)
         order = torch.argsort(torch.cat([lo_i, hi_i]))  # back to the batch's order
-        y_lat = torch.cat([self.luma_analysis(y_img[lo_i]), self.luma_analysis_hi(y_img[hi_i])])
-        c_lat = torch.cat([self.chroma_analysis(c_in[lo_i]), self.chroma_analysis_hi(c_in[hi_i])])
+        y_hi, c_hi = self._analysis_hi(y_img[hi_i], uv_img[hi_i])
+        y_lat = torch.cat([self.luma_analysis(y_img[lo_i]), y_hi])
+        c_lat = torch.cat([self.chroma_analysis(c_in[lo_i]), c_hi])
         return y_lat[order], c_lat[order]
+
+    def _analysis_hi(self, y_img, uv_img):
+        """The high-rate analysis, on the pre-emphasised picture when ``pre_emphasis`` > 0: x + β·(x − S(A(x)))
+        per plane, S(A(x)) its own first latent synthesised unquantised (BOP, clamped to 0–255), without
+        gradient — what the runtime encoder's second pass shows it (jpegai_fast.encoder.pre_emphasise), so
+        training sees the picture the deployed encoder analyses."""
+        if self.pre_emphasis > 0:
+            with torch.no_grad():
+                y_lat = self.luma_analysis_hi(y_img)
+                c_lat = self.chroma_analysis_hi(vm33.chroma_analysis_input(y_img, uv_img))
+                y_rec, uv_rec = self.synthesis["bop"](y_lat, c_lat, y_img.shape[-2:])
+                beta = self.pre_emphasis
+                y_img = y_img + beta * (y_img - y_rec.float().clamp(0, 255))
+                uv_img = uv_img + beta * (uv_img - uv_rec.float().clamp(0, 255))
+        return self.luma_analysis_hi(y_img), self.chroma_analysis_hi(vm33.chroma_analysis_input(y_img, uv_img))
 
     def _code_luma(self, y, rate_idx):
         s, mu, gain, bits = self.luma(y, rate_idx)
