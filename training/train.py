@@ -193,6 +193,13 @@ def load_checkpoint(model, opt, op, ckpt, opt_path, device, rate_lambdas, traina
         return committed["meta"], "float16 weights, rate points adapted, fresh optimizer", False
     if opt_path.exists():
         full = torch.load(opt_path, map_location=device)
+        if full["meta"]["steps"] == committed["meta"]["steps"] and not same_weights(full["state_dict"],
+                                                                                    committed["state_dict"]):
+            # the committed file was edited (a graft, a hand-made checkpoint) after the local state was saved:
+            # its weights win, and Adam starts afresh with a warm-up
+            model.load_state_dict(committed["state_dict"])
+            return committed["meta"], "float16 weights (they differ from the local float32 state), fresh optimizer", \
+                False
         if full["meta"]["steps"] == committed["meta"]["steps"]:
             model.load_state_dict(full["state_dict"])
             if full["op"] != op:
@@ -214,6 +221,13 @@ def load_checkpoint(model, opt, op, ckpt, opt_path, device, rate_lambdas, traina
             return full["meta"], "float32 weights + optimizer state", True
     model.load_state_dict(committed["state_dict"])
     return committed["meta"], "float16 weights, fresh optimizer", False
+
+
+def same_weights(full_state, committed_state) -> bool:
+    """Whether the committed (float16) state is the local float32 state as save_checkpoint rounds it."""
+    if full_state.keys() != committed_state.keys():
+        return False
+    return all(torch.equal(v.to(committed_state[k].dtype), committed_state[k]) for k, v in full_state.items())
 
 
 def saved_group_layout(saved_optimizer):
