@@ -128,30 +128,32 @@ def _latent_model_at(path: pathlib.Path, mtime_ns: int, size: int):
 
 
 @functools.cache
-def _kodak_curve(name: str, operating_point: str = "bop") -> tuple[tuple[float, float], ...]:
-    """(bpp, PSNR-YUV) of a shipped model's Kodak rate points, from its model card (empty if not measured):
-    the operating point's own curve (``kodak_rd_sop``) when the card has one, else the BOP curve."""
+def _kodak_points(name: str, operating_point: str = "bop") -> list[dict]:
+    """The Kodak rate points of a shipped model's card (the operating point's own curve, ``kodak_rd_sop``, when
+    the card has one, else the BOP curve); empty if not measured."""
     import json
 
     try:
         card = json.loads((MODELS_DIR / name / "model_card.json").read_text())
         rd = (card.get(f"kodak_rd_{operating_point}") if operating_point != "bop" else None) or card.get("kodak_rd")
-        points = (rd or {}).get("points") or []
-        return tuple(sorted((float(p["bpp"]), float(p["psnr_yuv"])) for p in points))
-    except (OSError, ValueError, KeyError, TypeError):
+        return list((rd or {}).get("points") or [])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
+def _kodak_curve(name: str, operating_point: str = "bop") -> tuple[tuple[float, float], ...]:
+    """(bpp, PSNR-YUV) of a shipped model's Kodak rate points, from its model card (empty if not measured)."""
+    try:
+        return tuple(sorted((float(p["bpp"]), float(p["psnr_yuv"])) for p in _kodak_points(name, operating_point)))
+    except (ValueError, KeyError, TypeError):
         return ()
 
 
 def kodak_rate_points(name: str, operating_point: str = "bop") -> tuple[tuple[int, float], ...]:
-    """(rate point, Kodak bpp) of a shipped model, from its model card (the operating point's own curve when
-    the card has one; empty if not measured), by rate point."""
-    import json
-
+    """(rate point, Kodak bpp) of a shipped model, from its model card (empty if not measured), by rate point."""
     try:
-        card = json.loads((MODELS_DIR / name / "model_card.json").read_text())
-        rd = (card.get(f"kodak_rd_{operating_point}") if operating_point != "bop" else None) or card.get("kodak_rd")
-        return tuple(sorted((int(p["rate"]), float(p["bpp"])) for p in (rd or {}).get("points") or []))
-    except (OSError, ValueError, KeyError, TypeError):
+        return tuple(sorted((int(p["rate"]), float(p["bpp"])) for p in _kodak_points(name, operating_point)))
+    except (ValueError, KeyError, TypeError):
         return ()
 
 
