@@ -109,6 +109,22 @@ def test_export_writes_both_analyses():
     assert not any(n.endswith("_hi") for n in export_vm.graphs(vm_codec.VMCodec(pretrained=False)))
 
 
+def test_a_graft_shares_the_decoder_tensors_and_nothing_else_may_differ():
+    """export_vm --calibration-checkpoint: a graft's model.bin is calibrated with the checkpoint its decoder tensors
+    come from; that is allowed only when the two differ in encoder-only tensors (analyses, hyper encoders)."""
+    from training import export_vm
+
+    base, graft = _model(), _model()
+    with torch.no_grad():
+        graft.luma_analysis_hi.out.weight.mul_(1.1)
+        graft.chroma.hyper_encoder.state_dict()[next(iter(graft.chroma.hyper_encoder.state_dict()))].add_(0.5)
+    assert export_vm.decoder_tensors_equal(base, graft)
+    with torch.no_grad():
+        next(graft.context_model.parameters()).add_(1e-3)
+    assert not export_vm.decoder_tensors_equal(base, graft)
+    assert export_vm.decoder_tensors_equal(base, _model(hi_from=None))  # a second analysis is encoder-only too
+
+
 # ---------------------------------------------------------------------------------------------- runtime
 
 

@@ -7,6 +7,7 @@ precisions: int8 must be close to fp32 (bound below the measured value), fp32 mu
 """
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 import warnings
@@ -364,3 +365,23 @@ def test_bd_rate_weights_follow_the_curve_flattening():
     assert qs.bd_rate_weights(card, strength=0.0) == {r: 1.0 for r in range(5)}
     with pytest.raises(ValueError):
         qs.bd_rate_weights({})
+
+
+@pytest.mark.skipif(not INT8_MODELS, reason="no shipped model has int8 synthesis graphs")
+def test_reevaluate_keeps_the_graphs_and_refuses_stale_ones(tmp_path):
+    """--reevaluate (tools/release_vm33.sh after an encoder-only change): the int8 graphs stay byte for byte, the
+    card entry is stamped; int8 graphs made from other float graphs are refused (they must be remade)."""
+    pytest.importorskip("torch")  # main() sets torch's thread count first
+    src = INT8_MODELS[0]
+    model = tmp_path / src.name
+    shutil.copytree(src, model, ignore=shutil.ignore_patterns("picture_gradient*", "analysis*", "hyper_encoder*"))
+    before = {p.name: p.read_bytes() for p in model.glob("*.int8.onnx")}
+    entries = qs.main(["--model", str(model), "--reevaluate", "--eval-images", "0"])
+    assert {p.name: p.read_bytes() for p in model.glob("*.int8.onnx")} == before
+    card = json.loads((model / "model_card.json").read_text())
+    assert entries and all("--reevaluate" in e["reevaluated"]["command"] for e in card["synthesis_int8"].values())
+    op = next(iter(entries))
+    graph = model / f"synthesis_{op}_luma.onnx"
+    graph.write_bytes(graph.read_bytes() + b"\0")  # another float graph (a trailing byte changes its hash)
+    with pytest.raises(SystemExit, match="made from other float graphs"):
+        qs.main(["--model", str(model), "--reevaluate", "--eval-images", "0", "--ops", op])

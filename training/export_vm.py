@@ -214,6 +214,9 @@ def main():
     ap.add_argument("--rd-sop", default=None, help="rd_eval --op sop JSON for the card's SOP table")
     ap.add_argument("--data", default="../shared/datasets/train", help="training pool: fixed-point calibration")
     ap.add_argument("--calib-images", type=int, default=16)
+    ap.add_argument("--calibration-checkpoint", default=None,
+                    help="calibrate the fixed-point mean path with this checkpoint instead (a graft: the checkpoint "
+                         "its decoder tensors come from, so model.bin comes out byte-equal to that export's)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--pre-emphasis", type=float, default=None,
                     help="beta of the high-rate analysis' second pass, written into the card (0 = one pass); "
@@ -229,7 +232,16 @@ def main():
     meta["checkpoint_sha256"] = hashlib.sha256(pathlib.Path(args.checkpoint).read_bytes()).hexdigest()
 
     from .mean_fixed import calibrate
-    calib = calibrate(model, calibration_images(args.data, args.calib_images), range(len(VM_RATE_LAMBDAS)))
+    calib_model = model
+    if args.calibration_checkpoint:  # only the encoder differs: keep the decoder's own fixed-point formats
+        calib_model = from_checkpoint(torch.load(args.calibration_checkpoint, map_location="cpu"))
+        if not decoder_tensors_equal(calib_model, model):
+            raise SystemExit(f"{args.calibration_checkpoint}: its decoder tensors differ from {args.checkpoint}'s; "
+                             "calibrate with the exported checkpoint itself")
+        meta["mean_calibrated_with"] = {"checkpoint": args.calibration_checkpoint, "sha256": hashlib.sha256(
+            pathlib.Path(args.calibration_checkpoint).read_bytes()).hexdigest(), "steps": calib_model_steps(
+            args.calibration_checkpoint)}
+    calib = calibrate(calib_model, calibration_images(args.data, args.calib_images), range(len(VM_RATE_LAMBDAS)))
     validation = {}
     for name, (wrapper, make, ref_fn) in graphs(model).items():
         validation[name] = export_onnx(name, wrapper.eval(), make, ref_fn, out_dir)
@@ -245,6 +257,20 @@ def main():
         write_card(out_dir, args.name, args.checkpoint, meta, model, macs, validation, rd, args.pre_emphasis)
     total = sum(p.stat().st_size for p in out_dir.iterdir())
     print(f"wrote {out_dir}: {total / 2**20:.2f} MiB", flush=True)
+
+
+ENCODER_ONLY_PREFIXES = ("luma_analysis", "chroma_analysis", "hyper_encoder")  # parts the decoder never runs
+
+
+def decoder_tensors_equal(a: VMCodec, b: VMCodec) -> bool:
+    """True when every tensor the decoder uses (all but the analyses and hyper encoders) is bit-equal in a and b."""
+    sa, sb = a.state_dict(), b.state_dict()
+    dec = lambda sd: {k for k in sd if not any(p in k for p in ENCODER_ONLY_PREFIXES)}  # noqa: E731
+    return dec(sa) == dec(sb) and all(torch.equal(sa[k], sb[k]) for k in dec(sa))
+
+
+def calib_model_steps(path):
+    return (torch.load(path, map_location="cpu").get("meta") or {}).get("steps")
 
 
 def rd_summary(path):
@@ -273,6 +299,10 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd_by_op, pre
             "analysis_hi_from": model.analysis_hi_from,
             # read by the encoder (jpegai_fast.model.PRE_EMPHASIS_KEY): beta of the high-rate analysis' second pass
             "analysis_hi_pre_emphasis": pre_emphasis if model.analysis_hi_from is not None else 0.0}
+    if meta.get("grafted"):  # decoder tensors of an earlier checkpoint, the high-rate analysis of this one
+        card["grafted"] = meta["grafted"]
+    if meta.get("mean_calibrated_with"):
+        card["mean_calibrated_with"] = meta["mean_calibrated_with"]
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
     md = [f"# Model card: `{name}`", "",
           f"- {CARD_ATTRIBUTION}",
@@ -291,7 +321,12 @@ def write_card(out_dir, name, ckpt, meta, model, macs, validation, rd_by_op, pre
           "- Format: ONNX opset 17 float32 (weights stored as exact float16, dynamic H/W) + model.bin "
           "(docs/model_format.md; "
           "mean.topology [1, 1, 5, 5], meta.grid [16, 32]). Mean path fixed-point (calibrated on 16 training crops "
-          "at every rate point).",
+          "at every rate point"
+          + (f" with the checkpoint of step {card['mean_calibrated_with']['steps'].get('bop', 0):,}, whose decoder "
+             "tensors these are" if card.get("mean_calibrated_with") else "") + ").",
+          *([f"- Graft: every tensor the decoder uses is the step-{card['grafted']['base_step']:,} checkpoint's; the "
+             f"high-rate analysis trained on from step {card['grafted']['analysis_hi_from_step']:,} against that "
+             "decoder (`meta[\"grafted\"]`, training/README.md)."] if card.get("grafted") else []),
           "", "## Parameters", "", "| part | parameters |", "|---|---:|"]
     md += [f"| {k} | {v:,} |" for k, v in counts.items()]
     md += ["", "## kMAC per luma pixel (graphs measured at 768x512; integer parts analytic)", "",

@@ -1216,6 +1216,9 @@ def report_tables(model_dirs) -> list[str]:
                 pp = e["post_processed"]
                 md += [f"Post-processed by `{pp['command']}` ({pp['made_utc']}): the evaluation and speed below are "
                        "of the graphs as shipped after it.", ""]
+            if e.get("reevaluated"):
+                md += [f"Re-evaluated by `{e['reevaluated']['command']}` ({e['reevaluated']['made_utc']}) on the "
+                       "streams of the model's current encoder (graphs unchanged).", ""]
             cal = e["calibration"]
             md.append(f"Calibration: {cal['crops']} crops of `{pathlib.Path(cal['data']).name}` "
                       f"({cal['crop_size'][0]}x{cal['crop_size'][1]}) x {cal['rates_per_crop']} rate points = "
@@ -1246,9 +1249,11 @@ def report_tables(model_dirs) -> list[str]:
     return md
 
 
-def _only_uint8_phases(model_dir, ops, args, command) -> dict:
+def _only_uint8_phases(model_dir, ops, args, command, interleave: bool = True) -> dict:
     """--only-uint8-phases: the pass on the shipped int8 graphs, Kodak evaluation, card entry updated in place
-    (calibration and QAT details kept; the command, evaluation, speed and file sizes replaced)."""
+    (calibration and QAT details kept; the command, evaluation, speed and file sizes replaced).
+    interleave=False (--reevaluate): the graphs stay as they are, only the Kodak evaluation and speed are redone,
+    on the streams of the model's current encoder (a new analysis with the same decoder: tools/release_vm33.sh)."""
     card_path = model_dir / "model_card.json"
     card = json.loads(card_path.read_text())
     entries = dict(card.get("synthesis_int8") or {})
@@ -1258,7 +1263,10 @@ def _only_uint8_phases(model_dir, ops, args, command) -> dict:
         entry = entries.get(op)
         if not entry:
             raise SystemExit(f"{model_dir.name} has no int8 {op} graphs to post-process")
-        for comp in COMPONENTS:
+        if entry.get("source_sha256") != source_hashes(model_dir, op):
+            raise SystemExit(f"{model_dir.name}: the int8 {op} graphs were made from other float graphs; "
+                             "remake them (no --reevaluate / --only-uint8-phases)")
+        for comp in COMPONENTS if interleave else ():
             path = model_dir / f"synthesis_{op}_{comp}.int8.onnx"
             q, changed = uint8_phase_interleave(onnx.load(str(path)))
             onnx.checker.check_model(q)
@@ -1275,8 +1283,13 @@ def _only_uint8_phases(model_dir, ops, args, command) -> dict:
                   f"{sp['int8_ms_min']:.0f} ms", flush=True)
         entry["files"] = {f"synthesis_{op}_{c}.int8.onnx": (model_dir / f"synthesis_{op}_{c}.int8.onnx").stat().st_size
                           for c in COMPONENTS}
-        entry["post_processed"] = {"command": command, "made_utc": datetime.datetime.now(
-            datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        stamp = {"command": command, "made_utc": datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")}
+        if not interleave:
+            entry["reevaluated"] = stamp
+            entries[op] = entry
+            continue
+        entry["post_processed"] = stamp
         if ", phases interleaved in uint8" not in entry["format"]:
             entry["format"] += ", phases interleaved in uint8 (one shared scale per up-sampler)"
         entries[op] = entry
@@ -1334,6 +1347,9 @@ def main(argv=None):
     ap.add_argument("--only-uint8-phases", action="store_true",
                     help="no calibration or QAT: apply uint8_phase_interleave to the int8 graphs the model already "
                          "has, then evaluate on Kodak and update their card entry")
+    ap.add_argument("--reevaluate", action="store_true",
+                    help="no calibration, QAT or graph change: evaluate the int8 graphs the model already has on "
+                         "Kodak streams of its current encoder and update their card entry (a new analysis only)")
     ap.add_argument("--components", default="luma,chroma",
                     help="which graphs to remake (the other keeps its shipped int8 graph)")
     ap.add_argument("--kodak", default=str(ROOT.parent / "shared/datasets/kodak"))
@@ -1364,8 +1380,8 @@ def main(argv=None):
                 raise SystemExit(f"--components {args.components}: {model_dir.name} has no "
                                  f"synthesis_{op}_{comp}.int8.onnx to keep")
     command = " ".join(["python -m training.quantize_synthesis", *(sys.argv[1:] if argv is None else argv)])
-    if args.only_uint8_phases:
-        return _only_uint8_phases(model_dir, ops, args, command)
+    if args.only_uint8_phases or args.reevaluate:
+        return _only_uint8_phases(model_dir, ops, args, command, interleave=not args.reevaluate)
     print(f"{model_dir.name}: calibration set ({args.crops} crops x {args.rates_per_crop} rate points)", flush=True)
     cal = calibration_set(model_dir, args.data, args.crops, args.rates_per_crop, args.cache, args.threads,
                           args.frame_lines)
