@@ -35,7 +35,7 @@ run python -m training.export_vm --checkpoint "$WORK/checkpoint.pt" --out "$WORK
 run python -m training.rd_eval --model "$WORK/model" --out "$WORK/rd_bop" --threads "$THREADS" \
     --baseline training/results/rd_eval_vm33.json
 run python -m training.rd_eval --model "$WORK/model" --op sop --out "$WORK/rd_sop" --threads "$THREADS" \
-    --baseline training/results/rd_eval_sop.json
+    --baseline training/results/rd_eval_vm33_sop.json
 run python -m training.export_vm --checkpoint "$WORK/checkpoint.pt" --out "$WORK/model" --threads "$THREADS" \
     --rd "$WORK/rd_bop.json" --rd-sop "$WORK/rd_sop.json" "${CALIB[@]}"
 if decoder_as_shipped; then
