@@ -580,7 +580,8 @@ def encode(rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | No
     / ``xmp``: metadata stored unchanged in the MDS
     segment (each at most 16 MiB; XMP as bytes or str), returned by ``decode(..., with_metadata=True)``; it is
     not counted by ``bpp`` rate control.  ``refine``: steps of encoder-side latent refinement
-    (:mod:`jpegai_fast.refine`; 0 = off): a better picture per bit from the same decoder, each step about one
+    (:mod:`jpegai_fast.refine`; 0 = off; 10 steps took the whole measured gain, −5.5 % BD-rate PSNR-YUV on 6 Kodak
+    photos): a better picture per bit from the same decoder, each step about one
     more synthesis forward and backward pass plus a latent code/decode (vm33 only; pictures up to
     ``refine.MAX_PIXELS``; with ``bpp`` the refined stream is kept only when it still meets the target).
     Raises ValueError on bad input, LimitError on absurd sizes."""
