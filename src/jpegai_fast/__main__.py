@@ -114,7 +114,7 @@ def _rate_args(ap):
     g.add_argument("--bpp", type=float, help="target bits per pixel (never exceeded; within 10 %% below when "
                    "reachable); picks the shipped model measured best at that rate")
     g.add_argument("--quality", type=float, help="0 .. 100 (as Pillow's JPEG / HEIF / AVIF plugins), about linear "
-                   "in log bpp over the shipped models' best rate points (vm33 below about 0.47 bpp, vr_bop above; "
+                   "in log bpp over the shipped models' best rate points (vm33 below about 0.48 bpp, vr_bop above; "
                    "jpegai_fast.encoder.default_ladder); default: vr_bop's rate point 4 = quality 70 (about 0.58 "
                    "bpp on Kodak)")
     g.add_argument("--rate-point", type=int, help="a trained rate point of the default model, 0 .. 7, exactly")
@@ -238,7 +238,7 @@ def cmd_encode(argv) -> int:
     ap.add_argument("--refine", type=int, default=0,
                     help="steps of encoder-side latent refinement (a better picture per bit, slower encoding; 10 took the "
                          "whole measured gain, -5.5 %% BD-rate on Kodak; models "
-                         "with picture-gradient graphs: vm33, which --bpp picks up to about 0.47 bpp)")
+                         "with picture-gradient graphs: vm33, which --bpp picks up to about 0.48 bpp)")
     ap.add_argument("--no-pre-emphasis", action="store_true",
                     help="analyse the high rate points once (default: the model card's pre-emphasis, a second "
                          "analysis pass: a better picture per bit, about twice the encode time there)")

@@ -24,10 +24,10 @@ quality gives that trained rate point's stream exactly; ``rate_point=`` (an int)
 the shipped models together (:func:`default_ladder`): the rate points that ``model_for_bpp`` picks at their
 own Kodak bpp, knots the same log-bpp rule over all of them —
 
-    BOP   quality  0   9  23  35  44  49  57  61 | 70  79  88 100
+    BOP   quality  0   9  23  35  44  49  58  61 | 70  79  88 100
           model    vm33 rate points 0 … 7       | vr_bop 4 … 7
 
-(SOP adds vm33's rate point 8 at 65) — so quality below 70 encodes with vm33 (on 6 Kodak photos, quality 20:
+(SOP adds vm33's rate point 8 at 66) — so quality below 70 encodes with vm33 (on 6 Kodak photos, quality 20:
 0.097 bpp at 29.97 dB PSNR-YUV against vr_bop's 0.121 bpp at 27.85 dB; quality 50: 0.280 bpp / 32.42 dB
 against 0.332 / 31.03).  An ``Encoder`` object holds one model and maps ``quality`` on that model's own table.
 Default (no ``bpp`` / ``quality`` / ``rate_point``): rate point 4 (:data:`DEFAULT_RATE_POINT`) of the default
@@ -155,7 +155,7 @@ def _check_quality(quality) -> float:
 def default_ladder(operating_point: str = "bop") -> tuple[tuple[int, str, int], ...]:
     """The quality ladder of ``model="default"``: (quality knot, model, rate point), by rate — every trained
     rate point of the shipped models that :func:`jpegai_fast.model.model_for_bpp` picks at its own Kodak bpp
-    (the envelope of the measured curves: vm33 below about 0.47 bpp, vr_bop above), knots round(100·ln(bpp /
+    (the envelope of the measured curves: vm33 below about 0.48 bpp, vr_bop above), knots round(100·ln(bpp /
     bpp_first) / ln(bpp_last / bpp_first)) as in :func:`quality_table`.  Empty when fewer than two shipped
     rate points are measured or the knots do not increase (``quality`` then names the default model's own)."""
     if operating_point not in OPS:
@@ -569,7 +569,7 @@ def encode(rgb: NDArray[np.uint8], bpp: float | None = None, quality: float | No
     unreachable target gives the smallest stream with a :class:`RateWarning`, or :class:`RateError` with
     ``strict=True``);
     ``quality``: 0–100 (Pillow's convention), monotone in the rate, about linear in log bpp; each trained rate
-    point sits at a knot (``model="default"``: the shipped models' ladder, vm33 at 0, 9, 23, 35, 44, 49, 57, 61
+    point sits at a knot (``model="default"``: the shipped models' ladder, vm33 at 0, 9, 23, 35, 44, 49, 58, 61
     and vr_bop at 70, 79, 88, 100, :func:`default_ladder`; a named model: its own, :func:`quality_table`);
     ``rate_point``: an int, a trained rate point exactly.  Default: vr_bop's rate point 4 (quality 70).
     ``tile_size`` / ``tile_overlap``: the synthesis tiling written into the header

@@ -178,7 +178,7 @@ def model_for_bpp(bpp: float, operating_point: str = "bop") -> str:
     real bytes, 24 images; the operating point's own curve when the card has one) has the highest PSNR-YUV at
     that rate, among the models that ship the operating point and whose measured range covers the target (or
     lies at most EXTRAPOLATE_BELOW times above it); when none does, the model whose range comes closest.
-    With vm33 (from the VM 3.3 networks) and vr_bop shipped, targets up to about 0.47 bpp (where vr_bop's
+    With vm33 (from the VM 3.3 networks) and vr_bop shipped, targets up to about 0.48 bpp (where vr_bop's
     curve crosses vm33's flat top) go to vm33."""
     best, best_q = DEFAULT_MODEL if DEFAULT_MODEL in available_models() else None, -np.inf
     reach = []  # (distance in log bpp outside the measured range, name): below / above every range
