@@ -236,8 +236,8 @@ def cmd_encode(argv) -> int:
                     help="a --bpp target that cannot be reached (tiny pictures, below the smallest stream) is an error "
                          "for that file (default: a warning, and the smallest stream)")
     ap.add_argument("--refine", type=int, default=0,
-                    help="steps of encoder-side latent refinement (a better picture per bit, slower encoding; 10 took the "
-                         "whole measured gain, -5.5 %% BD-rate on Kodak; models "
+                    help="steps of encoder-side latent refinement (a better picture per bit, slower encoding; "
+                         "10 took the whole measured gain, -5.5 %% BD-rate on Kodak; models "
                          "with picture-gradient graphs: vm33, which --bpp picks up to about 0.48 bpp)")
     ap.add_argument("--no-pre-emphasis", action="store_true",
                     help="analyse the high rate points once (default: the model card's pre-emphasis, a second "
