@@ -50,20 +50,16 @@ for key in ("synthesis_int8", "picture_gradient"):  # both follow the float synt
 json.dump(new, open(sys.argv[2], "w"), indent=1); open(sys.argv[2], "a").write("\n")
 PY
     run python -m training.quantize_synthesis --model "$WORK/model" --reevaluate --threads "$THREADS"
-    run python -m training.export_vm compare --checkpoint "$WORK/checkpoint.pt" --model-dir "$WORK/model" \
-        --out "$WORK/export_compare.json"
-    run python tools/border_error.py --model "$WORK/model" --out "$WORK/border.json"
-    echo "done (encoder only): $WORK" >&2
-    exit 0
+else
+    # int8 recipe (training/results/int8_synthesis.md, 2026-12-05): gated products equalised, QAT distilled from the
+    # float graph's output on 192 crops at lr 1e-5; Kodak BD vs fp32 at step 71,733: BOP +2.29 % (was +4.40 %), SOP
+    # +5.78 % (was +9.23 %) with half of the SOP luma graph's MACs allowed in float (its latent input then stays float)
+    INT8="--gate-alpha 0.5 --qat-target fp32 --qat-steps 1500,1500 --qat-lr 1e-5 --crops 192 --threads $THREADS"
+    run python -m training.quantize_synthesis --model "$WORK/model" --ops bop $INT8
+    run python -m training.quantize_synthesis --model "$WORK/model" --ops sop $INT8 --max-float-mac-share 0.5,0.6
+    # encoder-side latent refinement (encode(..., refine=N)): the synthesis' gradient graphs follow the float graphs
+    run python -m training.synthesis_vjp --model "$WORK/model"
 fi
-# int8 recipe (training/results/int8_synthesis.md, 2026-12-05): gated products equalised, QAT distilled from the
-# float graph's output on 192 crops at lr 1e-5; Kodak BD vs fp32 at step 71,733: BOP +2.29 % (was +4.40 %), SOP
-# +5.78 % (was +9.23 %) with half of the SOP luma graph's MACs allowed in float (its latent input then stays float)
-INT8="--gate-alpha 0.5 --qat-target fp32 --qat-steps 1500,1500 --qat-lr 1e-5 --crops 192 --threads $THREADS"
-run python -m training.quantize_synthesis --model "$WORK/model" --ops bop $INT8
-run python -m training.quantize_synthesis --model "$WORK/model" --ops sop $INT8 --max-float-mac-share 0.5,0.6
-# encoder-side latent refinement (encode(..., refine=N)): the synthesis' gradient graphs follow the float graphs
-run python -m training.synthesis_vjp --model "$WORK/model"
 run python -m training.export_vm compare --checkpoint "$WORK/checkpoint.pt" --model-dir "$WORK/model" \
     --out "$WORK/export_compare.json"
 run python tools/border_error.py --model "$WORK/model" --out "$WORK/border.json"

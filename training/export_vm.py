@@ -234,13 +234,14 @@ def main():
     from .mean_fixed import calibrate
     calib_model = model
     if args.calibration_checkpoint:  # only the encoder differs: keep the decoder's own fixed-point formats
-        calib_model = from_checkpoint(torch.load(args.calibration_checkpoint, map_location="cpu"))
+        calib_ck = torch.load(args.calibration_checkpoint, map_location="cpu")
+        calib_model = from_checkpoint(calib_ck)
         if not decoder_tensors_equal(calib_model, model):
             raise SystemExit(f"{args.calibration_checkpoint}: its decoder tensors differ from {args.checkpoint}'s; "
                              "calibrate with the exported checkpoint itself")
         meta["mean_calibrated_with"] = {"checkpoint": args.calibration_checkpoint, "sha256": hashlib.sha256(
-            pathlib.Path(args.calibration_checkpoint).read_bytes()).hexdigest(), "steps": calib_model_steps(
-            args.calibration_checkpoint)}
+            pathlib.Path(args.calibration_checkpoint).read_bytes()).hexdigest(),
+            "steps": (calib_ck.get("meta") or {}).get("steps")}
     calib = calibrate(calib_model, calibration_images(args.data, args.calib_images), range(len(VM_RATE_LAMBDAS)))
     validation = {}
     for name, (wrapper, make, ref_fn) in graphs(model).items():
@@ -267,10 +268,6 @@ def decoder_tensors_equal(a: VMCodec, b: VMCodec) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     dec = lambda sd: {k for k in sd if not any(p in k for p in ENCODER_ONLY_PREFIXES)}  # noqa: E731
     return dec(sa) == dec(sb) and all(torch.equal(sa[k], sb[k]) for k in dec(sa))
-
-
-def calib_model_steps(path):
-    return (torch.load(path, map_location="cpu").get("meta") or {}).get("steps")
 
 
 def rd_summary(path):
