@@ -1,5 +1,6 @@
 """The synthesis with its gated blocks in C++ (graph_split.py, csrc/gated_upsampler.hpp, csrc/gated_conv3x3.hpp)
-against the whole graph in ONNX Runtime, vm33, Kodak size (768x512), one thread, side by side in one run; and
+against the whole graph in ONNX Runtime, vm33 and vr_bop's BOP, Kodak size (768x512), one thread, side by side in
+one run; and
 each block of the BOP luma graph alone against the same block as an ORT graph (the head's Conv 3x3 + Relu + Add;
 ConvTranspose or Conv 3x3 with LeakyRelu, 1x1 Conv, Mul).  GMAC/s counts the direct form's multiply-adds.
 
@@ -49,35 +50,40 @@ def block_graph(blk) -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
-def _feeds(session):
+def _feeds(session, chroma_grid: int = 32):
     rng = np.random.default_rng(0)
     feeds = {}
     for i in session.get_inputs():
         if i.name == "image_ref":
             feeds[i.name] = np.zeros((1, 0, H, W), np.float32)
         else:
-            grid = 32 if i.name == "y_hat_chroma" else 16
+            grid = chroma_grid if i.name == "y_hat_chroma" else 16
             feeds[i.name] = (rng.normal(size=(1, i.shape[1], H // grid, W // grid)) * 0.5).astype(np.float32)
     return feeds
 
 
 @pytest.mark.parametrize("kind", ["ORT whole graph", "C++ blocks"])
-@pytest.mark.parametrize("graph", ["synthesis_bop_luma", "synthesis_bop_chroma", "synthesis_sop_luma",
-                                   "synthesis_sop_chroma"])
-def test_synthesis(benchmark, graph, kind):
+@pytest.mark.parametrize("model_name,graph", [
+    ("vm33", "synthesis_bop_luma"), ("vm33", "synthesis_bop_chroma"), ("vm33", "synthesis_sop_luma"),
+    ("vm33", "synthesis_sop_chroma"),
+    # vr_bop BOP (the ladder's model above ~0.48 bpp): plain up-samplers and `widen` in C++, its ResAU blocks in ORT
+    ("vr_bop", "synthesis_bop_luma"), ("vr_bop", "synthesis_bop_chroma")])
+def test_synthesis(benchmark, model_name, graph, kind):
     from jpegai_fast import _core
-    from jpegai_fast.model import Model
+    from jpegai_fast.model import MODELS_DIR, Model
 
-    _vm33()
-    model = Model("vm33", threads=1)
+    if not (MODELS_DIR / model_name / f"{graph}.onnx").is_file():
+        pytest.skip(f"{model_name} is not shipped")
+    model = Model(model_name, threads=1)
     model.cpp_upsamplers = kind.startswith("C++")
     if model.cpp_upsamplers and model.split_synthesis(graph) is None:
         pytest.skip("no AVX2 + FMA up-sampler kernel on this CPU")
-    feeds = _feeds(model.session(graph))
-    benchmark.group = f"upsampler-{graph}"
+    feeds = _feeds(model.session(graph), model.grid["chroma"])
+    benchmark.group = f"upsampler-{model_name}-{graph}"
     out = benchmark.pedantic(lambda: model.run(graph, **feeds), rounds=15, warmup_rounds=2)
     assert out.shape[-2:] == (H, W) if graph.endswith("luma") else out.shape[-2:] == (H // 2, W // 2)
-    benchmark.extra_info.update(suite=SUITE, graph=graph, kind=kind, threads=1, simd=_core.cpu_features())
+    benchmark.extra_info.update(suite=SUITE, model=model_name, graph=f"{model_name}/{graph}", kind=kind, threads=1,
+                                simd=_core.cpu_features())
 
 
 @pytest.mark.parametrize("kind", ["ORT block", "C++ block"])
@@ -127,11 +133,11 @@ def summarize(rows: list[dict]) -> dict:
             row["GMAC/s"] = round(r["extra_info"]["macs"] / r["median_s"] / 1e9, 1)
         table.append(row)
     for graph in sorted({g for g, _ in by}):
-        pair = [by.get((graph, k)) for k in (("C++ blocks", "ORT whole graph") if graph.startswith("synthesis")
+        pair = [by.get((graph, k)) for k in (("C++ blocks", "ORT whole graph") if "synthesis" in graph
                                               else ("C++ block", "ORT block"))]
         if all(pair):
             ratios[f"{graph}: C++ / ORT time"] = round(pair[0]["median_s"] / pair[1]["median_s"], 3)
-    return {"workload": f"vm33 synthesis at {W}x{H}, 1 thread, median of 15 (graphs) / 20 (blocks)",
+    return {"workload": f"vm33 and vr_bop synthesis at {W}x{H}, 1 thread, median of 15 (graphs) / 20 (blocks)",
             "ratios": ratios, "rows": table}
 
 

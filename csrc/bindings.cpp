@@ -479,23 +479,28 @@ PYBIND11_MODULE(_core, m) {
      "Y'CbCr 4:2:0 float32 planes (0-255) -> uint8 RGB [H, W, 3], bit-identical to colour.yuv420_to_rgb.");
 
   py::class_<GatedUpsampler>(m, "GatedUpsampler")
-      .def(py::init([](const py::array& weight_in, const py::array& bias_in, const py::array& gate_weight_in,
-                       const py::array& gate_bias_in, float alpha) {
+      .def(py::init([](const py::array& weight_in, const py::array& bias_in, const py::object& gate_weight_in,
+                       const py::object& gate_bias_in, float alpha) {
              auto wt = require<float>(weight_in, "weight");
              auto bias = require<float>(bias_in, "bias");
-             auto gw = require<float>(gate_weight_in, "gate_weight");
-             auto gb = require<float>(gate_bias_in, "gate_bias");
              if (wt.ndim() != 4 || wt.shape(2) != 4 || wt.shape(3) != 4)
                throw ArgumentError("weight must be [Cin, Cout, 4, 4] (ConvTranspose k4 s2 p1)");
              const py::ssize_t cin = wt.shape(0), cout = wt.shape(1);
-             if (bias.ndim() != 1 || bias.shape(0) != cout || gb.ndim() != 1 || gb.shape(0) != cout ||
-                 gw.size() != cout * cout || gw.shape(0) != cout)
-               throw ArgumentError("bias, gate_bias must be [Cout] and gate_weight [Cout, Cout(, 1, 1)]");
+             if (bias.ndim() != 1 || bias.shape(0) != cout) throw ArgumentError("bias must be [Cout]");
+             if (gate_weight_in.is_none() != gate_bias_in.is_none())
+               throw ArgumentError("gate_weight and gate_bias go together (both None: no gate)");
+             if (gate_weight_in.is_none())
+               return GatedUpsampler(wt.data(), bias.data(), nullptr, nullptr, int(cin), int(cout), alpha);
+             auto gw = require<float>(gate_weight_in.cast<py::array>(), "gate_weight");
+             auto gb = require<float>(gate_bias_in.cast<py::array>(), "gate_bias");
+             if (gb.ndim() != 1 || gb.shape(0) != cout || gw.size() != cout * cout || gw.shape(0) != cout)
+               throw ArgumentError("gate_bias must be [Cout] and gate_weight [Cout, Cout(, 1, 1)]");
              return GatedUpsampler(wt.data(), bias.data(), gw.data(), gb.data(), int(cin), int(cout), alpha);
            }),
-           py::arg("weight"), py::arg("bias"), py::arg("gate_weight"), py::arg("gate_bias"), py::arg("alpha"),
+           py::arg("weight"), py::arg("bias"), py::arg("gate_weight") = py::none(), py::arg("gate_bias") = py::none(),
+           py::arg("alpha") = 0.0f,
            "ConvTranspose k4 s2 p1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 2x2) per "
-           "output phase (csrc/gated_upsampler.hpp).")
+           "output phase (csrc/gated_upsampler.hpp); gate_weight None: the transposed convolution alone.")
       .def("run", [](const GatedUpsampler& self, const py::array& x_in, unsigned threads, bool reference,
                      bool nhwc_out, bool nhwc_in, const py::object& out_in) {
              auto x = block_input(x_in, self.cin(), nhwc_in);
@@ -515,11 +520,12 @@ PYBIND11_MODULE(_core, m) {
            "reference=True: the scalar definition; out: an array of that shape to write into (returned).")
       .def_property_readonly("cin", &GatedUpsampler::cin)
       .def_property_readonly("cout", &GatedUpsampler::cout)
+      .def_property_readonly("gated", &GatedUpsampler::gated)
       .def_property_readonly("has_simd_kernel", &GatedUpsampler::has_simd_kernel);
 
   py::class_<GatedConv3x3>(m, "GatedConv3x3")
       .def(py::init([](const py::array& weight_in, const py::array& bias_in, const py::object& gate_weight_in,
-                       const py::object& gate_bias_in, float alpha) {
+                       const py::object& gate_bias_in, float alpha, bool plain) {
              auto wt = require<float>(weight_in, "weight");
              auto bias = require<float>(bias_in, "bias");
              if (wt.ndim() != 4 || wt.shape(2) != 3 || wt.shape(3) != 3)
@@ -528,8 +534,9 @@ PYBIND11_MODULE(_core, m) {
              if (bias.ndim() != 1 || bias.shape(0) != cout) throw ArgumentError("bias must be [Cout]");
              if (gate_weight_in.is_none() != gate_bias_in.is_none())
                throw ArgumentError("gate_weight and gate_bias go together (both None: the residual block)");
+             if (plain && !gate_weight_in.is_none()) throw ArgumentError("plain: a convolution without a gate");
              if (gate_weight_in.is_none())
-               return GatedConv3x3(wt.data(), bias.data(), nullptr, nullptr, int(cin), int(cout), alpha);
+               return GatedConv3x3(wt.data(), bias.data(), nullptr, nullptr, int(cin), int(cout), alpha, plain);
              auto gw = require<float>(gate_weight_in.cast<py::array>(), "gate_weight");
              auto gb = require<float>(gate_bias_in.cast<py::array>(), "gate_bias");
              if (gb.ndim() != 1 || gb.shape(0) != cout || gw.size() != cout * cout || gw.shape(0) != cout)
@@ -537,9 +544,10 @@ PYBIND11_MODULE(_core, m) {
              return GatedConv3x3(wt.data(), bias.data(), gw.data(), gb.data(), int(cin), int(cout), alpha);
            }),
            py::arg("weight"), py::arg("bias"), py::arg("gate_weight") = py::none(), py::arg("gate_bias") = py::none(),
-           py::arg("alpha") = 0.0f,
+           py::arg("alpha") = 0.0f, py::arg("plain") = false,
            "Conv 3x3 pad 1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 3x3) "
-           "(csrc/gated_conv3x3.hpp); gate_weight None: the head's residual block x + ReLU(conv(x) + bias).")
+           "(csrc/gated_conv3x3.hpp); gate_weight None: the head's residual block x + ReLU(conv(x) + bias), or "
+           "with plain=True the convolution alone, conv(x) + bias.")
       .def("run", [](const GatedConv3x3& self, const py::array& x_in, unsigned threads, bool reference,
                      bool nhwc_in, bool nhwc_out, const py::object& out_in) {
              auto x = block_input(x_in, self.cin(), nhwc_in);
@@ -559,6 +567,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("cin", &GatedConv3x3::cin)
       .def_property_readonly("cout", &GatedConv3x3::cout)
       .def_property_readonly("residual", &GatedConv3x3::residual)
+      .def_property_readonly("gated", &GatedConv3x3::gated)
       .def_property_readonly("has_simd_kernel", &GatedConv3x3::has_simd_kernel);
 
   m.def("inverse_gain", [](int32_t t) {

@@ -32,13 +32,15 @@ constexpr int kTileRowsPerTask = 2;  // rows of 2x2 tiles per pool task
 }  // namespace
 
 GatedConv3x3::GatedConv3x3(const float* weight, const float* bias, const float* gate_weight, const float* gate_bias,
-                           int cin, int cout, float alpha)
-    : cin_(cin), cout_(cout), residual_(gate_weight == nullptr), alpha_(alpha) {
+                           int cin, int cout, float alpha, bool plain)
+    : cin_(cin), cout_(cout), residual_(gate_weight == nullptr && !plain), plain_(gate_weight == nullptr && plain),
+      alpha_(alpha) {
   if (cin < 1 || cout < 1 || cin > 4096 || cout > 4096)
     throw ArgumentError("GatedConv3x3: channels must be in [1, 4096]");
   if (residual_ && cin != cout) throw ArgumentError("GatedConv3x3: a residual block needs Cin = Cout");
+  if (plain && gate_weight != nullptr) throw ArgumentError("GatedConv3x3: a plain convolution has no gate");
   bias_.assign(bias, bias + cout);
-  if (!residual_) {
+  if (gated()) {
     gate_weight_.assign(gate_weight, gate_weight + size_t(cout) * cout);
     gate_bias_.assign(gate_bias, gate_bias + cout);
   }
@@ -64,7 +66,7 @@ GatedConv3x3::GatedConv3x3(const float* weight, const float* bias, const float* 
     for (int cb = 0; cb < ncb; ++cb)
       for (int ci = 0; ci < cin; ++ci)
         for (int l = 0; l < kTileCo; ++l) *p++ = u_[(size_t(pos) * cin + ci) * cout + cb * kTileCo + l];
-  if (!residual_) gate_packed_ = pack_gate(gate_weight_, cout);
+  if (gated()) gate_packed_ = pack_gate(gate_weight_, cout);
 }
 
 bool GatedConv3x3::has_simd_kernel() const {
@@ -116,7 +118,7 @@ void GatedConv3x3::tile_rows_scalar(const float* xt, int h, int w, int ty0, int 
     for (int u = 0; u < 2 && 2 * ty + u < h; ++u) {
       const int y = 2 * ty + u;
       float* o = out + size_t(y) * w * (nhwc ? C : 1);
-      if (!residual_) {
+      if (gated()) {
         gate_row_scalar(prow.data() + size_t(u) * W2 * C, w, C, gate_weight_.data(), gate_bias_.data(), alpha_, o,
                         size_t(h) * w, nhwc);
         continue;
@@ -124,7 +126,7 @@ void GatedConv3x3::tile_rows_scalar(const float* xt, int h, int w, int ty0, int 
       for (int X = 0; X < w; ++X)
         for (int c = 0; c < C; ++c) {
           const float v = prow[(size_t(u) * W2 + X) * C + c];
-          const float r = xt[(size_t(y + 1) * cols + X + 1) * C + c] + (v >= 0.0f ? v : 0.0f);
+          const float r = plain_ ? v : xt[(size_t(y + 1) * cols + X + 1) * C + c] + (v >= 0.0f ? v : 0.0f);
           o[nhwc ? size_t(X) * C + c : c * size_t(h) * w + X] = r;
         }
     }
@@ -199,13 +201,17 @@ JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int h, 
           }
         }
     }
-    // 4. the gate (or the residual ReLU), cropped to the picture's width and rows
+    // 4. the gate (or the residual ReLU, or nothing), cropped to the picture's width and rows
     for (int u = 0; u < 2 && 2 * ty + u < h; ++u) {
       const int y = 2 * ty + u;
       float* o = out + size_t(y) * w * (nhwc ? C : 1);
-      if (!residual_) {
+      if (gated()) {
         gate_row_avx2(prow + size_t(u) * W2 * C, w, C, gate_packed_.data(), gate_bias_.data(), alpha_,
                       lrow, orow, o, size_t(h) * w, ch_off.data(), nhwc);
+        continue;
+      }
+      if (plain_) {
+        store_row_avx2(prow + size_t(u) * W2 * C, w, C, o, size_t(h) * w, nhwc);
         continue;
       }
       const __m256 zero = _mm256_setzero_ps();

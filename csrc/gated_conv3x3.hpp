@@ -24,9 +24,10 @@ class GatedConv3x3 {
  public:
   // weight [cout][cin][3][3] (ONNX Conv layout), bias [cout], gate_weight [cout][cout], gate_bias [cout].
   // gate_weight null: the synthesis head's residual block instead, out = x + ReLU(conv(x) + bias) (cin = cout;
-  // ReLU as the select v >= 0 ? v : 0).
+  // ReLU as the select v >= 0 ? v : 0); with `plain` as well: the convolution alone, out = conv(x) + bias (the
+  // vr_bop synthesis' `widen`).
   GatedConv3x3(const float* weight, const float* bias, const float* gate_weight, const float* gate_bias, int cin,
-               int cout, float alpha);
+               int cout, float alpha, bool plain = false);
 
   // x [cin][h][w] (nhwc_in: [h][w][cin], as a GatedUpsampler writes it with nhwc_out) -> out [cout][h][w]
   // (nhwc_out: [h][w][cout]).  reference: the scalar definition (the test oracle).
@@ -34,6 +35,7 @@ class GatedConv3x3 {
            bool nhwc_in = false, bool nhwc_out = false) const;
 
   bool residual() const { return residual_; }
+  bool gated() const { return !residual_ && !plain_; }
 
   int cin() const { return cin_; }
   int cout() const { return cout_; }
@@ -44,7 +46,7 @@ class GatedConv3x3 {
   void tile_rows_avx2(const float* xt, int h, int w, int ty0, int ty1, float* out, bool nhwc) const;
 
   int cin_, cout_;
-  bool residual_;
+  bool residual_, plain_;  // neither: gated
   float alpha_;
   std::vector<float> u_;  // transformed weights [16 positions][cin][cout]
   std::vector<float> bias_, gate_weight_, gate_bias_;

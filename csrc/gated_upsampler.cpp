@@ -38,12 +38,16 @@ inline int tap(int phase, int k) { return 3 - phase - 2 * k; }
 
 GatedUpsampler::GatedUpsampler(const float* weight, const float* bias, const float* gate_weight,
                                const float* gate_bias, int cin, int cout, float alpha)
-    : cin_(cin), cout_(cout), alpha_(alpha) {
+    : cin_(cin), cout_(cout), gated_(gate_weight != nullptr), alpha_(alpha) {
   if (cin < 1 || cout < 1 || cin > 4096 || cout > 4096)
     throw ArgumentError("GatedUpsampler: channels must be in [1, 4096]");
+  if ((gate_weight == nullptr) != (gate_bias == nullptr))
+    throw ArgumentError("GatedUpsampler: gate_weight and gate_bias go together");
   bias_.assign(bias, bias + cout);
-  gate_weight_.assign(gate_weight, gate_weight + size_t(cout) * cout);
-  gate_bias_.assign(gate_bias, gate_bias + cout);
+  if (gated_) {
+    gate_weight_.assign(gate_weight, gate_weight + size_t(cout) * cout);
+    gate_bias_.assign(gate_bias, gate_bias + cout);
+  }
   static const double G[3][2] = {{1, 0}, {1, 1}, {0, 1}};
   u_.resize(size_t(4) * 9 * cin * cout);
   for (int a = 0; a < 2; ++a)
@@ -70,7 +74,7 @@ GatedUpsampler::GatedUpsampler(const float* weight, const float* bias, const flo
     for (int cb = 0; cb < ncb; ++cb)
       for (int ci = 0; ci < cin; ++ci)
         for (int l = 0; l < kTileCo; ++l) *p++ = u_[(size_t(q) * cin + ci) * cout + cb * kTileCo + l];
-  gate_packed_ = pack_gate(gate_weight_, cout);
+  if (gated_) gate_packed_ = pack_gate(gate_weight_, cout);
 }
 
 bool GatedUpsampler::has_simd_kernel() const {
@@ -120,9 +124,17 @@ void GatedUpsampler::tile_rows_scalar(const float* xt, int h, int w, int t0, int
           }
         }
       }
-    for (int k = 0; k < 4 && 4 * ti + k < 2 * h; ++k)
-      gate_row_scalar(prow.data() + size_t(k) * W4 * C, 2 * w, C, gate_weight_.data(), gate_bias_.data(), alpha_,
-                      out + size_t(4 * ti + k) * 2 * w * (nhwc ? C : 1), size_t(2 * h) * 2 * w, nhwc);
+    for (int k = 0; k < 4 && 4 * ti + k < 2 * h; ++k) {
+      const float* p = prow.data() + size_t(k) * W4 * C;
+      float* o = out + size_t(4 * ti + k) * 2 * w * (nhwc ? C : 1);
+      const size_t plane = size_t(2 * h) * 2 * w;
+      if (gated_) {
+        gate_row_scalar(p, 2 * w, C, gate_weight_.data(), gate_bias_.data(), alpha_, o, plane, nhwc);
+        continue;
+      }
+      for (int X = 0; X < 2 * w; ++X)
+        for (int c = 0; c < C; ++c) o[nhwc ? size_t(X) * C + c : c * plane + X] = p[size_t(X) * C + c];
+    }
   }
 }
 
@@ -190,11 +202,15 @@ JPEGAI_TARGET_AVX2FMA void GatedUpsampler::tile_rows_avx2(const float* xt, int h
             }
         }
       }
-    // 4. the gate on the four output rows, cropped to the picture
-    for (int k = 0; k < 4 && 4 * ti + k < 2 * h; ++k)
-      gate_row_avx2(prow + size_t(k) * W4 * C, 2 * w, C, gate_packed_.data(), gate_bias_.data(), alpha_,
-                    lrow, orow, out + size_t(4 * ti + k) * 2 * w * (nhwc ? C : 1), size_t(2 * h) * 2 * w,
-                    ch_off.data(), nhwc);
+    // 4. the gate (if any) on the four output rows, cropped to the picture
+    for (int k = 0; k < 4 && 4 * ti + k < 2 * h; ++k) {
+      float* o = out + size_t(4 * ti + k) * 2 * w * (nhwc ? C : 1);
+      if (gated_)
+        gate_row_avx2(prow + size_t(k) * W4 * C, 2 * w, C, gate_packed_.data(), gate_bias_.data(), alpha_,
+                      lrow, orow, o, size_t(2 * h) * 2 * w, ch_off.data(), nhwc);
+      else
+        store_row_avx2(prow + size_t(k) * W4 * C, 2 * w, C, o, size_t(2 * h) * 2 * w, nhwc);
+    }
   }
 }
 

@@ -30,7 +30,8 @@ namespace jpegai {
 class GatedUpsampler {
  public:
   // weight [cin][cout][4][4] (ONNX ConvTranspose layout), bias [cout], gate_weight [cout][cout] (1x1 Conv,
-  // [out][in]), gate_bias [cout], alpha: the LeakyReLU slope.
+  // [out][in]), gate_bias [cout], alpha: the LeakyReLU slope.  gate_weight and gate_bias null: the transposed
+  // convolution alone, out = u (the vr_bop synthesis' up-samplers).
   GatedUpsampler(const float* weight, const float* bias, const float* gate_weight, const float* gate_bias,
                  int cin, int cout, float alpha);
 
@@ -41,6 +42,7 @@ class GatedUpsampler {
 
   int cin() const { return cin_; }
   int cout() const { return cout_; }
+  bool gated() const { return gated_; }
   bool has_simd_kernel() const;  // the AVX2 tiles apply (channels) and the CPU has AVX2 + FMA
 
  private:
@@ -48,6 +50,7 @@ class GatedUpsampler {
   void tile_rows_avx2(const float* xt, int h, int w, int t0, int t1, float* out, bool nhwc) const;
 
   int cin_, cout_;
+  bool gated_;
   float alpha_;
   std::vector<float> u_;  // transformed weights [phase 4][position 9][cin][cout]
   std::vector<float> bias_, gate_weight_, gate_bias_;

@@ -107,6 +107,43 @@ def test_residual_block_equals_definition(c, h, w):
         _core.GatedConv3x3(wt, b, gate_weight=np.zeros((c, c), np.float32))  # gate_bias missing
 
 
+@pytest.mark.parametrize("cin,cout,h,w", [(64, 96, 9, 14), (16, 16, 5, 5), (8, 32, 1, 40), (12, 20, 6, 9)])
+def test_plain_conv3x3_equals_definition(cin, cout, h, w):
+    """plain=True: Conv 3x3 + bias alone (vr_bop's `widen`)."""
+    rng = np.random.default_rng(12)
+    wt = (rng.normal(size=(cout, cin, 3, 3)) / np.sqrt(9 * cin)).astype(np.float32)
+    b = (rng.normal(size=cout) * 0.1).astype(np.float32)
+    blk = _core.GatedConv3x3(wt, b, plain=True)
+    assert not blk.gated and not blk.residual
+    x = rng.normal(size=(1, cin, h, w)).astype(np.float32)
+    fast, ref = blk.run(x, 1), blk.run(x, 1, reference=True)
+    assert np.array_equal(fast.view(np.uint32), ref.view(np.uint32))
+    assert np.array_equal(blk.run(x, 3, nhwc_out=True), fast.transpose(0, 2, 3, 1))
+    xp = np.pad(x[0].astype(np.float64), ((0, 0), (1, 1), (1, 1)))
+    want = sum(np.einsum("ihw,oi->ohw", xp[:, ky:ky + h, kx:kx + w], wt[:, :, ky, kx].astype(np.float64))
+               for ky in range(3) for kx in range(3)) + b.astype(np.float64)[:, None, None]
+    assert np.abs(fast[0] - want).max() <= 2e-5 * max(1.0, np.abs(want).max())
+    with pytest.raises(ValueError):
+        _core.GatedConv3x3(wt, b, *_weights(cin, cout)[2:], ALPHA, plain=True)  # plain has no gate
+
+
+@pytest.mark.parametrize("cin,cout,h,w", [(160, 64, 6, 13), (64, 64, 5, 7), (144, 64, 3, 12), (24, 12, 4, 9)])
+def test_plain_upsampler_equals_definition(cin, cout, h, w):
+    """No gate: ConvTranspose k4 s2 p1 + bias alone (vr_bop's up-samplers)."""
+    wt, b, _, _ = _weights(cin, cout, seed=13)
+    up = _core.GatedUpsampler(wt, b)
+    assert not up.gated
+    x = np.random.default_rng(14).normal(size=(1, cin, h, w)).astype(np.float32)
+    fast, ref = up.run(x, 1), up.run(x, 1, reference=True)
+    assert np.array_equal(fast.view(np.uint32), ref.view(np.uint32))
+    assert np.array_equal(up.run(x, 2, nhwc_out=True), fast.transpose(0, 2, 3, 1))
+    # the gated definition with gate weight 0 and gate bias 1 is the transposed convolution alone
+    want = numpy_definition(x, wt, b, np.zeros((cout, cout), np.float32), np.ones(cout, np.float32), ALPHA)
+    assert np.abs(fast - want).max() <= 1e-5 * max(1.0, np.abs(want).max())
+    with pytest.raises(ValueError):
+        _core.GatedUpsampler(wt, b, gate_weight=np.zeros((cout, cout), np.float32))  # gate_bias missing
+
+
 def test_conv3x3_bad_arguments_raise_value_error():
     wt = np.zeros((16, 16, 3, 3), np.float32)
     _, b, gw, gb = _weights(16, 16)
@@ -173,16 +210,45 @@ def _synthesis_graphs():
     return [p for m in MODELS for p in sorted(m.glob("synthesis_*.onnx")) if not p.name.endswith(".int8.onnx")]
 
 
-def _feeds(session, rng):
+def _feeds(session, rng, hw=(200, 280)):
     feeds = {}
     for i in session.get_inputs():
         if i.name == "image_ref":
-            feeds[i.name] = np.zeros((1, 0, 200, 280), np.float32)
+            feeds[i.name] = np.zeros((1, 0) + tuple(hw), np.float32)
         else:
             grid = 32 if i.name == "y_hat_chroma" and i.shape[1] == 64 else 16
-            size = (1, i.shape[1], -(-200 // grid), -(-280 // grid))
+            size = (1, i.shape[1], -(-hw[0] // grid), -(-hw[1] // grid))
             feeds[i.name] = (rng.normal(size=size) * 0.5).astype(np.float32)
     return feeds
+
+
+# the blocks each shipped synthesis graph gives up to C++ (None: it runs whole in ONNX Runtime)
+SPLIT_BLOCKS = {
+    ("vm33", "bop"): ["residual", "up", "up", "conv3x3"], ("vm33", "sop"): ["residual", "up", "up", "conv3x3"],
+    # vr_bop BOP: the plain up-samplers and `widen` (the ResAU blocks between them stay in ONNX Runtime); its
+    # SOP up-samples with a 2x2 convolution + depth-to-space, which has no block
+    ("vr_bop", "bop"): ["residual", "up", "up", "conv3x3"], ("vr_bop", "sop"): None,
+}
+
+
+def _run_stages(split, feeds, opts):
+    """The split graph stage by stage, planar hand-overs (the runtime's pixel-major ones are tested above)."""
+    import onnxruntime as ort
+
+    from jpegai_fast.graph_split import GraphSegment
+
+    x = feeds.get(split.first_input)
+    for st in split.stages:
+        if isinstance(st, GraphSegment):
+            sess = ort.InferenceSession(st.model, opts, providers=["CPUExecutionProvider"])
+            flow = {} if st.flow_input is None else {st.flow_input: x}
+            x = sess.run(None, {**flow, **{k: feeds[k] for k in st.inputs}})[0]
+        elif st.kind == "up":
+            x = _core.GatedUpsampler(st.weight, st.bias, st.gate_weight, st.gate_bias, st.alpha).run(x, 1)
+        else:
+            plain = st.kind == "conv3x3" and st.gate_weight is None
+            x = _core.GatedConv3x3(st.weight, st.bias, st.gate_weight, st.gate_bias, st.alpha, plain=plain).run(x, 1)
+    return x
 
 
 @pytest.mark.parametrize("path", _synthesis_graphs(), ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -190,28 +256,46 @@ def test_split_equals_whole_graph(path):
     import onnxruntime as ort
 
     split = split_gated_upsamplers(path.read_bytes())
-    if path.parent.name != "vm33":
-        assert split is None  # vr_bop's synthesis has no gated ConvTranspose pattern: it runs whole
+    op, comp = path.stem.split("_")[1:3]
+    want = SPLIT_BLOCKS.get((path.parent.name, op), "unknown model")
+    if want is None:
+        assert split is None
         return
-    assert split is not None and [b.kind for b in split.blocks] == ["residual", "up", "up", "conv3x3"]
-    assert split.tail_inputs == ["image_ref"] and (split.head is None) == path.name.endswith("_luma.onnx")
+    assert split is not None
+    kinds = [b.kind for b in split.blocks]
+    if path.parent.name == "vr_bop" and comp == "chroma":
+        want = ["up", "conv3x3"]  # its head is a plain 3x3 at the latent resolution: stays in ONNX Runtime
+    assert kinds == want
+    assert split.tail_inputs == ["image_ref"] and (split.head is None) == (comp == "luma")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     whole = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    tail = ort.InferenceSession(split.tail, opts, providers=["CPUExecutionProvider"])
     feeds = _feeds(whole, np.random.default_rng(0))
-    if split.head is None:
-        x = feeds[split.head_inputs[0]]
-    else:
-        head = ort.InferenceSession(split.head, opts, providers=["CPUExecutionProvider"])
-        x = head.run(None, {k: feeds[k] for k in split.head_inputs})[0]
-    for blk in split.blocks:  # planar hand-overs here; the runtime's pixel-major ones are tested above
-        cls = _core.GatedUpsampler if blk.kind == "up" else _core.GatedConv3x3
-        x = cls(blk.weight, blk.bias, blk.gate_weight, blk.gate_bias, blk.alpha).run(x, 1)
-    out = tail.run(None, {split.tail_input: x, **{k: feeds[k] for k in split.tail_inputs}})[0]
+    out = _run_stages(split, feeds, opts)
     ref = whole.run(None, feeds)[0]
     assert out.shape == ref.shape
     assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max() + 1e-3
+
+
+def test_narrow_picture_runs_the_whole_graph():
+    """Below 11 latent samples across the blocks have no AVX2 tile: the runtime runs ORT's whole graph, not the
+    blocks' scalar definition (5-10x slower there)."""
+    from jpegai_fast.model import BLOCK_SIMD_MIN_WIDTH, Model
+
+    if not _has_simd():
+        pytest.skip("no AVX2: the split is not used")
+    for name in [m.name for m in MODELS if m.name in ("vm33", "vr_bop")]:
+        model = Model(name, threads=1)
+        whole = Model(name, threads=1)
+        whole.cpp_upsamplers = False
+        for width in (16 * (BLOCK_SIMD_MIN_WIDTH - 1), 16 * BLOCK_SIMD_MIN_WIDTH + 8):
+            feeds = _feeds(model.session("synthesis_bop_luma"), np.random.default_rng(2), (48, width))
+            a = model.run("synthesis_bop_luma", **feeds)
+            b = whole.run("synthesis_bop_luma", **feeds)
+            if width < 16 * BLOCK_SIMD_MIN_WIDTH:
+                assert np.array_equal(a, b)  # the same session
+            else:
+                assert not np.array_equal(a, b) and np.abs(a - b).max() <= 1e-5 * np.abs(b).max() + 1e-3
 
 
 @pytest.mark.parametrize("garbage", [b"", b"\x08", b"\xff" * 64, b"\x3a\x05abc"])
@@ -246,17 +330,18 @@ def test_model_uses_the_split_on_the_cpu():
     assert Model("vm33", threads=1, precision="int8").split_synthesis("synthesis_bop_luma") is None
 
 
-def test_decode_through_the_split_matches_the_whole_graphs(tmp_path):
-    """In-process decode (split, C++ up-samplers) vs a child process with JPEGAI_FAST_UPSAMPLER=ort."""
+@pytest.mark.parametrize("model,rate", [("vm33", 6), ("vr_bop", 4)])
+def test_decode_through_the_split_matches_the_whole_graphs(tmp_path, model, rate):
+    """In-process decode (split, C++ blocks) vs a child process with JPEGAI_FAST_UPSAMPLER=ort."""
     import os
     import subprocess
     import sys
 
-    if not any(m.name == "vm33" for m in MODELS):
-        pytest.skip("no vm33 model")
+    if not any(m.name == model for m in MODELS):
+        pytest.skip(f"no {model} model")
     skdata = pytest.importorskip("skimage.data")
     photo = np.ascontiguousarray(skdata.astronaut()[100:292, 120:376])
-    stream = jpegai_fast.encode(photo, model="vm33", rate_point=6)
+    stream = jpegai_fast.encode(photo, model=model, rate_point=rate)
     fast = jpegai_fast.Decoder(threads=2).decode(stream).astype(np.int16)
     (tmp_path / "s.jai").write_bytes(stream)
     code = ("import sys, numpy as np, jpegai_fast; d = open(sys.argv[1], 'rb').read(); "

@@ -124,11 +124,12 @@ def yuv420_to_rgb(
 
 class GatedConv3x3:
     """Conv 3x3 pad 1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 3x3)
-    (csrc/gated_conv3x3.hpp); gate_weight None: the head's residual block x + ReLU(conv(x) + bias)."""
+    (csrc/gated_conv3x3.hpp); gate_weight None: the head's residual block x + ReLU(conv(x) + bias), or with
+    plain=True the convolution alone, conv(x) + bias."""
     def __init__(
         self, weight: npt.NDArray[np.float32], bias: npt.NDArray[np.float32],
         gate_weight: npt.NDArray[np.float32] | None = None, gate_bias: npt.NDArray[np.float32] | None = None,
-        alpha: float = 0.0,
+        alpha: float = 0.0, plain: bool = False,
     ) -> None: ...
     def run(
         self, x: npt.NDArray[np.float32], threads: int = 0, reference: bool = False, nhwc_in: bool = False,
@@ -143,14 +144,17 @@ class GatedConv3x3:
     @property
     def residual(self) -> bool: ...
     @property
+    def gated(self) -> bool: ...
+    @property
     def has_simd_kernel(self) -> bool: ...
 
 class GatedUpsampler:
     """ConvTranspose k4 s2 p1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 2x2) per output
-    phase (csrc/gated_upsampler.hpp)."""
+    phase (csrc/gated_upsampler.hpp); gate_weight None: the transposed convolution alone."""
     def __init__(
-        self, weight: npt.NDArray[np.float32], bias: npt.NDArray[np.float32], gate_weight: npt.NDArray[np.float32],
-        gate_bias: npt.NDArray[np.float32], alpha: float,
+        self, weight: npt.NDArray[np.float32], bias: npt.NDArray[np.float32],
+        gate_weight: npt.NDArray[np.float32] | None = None, gate_bias: npt.NDArray[np.float32] | None = None,
+        alpha: float = 0.0,
     ) -> None: ...
     def run(
         self, x: npt.NDArray[np.float32], threads: int = 0, reference: bool = False, nhwc_out: bool = False,
@@ -162,6 +166,8 @@ class GatedUpsampler:
     def cin(self) -> int: ...
     @property
     def cout(self) -> int: ...
+    @property
+    def gated(self) -> bool: ...
     @property
     def has_simd_kernel(self) -> bool: ...
 

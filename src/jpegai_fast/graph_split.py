@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GatedBlock", "SplitSynthesis", "split_gated_upsamplers"]
+__all__ = ["GatedBlock", "GraphSegment", "SplitSynthesis", "split_gated_upsamplers"]
 
 # protobuf wire types
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
@@ -177,24 +177,61 @@ def _tensor(raw: bytes) -> tuple[str, np.ndarray]:
 @dataclass
 class GatedBlock:
     """One block: ``kind`` "up" (ConvTranspose k4 s2 p1, weight [Cin, Cout, 4, 4]), "conv3x3" (Conv 3x3 stride 1
-    pad 1, weight [Cout, Cin, 3, 3]) — each with its gate: LeakyReLU slope, gate [Cout, Cout], gate bias [Cout] —
-    or "residual" (the head: x + ReLU(Conv3x3(x) + bias), Cin = Cout, no gate); bias [Cout]."""
+    pad 1, weight [Cout, Cin, 3, 3]) — each with its gate (LeakyReLU slope, gate [Cout, Cout], gate bias [Cout]) or
+    without one (``gate_weight`` None: the convolution alone, as vr_bop's up-samplers and ``widen``) — or
+    "residual" (the head: x + ReLU(Conv3x3(x) + bias), Cin = Cout, no gate); bias [Cout]."""
     kind: str
     weight: np.ndarray
     bias: np.ndarray
     alpha: float
-    gate_weight: np.ndarray | None  # None: the residual head block, x + ReLU(conv(x) + b)
+    gate_weight: np.ndarray | None  # None: no gate (the residual head block, or a plain convolution)
     gate_bias: np.ndarray | None
+
+    @property
+    def scale(self) -> int:
+        """Output samples per input sample along each axis."""
+        return 2 if self.kind == "up" else 1
+
+
+@dataclass
+class GraphSegment:
+    """The part of the graph between two blocks (or before the first, or after the last) as an ONNX model."""
+    model: bytes
+    flow_input: str | None  # the previous block's output it reads (None: the segment before the first block)
+    inputs: list[str]       # the original graph inputs it reads
+    output: str
 
 
 @dataclass
 class SplitSynthesis:
-    head: bytes | None          # ONNX model: the graph's inputs -> the first block's input (None: that is an input)
-    head_inputs: list[str]
-    blocks: list[GatedBlock]    # run in order on the head's output
-    tail: bytes                 # ONNX model: (``tail_input``, the graph's other inputs it uses) -> the graph's output
-    tail_input: str
-    tail_inputs: list[str]      # the original graph inputs the tail reads
+    """The graph as ``stages``: ONNX Runtime segments and C++ blocks in order, the last a segment (the tail)."""
+    stages: list            # GraphSegment | GatedBlock
+    first_input: str        # the tensor the first stage reads: a graph input when that stage is a block
+
+    @property
+    def blocks(self) -> list[GatedBlock]:
+        return [s for s in self.stages if isinstance(s, GatedBlock)]
+
+    # the head / blocks / tail view of a graph whose blocks follow one another directly (the VM graphs)
+    @property
+    def head(self) -> bytes | None:
+        return self.stages[0].model if isinstance(self.stages[0], GraphSegment) else None
+
+    @property
+    def head_inputs(self) -> list[str]:
+        return self.stages[0].inputs if isinstance(self.stages[0], GraphSegment) else [self.first_input]
+
+    @property
+    def tail(self) -> bytes:
+        return self.stages[-1].model
+
+    @property
+    def tail_input(self) -> str:
+        return self.stages[-1].flow_input
+
+    @property
+    def tail_inputs(self) -> list[str]:
+        return self.stages[-1].inputs
 
 
 def _value_info(name: str) -> bytes:
@@ -231,10 +268,19 @@ def _residual(nd: _Node, users: list, consumers: dict):
     return relu, adds[0]
 
 
+def _simd_channels(cin: int, cout: int) -> bool:
+    """The blocks' AVX2 tiles: Cin a multiple of 8, Cout of 16 (csrc/float_tiles.hpp)."""
+    return cin % 8 == 0 and cout % 16 == 0
+
+
 def split_gated_upsamplers(model_bytes: bytes, kinds=("residual", "up", "conv3x3")) -> SplitSynthesis | None:
-    """The head / gated blocks / tail split of a synthesis graph, or None where the graph is not
-    ``head -> (ConvTranspose k4 s2 p1 -> gate)+ -> (Conv 3x3 -> gate)* -> tail`` with constant weights.
-    ``kinds``: the block kinds taken out of the graph (the others stay in the tail)."""
+    """The stages of a synthesis graph — ONNX Runtime segments and C++ blocks — or None where the graph has no
+    up-sampler to take out or its constant weights cannot be read.  Taken out, in the graph's order: the head's
+    residual block when it is the first, every ConvTranspose k4 s2 p1 (gated or not), every gated Conv 3x3, and
+    the plain Conv 3x3 after the first up-sampler whose channels fit the AVX2 tiles (the convolutions at the
+    up-sampled resolutions, where the time goes; the low-resolution ones before stay in ONNX Runtime).  The
+    segments between blocks are the graph's own nodes (crops, vr_bop's ResAU blocks, the output convolution).
+    ``kinds``: the block kinds taken out of the graph (the others stay in the segments)."""
     try:
         return _split(model_bytes, tuple(kinds))
     except (ValueError, KeyError, IndexError, StopIteration, struct.error):
@@ -270,30 +316,43 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
             return _tensor(v)[1]
         raise ValueError(f"{name} is not a constant")
 
-    blocks, block_nodes, first_input, last_output = [], set(), None, None
+    def vector(name: str, n: int) -> np.ndarray:
+        return np.ascontiguousarray(constant(name), np.float32).reshape(n)
+
+    # the blocks, in the graph's (topological) order: (block, input tensor, output tensor)
+    found: list[tuple[GatedBlock, str, str]] = []
+    block_nodes: set[int] = set()
     for nd in nodes:
         kind = _main_kind(nd)
-        if kind is None or kind not in kinds or (last_output is not None and nd.inputs[0] != last_output):
+        if kind is None or kind not in kinds:
             continue
         u = nd.outputs[0]
         users = consumers.get(u, [])
         res = _residual(nd, users, consumers) if kind == "conv3x3" and "residual" in kinds else None
-        if res is not None:  # the head's x + ReLU(conv(x) + b)
+        if res is not None:  # the head's x + ReLU(conv(x) + b), taken only as the first block
+            if found:
+                continue
             relu, add = res
             w = constant(nd.inputs[1])
-            if w.shape[:2] != (w.shape[0], w.shape[0]) or w.shape[2:] != (3, 3) or first_input is not None:
+            if w.shape[:2] != (w.shape[0], w.shape[0]) or w.shape[2:] != (3, 3):
                 return None
-            first_input = nd.inputs[0]
-            blocks.append(GatedBlock("residual", np.ascontiguousarray(w, np.float32),
-                                     np.ascontiguousarray(constant(nd.inputs[2]), np.float32).reshape(w.shape[0]),
-                                     0.0, None, None))
+            found.append((GatedBlock("residual", np.ascontiguousarray(w, np.float32), vector(nd.inputs[2], w.shape[0]),
+                                     0.0, None, None), nd.inputs[0], add.outputs[0]))
             block_nodes |= {id(nd), id(relu), id(add)}
-            last_output = add.outputs[0]
             continue
-        if sorted(x.op_type for x in users) != ["LeakyRelu", "Mul"]:
-            if kind == "up":
-                return None  # every up-sampler of a VM synthesis is gated
-            continue  # a plain convolution (the head's): stays in ONNX Runtime
+        w = constant(nd.inputs[1])
+        if w.ndim != 4 or w.shape[2:] != ((4, 4) if kind == "up" else (3, 3)):
+            return None
+        cin, cout = (w.shape[0], w.shape[1]) if kind == "up" else (w.shape[1], w.shape[0])
+        gated = sorted(x.op_type for x in users) == ["LeakyRelu", "Mul"]
+        if not gated:
+            # a plain convolution: every up-sampler; a 3x3 one only at the up-sampled resolutions
+            if kind == "conv3x3" and not (any(b.kind == "up" for b, _, _ in found) and _simd_channels(cin, cout)):
+                continue
+            found.append((GatedBlock(kind, np.ascontiguousarray(w, np.float32), vector(nd.inputs[2], cout), 0.0,
+                                     None, None), nd.inputs[0], u))
+            block_nodes.add(id(nd))
+            continue
         relu = next(x for x in users if x.op_type == "LeakyRelu")
         mul = next(x for x in users if x.op_type == "Mul")
         gates = consumers.get(relu.outputs[0], [])
@@ -303,27 +362,19 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
         if (_attr_ints(gate, "kernel_shape", [1, 1]) != [1, 1] or _attr_ints(gate, "group", [1]) != [1]
                 or any(_attr_ints(gate, "pads", [0, 0, 0, 0])) or set(mul.inputs) != {u, gate.outputs[0]}):
             return None
-        w = constant(nd.inputs[1])
         gw = constant(gate.inputs[1])
-        cout = w.shape[1] if kind == "up" else w.shape[0]
-        if w.ndim != 4 or w.shape[2:] != ((4, 4) if kind == "up" else (3, 3)) or gw.shape[:2] != (cout, cout) \
-                or gw.size != cout * cout:
+        if gw.shape[:2] != (cout, cout) or gw.size != cout * cout:
             return None
-        if first_input is None:
-            first_input = nd.inputs[0]
-        elif last_output is None or len(consumers.get(last_output, [])) != 1:
-            return None  # the blocks must follow one another directly (the loop skips any other input)
-        blocks.append(GatedBlock(kind, np.ascontiguousarray(w, np.float32),
-                                 np.ascontiguousarray(constant(nd.inputs[2]), np.float32).reshape(cout),
+        found.append((GatedBlock(kind, np.ascontiguousarray(w, np.float32), vector(nd.inputs[2], cout),
                                  _attr_float(relu, "alpha", 0.01),
                                  np.ascontiguousarray(gw.reshape(cout, cout), np.float32),
-                                 np.ascontiguousarray(constant(gate.inputs[2]), np.float32).reshape(cout)))
+                                 vector(gate.inputs[2], cout)), nd.inputs[0], mul.outputs[0]))
         block_nodes |= {id(nd), id(relu), id(gate), id(mul)}
-        last_output = mul.outputs[0]
-    if not blocks or first_input is None or last_output is None or "up" not in [b.kind for b in blocks]:
+    if not any(b.kind == "up" for b, _, _ in found):
         return None
 
     def closure(targets, stop: set) -> list[_Node]:
+        """The nodes that compute ``targets`` from the graph inputs and ``stop``, in the graph's order."""
         need, seen = list(targets), set()
         keep = set()
         while need:
@@ -333,21 +384,12 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
             seen.add(t)
             nd = producer[t]
             if id(nd) in block_nodes:
-                raise ValueError("the head or tail reaches into an up-sampler")
+                raise ValueError("a segment reaches into a block other than the one before it")
             keep.add(id(nd))
             need.extend(nd.inputs)
-        return [nd for nd in nodes if id(nd) in keep]  # the original (topological) order
+        return [nd for nd in nodes if id(nd) in keep]
 
-    head_nodes = closure([first_input], set())
-    tail_nodes = closure(outputs, {last_output})
     used = lambda ns: {i for nd in ns for i in nd.inputs}  # noqa: E731
-    head_inputs = [i for i in inputs if i in used(head_nodes) or i == first_input]
-    if not head_nodes and first_input not in inputs:
-        return None
-    tail_inputs = [i for i in inputs if i in used(tail_nodes)]
-    out_raw = [raw for n, _, raw, _ in graph_fields if n == 12]
-    head_consts = used(head_nodes)
-    tail_consts = used(tail_nodes)
 
     def graph(ns, ins: list[bytes], outs: list[bytes], const_names: set) -> bytes:
         body = b"".join(_len_field(1, nd.raw) for nd in ns)
@@ -360,8 +402,34 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
         rest = b"".join(whole for n, _, _, whole in model_fields if n != 7)
         return rest + _len_field(7, body)
 
-    # nothing before the first block (the luma graphs, whose head block reads y_hat): no head model
-    head = graph(head_nodes, [in_raw[i] for i in head_inputs], [_value_info(first_input)], head_consts) \
-        if head_nodes else None
-    tail = graph(tail_nodes, [_value_info(last_output)] + [in_raw[i] for i in tail_inputs], out_raw, tail_consts)
-    return SplitSynthesis(head, head_inputs, blocks, tail, last_output, tail_inputs)
+    def segment(flow: str | None, target: str, out_raw: bytes) -> GraphSegment | None:
+        """The segment from ``flow`` (the previous block's output; None: the graph inputs only) to ``target``, or
+        None where there is nothing to compute (``target`` is ``flow`` or a graph input)."""
+        ns = closure([target], set() if flow is None else {flow})
+        if not ns:
+            if target != flow and (flow is not None or target not in inputs):
+                raise ValueError(f"{target} is neither computed nor an input")
+            return None
+        if flow is not None and flow not in used(ns):
+            raise ValueError(f"{target} does not depend on the block before it")
+        ins = [i for i in inputs if i in used(ns)]
+        model = graph(ns, ([_value_info(flow)] if flow is not None else []) + [in_raw[i] for i in ins], [out_raw],
+                      used(ns))
+        return GraphSegment(model, flow, ins, target)
+
+    stages: list = []
+    flow: str | None = None
+    for blk, x_in, x_out in found:
+        seg = segment(flow, x_in, _value_info(x_in))
+        if seg is not None:
+            stages.append(seg)
+        elif flow is not None and len(consumers.get(flow, [])) != 1:
+            return None  # a block's output read by the next block and by anything else
+        stages.append(blk)
+        flow = x_out
+    out_raw = next(raw for n, _, raw, _ in graph_fields if n == 12)
+    tail = segment(flow, outputs[0], out_raw)
+    if tail is None:
+        return None
+    stages.append(tail)
+    return SplitSynthesis(stages, found[0][1])

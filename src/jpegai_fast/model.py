@@ -354,9 +354,9 @@ class Model:
             return self._sessions[name]
 
     def split_synthesis(self, name: str):
-        """The head / C++ up-samplers / tail form of a float synthesis graph on the CPU (see graph_split.py), or
-        None: another device or precision, ``cpp_upsamplers`` off, a graph without the pattern, or a CPU without
-        the up-sampler's AVX2 + FMA kernel."""
+        """A float synthesis graph on the CPU as ONNX Runtime segments and C++ blocks (see graph_split.py), or
+        None: another device or precision, ``cpp_upsamplers`` off, a graph without an up-sampler to take out, or a
+        CPU without the blocks' AVX2 + FMA kernels."""
         if not (self.cpp_upsamplers and name.startswith("synthesis_") and self.device == "cpu"):
             return None
         key = ("split", name)
@@ -365,21 +365,20 @@ class Model:
                 path = self._graph_file(name)
                 split = None
                 runner: _SplitRunner | None = None
-                if not path.name.endswith(".int8.onnx"):
-                    from .graph_split import split_gated_upsamplers
+                from .graph_split import GatedBlock, split_gated_upsamplers
 
+                if not path.name.endswith(".int8.onnx"):
                     split = split_gated_upsamplers(path.read_bytes())
-                ups = [] if split is None else [_cpp_block(b) for b in split.blocks]
-                if split is not None and all(u.has_simd_kernel for u in ups):
+                blocks = [] if split is None else [_cpp_block(b) for b in split.blocks]
+                if split is not None and all(b.has_simd_kernel for b in blocks):
                     import onnxruntime as ort
 
                     opts = session_options(self.threads)
-                    head = None if split.head is None else ort.InferenceSession(split.head, opts,
-                                                                                   providers=self.providers)
-                    runner = _SplitRunner(
-                        head, split.head_inputs, ups,
-                        ort.InferenceSession(split.tail, opts, providers=self.providers), split.tail_input,
-                        split.tail_inputs)
+                    made = iter(blocks)
+                    runner = _SplitRunner(split.first_input, [
+                        next(made) if isinstance(st, GatedBlock) else _Segment(
+                            ort.InferenceSession(st.model, opts, providers=self.providers), st.flow_input, st.inputs)
+                        for st in split.stages], functools.partial(self.session, name))
                 # else: no AVX2 + FMA (or JPEGAI_FAST_SIMD=scalar): ORT's graph beats the scalar definition
                 self._sessions[key] = runner
             return self._sessions[key]
@@ -395,39 +394,54 @@ class Model:
 def _cpp_block(b):
     """graph_split.GatedBlock -> its C++ block."""
     if b.kind == "up":
-        if b.gate_weight is None or b.gate_bias is None:
-            raise ValueError("an up-sampler block needs its gate")
-        return _core.GatedUpsampler(b.weight, b.bias, b.gate_weight, b.gate_bias, b.alpha)
-    return _core.GatedConv3x3(b.weight, b.bias, b.gate_weight, b.gate_bias, b.alpha)  # no gate: the residual head
+        return _core.GatedUpsampler(b.weight, b.bias, b.gate_weight, b.gate_bias, b.alpha)  # no gate: plain
+    plain = b.kind == "conv3x3" and b.gate_weight is None  # else gated, or the residual head (no gate either)
+    return _core.GatedConv3x3(b.weight, b.bias, b.gate_weight, b.gate_bias, b.alpha, plain=plain)
+
+
+# Input width below which the C++ blocks have no AVX2 tile (csrc/gated_upsampler.hpp: 6 tiles of 2 across)
+BLOCK_SIMD_MIN_WIDTH = 11
+
+
+@dataclass
+class _Segment:
+    session: Any           # ort.InferenceSession of a graph_split.GraphSegment
+    flow_input: str | None
+    inputs: list           # the original graph inputs it reads
 
 
 @dataclass
 class _SplitRunner:
-    head: Any              # ort.InferenceSession
-    head_inputs: list
-    blocks: list           # _core.GatedUpsampler / GatedConv3x3, in order
-    tail: Any
-    tail_input: str
-    tail_inputs: list
+    first_input: str       # the graph input the first stage reads when that stage is a block
+    stages: list           # _Segment | _core.GatedUpsampler | _core.GatedConv3x3, in order, the last a _Segment
+    whole_graph: Any       # () -> the whole graph's ort.InferenceSession: pictures too narrow for the AVX2 tiles
     buffers: threading.local = field(default_factory=threading.local)  # per thread: the blocks' output arrays
 
     def run(self, feeds: dict, threads: int) -> np.ndarray:
-        if self.head is None:  # the first block reads a graph input
-            x = feeds[self.head_inputs[0]]
-        else:
-            x = self.head.run(None, {k: feeds[k] for k in self.head_inputs})[0]
-        blocks, nhwc = self.blocks, False
+        x, nhwc = feeds.get(self.first_input), False
         # the blocks' outputs are reused from call to call (per thread): fresh multi-megabyte arrays every decode
         # cost thousands of page faults
-        cache = self.buffers.__dict__.setdefault("outputs", {})  # this thread's: block index -> output array
-        for k, blk in enumerate(blocks):
-            # every block hands the next one its output pixel-major: no transposes between C++ blocks
-            nhwc_out = k + 1 < len(blocks)
+        cache = self.buffers.__dict__.setdefault("outputs", {})  # this thread's: stage index -> output array
+        for k, st in enumerate(self.stages):
+            if isinstance(st, _Segment):
+                flow = {} if st.flow_input is None else {st.flow_input: x}
+                x, nhwc = st.session.run(None, {**flow, **{n: feeds[n] for n in st.inputs}})[0], False
+                continue
+            if k == self.first_block and x.shape[2 if nhwc else 3] < BLOCK_SIMD_MIN_WIDTH:
+                # the blocks would run their scalar definition (the first block's input is the narrowest): ORT's
+                # whole graph is 5-10x faster there
+                return self.whole_graph().run(None, feeds)[0]
+            # a block hands the next block its output pixel-major: no transposes between C++ blocks
+            nhwc_out = not isinstance(self.stages[k + 1], _Segment)
             h, w = x.shape[1:3] if nhwc else x.shape[2:4]
-            f = 2 if isinstance(blk, _core.GatedUpsampler) else 1
-            shape = (1, f * h, f * w, blk.cout) if nhwc_out else (1, blk.cout, f * h, f * w)
+            f = 2 if isinstance(st, _core.GatedUpsampler) else 1
+            shape = (1, f * h, f * w, st.cout) if nhwc_out else (1, st.cout, f * h, f * w)
             out = cache.get(k)
             if out is None or out.shape != shape:
                 out = cache[k] = np.empty(shape, np.float32)
-            x, nhwc = blk.run(x, threads, nhwc_in=nhwc, nhwc_out=nhwc_out, out=out), nhwc_out
-        return self.tail.run(None, {self.tail_input: x, **{k: feeds[k] for k in self.tail_inputs}})[0]
+            x, nhwc = st.run(x, threads, nhwc_in=nhwc, nhwc_out=nhwc_out, out=out), nhwc_out
+        return x
+
+    @functools.cached_property
+    def first_block(self) -> int:
+        return next(k for k, st in enumerate(self.stages) if not isinstance(st, _Segment))
