@@ -14,6 +14,7 @@
 #include "factorized_coder.hpp"
 #include "gated_conv3x3.hpp"
 #include "gated_upsampler.hpp"
+#include "resau_block.hpp"
 #include "hyper_scale_decoder.hpp"
 #include "latent_decoder.hpp"
 #include "mean_path.hpp"
@@ -522,6 +523,36 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("cout", &GatedUpsampler::cout)
       .def_property_readonly("gated", &GatedUpsampler::gated)
       .def_property_readonly("has_simd_kernel", &GatedUpsampler::has_simd_kernel);
+
+  py::class_<ResAUBlock>(m, "ResAUBlock")
+      .def(py::init([](const py::array& spatial_in, const py::array& mix_in) {
+             auto sw = require<float>(spatial_in, "spatial_weight");
+             auto mw = require<float>(mix_in, "mix_weight");
+             if (sw.ndim() != 4 || sw.shape(1) != ResAUBlock::kGroup || sw.shape(2) != 3 || sw.shape(3) != 3)
+               throw ArgumentError("spatial_weight must be [C, 16, 3, 3] (grouped Conv 3x3, 16 channels per group)");
+             const py::ssize_t c = sw.shape(0);
+             if (mw.shape(0) != c || mw.size() != c * c) throw ArgumentError("mix_weight must be [C, C(, 1, 1)]");
+             return ResAUBlock(sw.data(), mw.data(), int(c));
+           }),
+           py::arg("spatial_weight"), py::arg("mix_weight"),
+           "vr_bop's ResAU block x * (1 + Wmix . GConv3x3(ReLU6(x))) (csrc/resau_block.hpp).")
+      .def("run", [](const ResAUBlock& self, const py::array& x_in, unsigned threads, bool reference, bool nhwc_in,
+                     bool nhwc_out, const py::object& out_in) {
+             auto x = block_input(x_in, self.cin(), nhwc_in);
+             const py::ssize_t h = x.shape(nhwc_in ? 1 : 2), w = x.shape(nhwc_in ? 2 : 3), c = self.cout();
+             CArray<float> out = output_array(out_in, nhwc_out ? std::vector<py::ssize_t>{1, h, w, c}
+                                                               : std::vector<py::ssize_t>{1, c, h, w});
+             {
+               py::gil_scoped_release release;
+               self.run(x.data(), int(h), int(w), out.mutable_data(), threads, reference, nhwc_in, nhwc_out);
+             }
+             return out;
+           },
+           py::arg("x"), py::arg("threads") = 0, py::arg("reference") = false, py::arg("nhwc_in") = false,
+           py::arg("nhwc_out") = false, py::arg("out") = py::none())
+      .def_property_readonly("cin", &ResAUBlock::cin)
+      .def_property_readonly("cout", &ResAUBlock::cout)
+      .def_property_readonly("has_simd_kernel", &ResAUBlock::has_simd_kernel);
 
   py::class_<GatedConv3x3>(m, "GatedConv3x3")
       .def(py::init([](const py::array& weight_in, const py::array& bias_in, const py::object& gate_weight_in,

@@ -176,7 +176,8 @@ JPEGAI_TARGET_AVX2FMA inline void transpose8_avx2(const float* src, size_t ss, f
 // fresh multi-megabyte buffers every time cost thousands of page faults per decode (measured: ~4,000 for a
 // Kodak BOP decode), more than the arithmetic they save on a slowed virtual machine.  Slot k of the calling
 // thread, grown to at least n floats, never shrunk; contents are whatever the last user left.
-enum ScratchSlot { kScratchInput = 0, kScratchV, kScratchM, kScratchRow, kScratchL, kScratchQ, kScratchSlots };
+enum ScratchSlot { kScratchInput = 0, kScratchV, kScratchM, kScratchRow, kScratchL, kScratchQ, kScratchAux,
+                  kScratchSlots };
 inline float* scratch(ScratchSlot slot, size_t n) {
   thread_local std::vector<float> buffers[kScratchSlots];
   std::vector<float>& b = buffers[slot];

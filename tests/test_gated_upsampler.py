@@ -1,5 +1,6 @@
-"""The synthesis' gated blocks in C++ — the up-sampler (csrc/gated_upsampler.hpp) and the Winograd 3x3 block
-(csrc/gated_conv3x3.hpp) — and the graph split that feeds them (src/jpegai_fast/graph_split.py): each AVX2 kernel
+"""The synthesis' blocks in C++ — the up-sampler (csrc/gated_upsampler.hpp), the Winograd 3x3 block
+(csrc/gated_conv3x3.hpp), each gated or not, and vr_bop's ResAU block (csrc/resau_block.hpp) — and the graph split
+that feeds them (src/jpegai_fast/graph_split.py): each AVX2 kernel
 equals its scalar definition bit for bit, any thread count gives the same bytes, both equal a float64 numpy
 definition and ONNX Runtime's graph to float rounding, and a decode through the split equals the whole-graph
 decode to ±1 level on a few pixels."""
@@ -144,6 +145,50 @@ def test_plain_upsampler_equals_definition(cin, cout, h, w):
         _core.GatedUpsampler(wt, b, gate_weight=np.zeros((cout, cout), np.float32))  # gate_bias missing
 
 
+def resau_definition(x, spatial, mix):
+    """float64: x * (1 + Wmix . GConv3x3(ReLU6(x))), 16 channels per group, zero padding 1, no biases."""
+    x64 = x[0].astype(np.float64)
+    c, h, w = x64.shape
+    rp = np.pad(np.clip(x64, 0, 6), ((0, 0), (1, 1), (1, 1)))
+    s = np.zeros_like(x64)
+    for g in range(c // 16):
+        grp = slice(16 * g, 16 * g + 16)
+        s[grp] = sum(np.einsum("ihw,oi->ohw", rp[grp, ky:ky + h, kx:kx + w], spatial[grp, :, ky, kx].astype(np.float64))
+                     for ky in range(3) for kx in range(3))
+    return (x64 * (1 + np.einsum("oi,ihw->ohw", mix.astype(np.float64), s)))[None]
+
+
+@pytest.mark.parametrize("c,h,w", [(64, 9, 14), (96, 5, 7), (16, 3, 4), (32, 6, 6), (128, 4, 20)])
+def test_resau_block_equals_definition(c, h, w):
+    rng = np.random.default_rng(15)
+    spatial = (rng.normal(size=(c, 16, 3, 3)) / 12).astype(np.float32)
+    mix = (rng.normal(size=(c, c)) / np.sqrt(c)).astype(np.float32)
+    x = (rng.normal(size=(1, c, h, w)) * 3).astype(np.float32)  # beyond both clip points of ReLU6
+    blk = _core.ResAUBlock(spatial, mix)
+    assert blk.cin == blk.cout == c
+    fast, ref = blk.run(x, 1), blk.run(x, 1, reference=True)
+    assert np.array_equal(fast.view(np.uint32), ref.view(np.uint32))  # SIMD == scalar definition, bit for bit
+    for threads in (2, 3, 0):
+        assert np.array_equal(blk.run(x, threads).view(np.uint32), ref.view(np.uint32))
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    assert np.array_equal(blk.run(nhwc, 2, nhwc_in=True, nhwc_out=True), fast.transpose(0, 2, 3, 1))
+    want = resau_definition(x, spatial, mix)
+    assert np.abs(fast - want).max() <= 2e-5 * max(1.0, np.abs(want).max())
+
+
+def test_resau_bad_arguments_raise_value_error():
+    with pytest.raises(ValueError):
+        _core.ResAUBlock(np.zeros((24, 16, 3, 3), np.float32), np.zeros((24, 24), np.float32))  # not 16k channels
+    with pytest.raises(ValueError):
+        _core.ResAUBlock(np.zeros((32, 8, 3, 3), np.float32), np.zeros((32, 32), np.float32))  # 8 per group
+    with pytest.raises(ValueError):
+        _core.ResAUBlock(np.zeros((32, 16, 3, 3), np.float32), np.zeros((16, 16), np.float32))
+    blk = _core.ResAUBlock(np.zeros((32, 16, 3, 3), np.float32), np.zeros((32, 32), np.float32))
+    for bad in (np.zeros((1, 16, 4, 4), np.float32), np.zeros((1, 32, 0, 4), np.float32)):
+        with pytest.raises(ValueError):
+            blk.run(bad)
+
+
 def test_conv3x3_bad_arguments_raise_value_error():
     wt = np.zeros((16, 16, 3, 3), np.float32)
     _, b, gw, gb = _weights(16, 16)
@@ -225,9 +270,9 @@ def _feeds(session, rng, hw=(200, 280)):
 # the blocks each shipped synthesis graph gives up to C++ (None: it runs whole in ONNX Runtime)
 SPLIT_BLOCKS = {
     ("vm33", "bop"): ["residual", "up", "up", "conv3x3"], ("vm33", "sop"): ["residual", "up", "up", "conv3x3"],
-    # vr_bop BOP: the plain up-samplers and `widen` (the ResAU blocks between them stay in ONNX Runtime); its
-    # SOP up-samples with a 2x2 convolution + depth-to-space, which has no block
-    ("vr_bop", "bop"): ["residual", "up", "up", "conv3x3"], ("vr_bop", "sop"): None,
+    # vr_bop BOP: the plain up-samplers, `widen` and the ResAU blocks (the crops between them stay in ONNX
+    # Runtime); its SOP up-samples with a 2x2 convolution + depth-to-space, which has no block
+    ("vr_bop", "bop"): ["residual", "up", "resau", "up", "resau", "conv3x3", "resau"], ("vr_bop", "sop"): None,
 }
 
 
@@ -243,6 +288,8 @@ def _run_stages(split, feeds, opts):
             sess = ort.InferenceSession(st.model, opts, providers=["CPUExecutionProvider"])
             flow = {} if st.flow_input is None else {st.flow_input: x}
             x = sess.run(None, {**flow, **{k: feeds[k] for k in st.inputs}})[0]
+        elif st.kind == "resau":
+            x = _core.ResAUBlock(st.weight, st.gate_weight).run(x, 1)
         elif st.kind == "up":
             x = _core.GatedUpsampler(st.weight, st.bias, st.gate_weight, st.gate_bias, st.alpha).run(x, 1)
         else:
@@ -264,7 +311,7 @@ def test_split_equals_whole_graph(path):
     assert split is not None
     kinds = [b.kind for b in split.blocks]
     if path.parent.name == "vr_bop" and comp == "chroma":
-        want = ["up", "conv3x3"]  # its head is a plain 3x3 at the latent resolution: stays in ONNX Runtime
+        want = ["up", "resau", "conv3x3", "resau"]  # its head, a plain 3x3 at the latent grid, stays in ORT
     assert kinds == want
     assert split.tail_inputs == ["image_ref"] and (split.head is None) == (comp == "luma")
     opts = ort.SessionOptions()

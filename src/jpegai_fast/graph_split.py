@@ -179,7 +179,9 @@ class GatedBlock:
     """One block: ``kind`` "up" (ConvTranspose k4 s2 p1, weight [Cin, Cout, 4, 4]), "conv3x3" (Conv 3x3 stride 1
     pad 1, weight [Cout, Cin, 3, 3]) — each with its gate (LeakyReLU slope, gate [Cout, Cout], gate bias [Cout]) or
     without one (``gate_weight`` None: the convolution alone, as vr_bop's up-samplers and ``widen``) — or
-    "residual" (the head: x + ReLU(Conv3x3(x) + bias), Cin = Cout, no gate); bias [Cout]."""
+    "residual" (the head: x + ReLU(Conv3x3(x) + bias), Cin = Cout, no gate); bias [Cout] — or "resau" (vr_bop's
+    x * (1 + Wmix · GConv3x3(ReLU6(x))): ``weight`` the grouped convolution's [C, 16, 3, 3], ``gate_weight`` Wmix
+    [C, C], no bias)."""
     kind: str
     weight: np.ndarray
     bias: np.ndarray
@@ -268,18 +270,49 @@ def _residual(nd: _Node, users: list, consumers: dict):
     return relu, adds[0]
 
 
+def _resau(clip: _Node, consumers: dict, constant):
+    """(nodes, spatial weight, mix weight, output) where ``clip`` starts vr_bop's ResAU block
+    Mul(x, Add(Conv1x1(GroupedConv3x3(Clip(x, 0, 6))), 1)); else None."""
+    def only(name, op):
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and users[0].op_type == op else None
+
+    if len(clip.inputs) != 3 or float(constant(clip.inputs[1])) != 0.0 or float(constant(clip.inputs[2])) != 6.0:
+        return None
+    x = clip.inputs[0]
+    spatial = only(clip.outputs[0], "Conv")
+    mix = spatial and only(spatial.outputs[0], "Conv")
+    add = mix and only(mix.outputs[0], "Add")
+    mul = add and only(add.outputs[0], "Mul")
+    if (mul is None or len(spatial.inputs) != 2 or len(mix.inputs) != 2
+            or sorted(mul.inputs) != sorted([x, add.outputs[0]])):
+        return None
+    one = next(i for i in add.inputs if i != mix.outputs[0])
+    sw, mw = constant(spatial.inputs[1]), constant(mix.inputs[1])
+    c = sw.shape[0]
+    if (float(np.asarray(constant(one)).reshape(-1)[0]) != 1.0 or np.asarray(constant(one)).size != 1
+            or sw.shape != (c, 16, 3, 3) or _attr_ints(spatial, "group") != [c // 16] or c % 16
+            or _attr_ints(spatial, "pads") != [1, 1, 1, 1] or _attr_ints(spatial, "strides", [1, 1]) != [1, 1]
+            or _attr_ints(spatial, "dilations", [1, 1]) != [1, 1] or mw.size != c * c
+            or _attr_ints(mix, "kernel_shape", [1, 1]) != [1, 1] or any(_attr_ints(mix, "pads", [0, 0, 0, 0]))
+            or _attr_ints(mix, "group", [1]) != [1]):
+        return None
+    return [clip, spatial, mix, add, mul], np.ascontiguousarray(sw, np.float32), \
+        np.ascontiguousarray(mw.reshape(c, c), np.float32), mul.outputs[0]
+
+
 def _simd_channels(cin: int, cout: int) -> bool:
     """The blocks' AVX2 tiles: Cin a multiple of 8, Cout of 16 (csrc/float_tiles.hpp)."""
     return cin % 8 == 0 and cout % 16 == 0
 
 
-def split_gated_upsamplers(model_bytes: bytes, kinds=("residual", "up", "conv3x3")) -> SplitSynthesis | None:
+def split_gated_upsamplers(model_bytes: bytes, kinds=("residual", "up", "conv3x3", "resau")) -> SplitSynthesis | None:
     """The stages of a synthesis graph — ONNX Runtime segments and C++ blocks — or None where the graph has no
     up-sampler to take out or its constant weights cannot be read.  Taken out, in the graph's order: the head's
     residual block when it is the first, every ConvTranspose k4 s2 p1 (gated or not), every gated Conv 3x3, and
-    the plain Conv 3x3 after the first up-sampler whose channels fit the AVX2 tiles (the convolutions at the
-    up-sampled resolutions, where the time goes; the low-resolution ones before stay in ONNX Runtime).  The
-    segments between blocks are the graph's own nodes (crops, vr_bop's ResAU blocks, the output convolution).
+    the plain Conv 3x3 and vr_bop's ResAU blocks after the first up-sampler whose channels fit the AVX2 tiles (at
+    the up-sampled resolutions, where the time goes; the low-resolution ones before stay in ONNX Runtime).  The
+    segments between blocks are the graph's own nodes (crops, the output convolution, depth-to-space).
     ``kinds``: the block kinds taken out of the graph (the others stay in the segments)."""
     try:
         return _split(model_bytes, tuple(kinds))
@@ -321,8 +354,18 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
 
     # the blocks, in the graph's (topological) order: (block, input tensor, output tensor)
     found: list[tuple[GatedBlock, str, str]] = []
-    block_nodes: set[int] = set()
+    nodes_of: dict[str, set[int]] = {}  # block output -> the ids of the block's nodes
     for nd in nodes:
+        if nd.op_type == "Clip" and "resau" in kinds and any(b.kind == "up" for b, _, _ in found):
+            try:
+                res = _resau(nd, consumers, constant)
+            except (ValueError, KeyError, StopIteration):  # a Clip that is not the block's: stays in a segment
+                res = None
+            if res is not None:  # at the up-sampled resolutions, as the plain 3x3 convolutions
+                ns, sw, mw, y = res
+                found.append((GatedBlock("resau", sw, np.zeros(0, np.float32), 0.0, mw, None), nd.inputs[0], y))
+                nodes_of[y] = {id(n) for n in ns}
+            continue
         kind = _main_kind(nd)
         if kind is None or kind not in kinds:
             continue
@@ -338,7 +381,7 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
                 return None
             found.append((GatedBlock("residual", np.ascontiguousarray(w, np.float32), vector(nd.inputs[2], w.shape[0]),
                                      0.0, None, None), nd.inputs[0], add.outputs[0]))
-            block_nodes |= {id(nd), id(relu), id(add)}
+            nodes_of[add.outputs[0]] = {id(nd), id(relu), id(add)}
             continue
         w = constant(nd.inputs[1])
         if w.ndim != 4 or w.shape[2:] != ((4, 4) if kind == "up" else (3, 3)):
@@ -351,7 +394,7 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
                 continue
             found.append((GatedBlock(kind, np.ascontiguousarray(w, np.float32), vector(nd.inputs[2], cout), 0.0,
                                      None, None), nd.inputs[0], u))
-            block_nodes.add(id(nd))
+            nodes_of[u] = {id(nd)}
             continue
         relu = next(x for x in users if x.op_type == "LeakyRelu")
         mul = next(x for x in users if x.op_type == "Mul")
@@ -369,9 +412,10 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
                                  _attr_float(relu, "alpha", 0.01),
                                  np.ascontiguousarray(gw.reshape(cout, cout), np.float32),
                                  vector(gate.inputs[2], cout)), nd.inputs[0], mul.outputs[0]))
-        block_nodes |= {id(nd), id(relu), id(gate), id(mul)}
+        nodes_of[mul.outputs[0]] = {id(nd), id(relu), id(gate), id(mul)}
     if not any(b.kind == "up" for b, _, _ in found):
         return None
+    block_nodes = set().union(*nodes_of.values())
 
     def closure(targets, stop: set) -> list[_Node]:
         """The nodes that compute ``targets`` from the graph inputs and ``stop``, in the graph's order."""
@@ -423,7 +467,7 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
         seg = segment(flow, x_in, _value_info(x_in))
         if seg is not None:
             stages.append(seg)
-        elif flow is not None and len(consumers.get(flow, [])) != 1:
+        elif flow is not None and not {id(nd) for nd in consumers.get(flow, [])} <= nodes_of[x_out]:
             return None  # a block's output read by the next block and by anything else
         stages.append(blk)
         flow = x_out

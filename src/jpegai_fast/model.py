@@ -395,6 +395,8 @@ def _cpp_block(b):
     """graph_split.GatedBlock -> its C++ block."""
     if b.kind == "up":
         return _core.GatedUpsampler(b.weight, b.bias, b.gate_weight, b.gate_bias, b.alpha)  # no gate: plain
+    if b.kind == "resau":
+        return _core.ResAUBlock(b.weight, b.gate_weight)
     plain = b.kind == "conv3x3" and b.gate_weight is None  # else gated, or the residual head (no gate either)
     return _core.GatedConv3x3(b.weight, b.bias, b.gate_weight, b.gate_bias, b.alpha, plain=plain)
 
@@ -413,7 +415,7 @@ class _Segment:
 @dataclass
 class _SplitRunner:
     first_input: str       # the graph input the first stage reads when that stage is a block
-    stages: list           # _Segment | _core.GatedUpsampler | _core.GatedConv3x3, in order, the last a _Segment
+    stages: list           # _Segment | _core.GatedUpsampler | GatedConv3x3 | ResAUBlock, in order, the last a _Segment
     whole_graph: Any       # () -> the whole graph's ort.InferenceSession: pictures too narrow for the AVX2 tiles
     buffers: threading.local = field(default_factory=threading.local)  # per thread: the blocks' output arrays
 
