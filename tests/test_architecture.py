@@ -15,13 +15,18 @@ from shipped_model import requires_model
 pytestmark = requires_model
 
 
+
+
 def _core_calls(fn):
-    """Names of the calls into jpegai_fast._core made while fn() runs (sys.setprofile sees every C call)."""
+    """Names of the calls into jpegai_fast._core made while fn() runs (sys.setprofile sees every C call), less
+    the synthesis blocks' ``run``."""
     calls = []
 
     def hook(frame, event, arg):
         if event == "c_call" and (getattr(arg, "__module__", None) == "jpegai_fast._core"
                                   or type(getattr(arg, "__self__", None)).__module__ == "jpegai_fast._core"):
+            if frame.f_code.co_name == "run" and frame.f_globals.get("__name__") == "jpegai_fast.model":
+                return  # the synthesis' C++ blocks (pixel domain, float; docs/architecture.md hop 3), from _SplitRunner
             calls.append(getattr(arg, "__qualname__", repr(arg)).rsplit(".", 1)[-1])
 
     sys.setprofile(hook)

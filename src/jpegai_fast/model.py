@@ -420,7 +420,8 @@ class _SplitRunner:
     buffers: threading.local = field(default_factory=threading.local)  # per thread: the blocks' output arrays
 
     def run(self, feeds: dict, threads: int) -> np.ndarray:
-        x, nhwc = feeds.get(self.first_input), False
+        x: Any = feeds.get(self.first_input)  # None until the first segment when a segment comes first
+        nhwc = False
         # the blocks' outputs are reused from call to call (per thread): fresh multi-megabyte arrays every decode
         # cost thousands of page faults
         cache = self.buffers.__dict__.setdefault("outputs", {})  # this thread's: stage index -> output array
