@@ -163,7 +163,8 @@ def winograd_saving(model: str, op: str, pixels: int) -> float:
         split = split_gated_upsamplers((m.path / f"{graph}.onnx").read_bytes())
         n = pixels / m.grid[comp] ** 2  # input positions of the first block: the component's latent grid
         for blk in split.blocks:
-            if blk.kind == "resau":
+            if blk.kind in ("resau", "shuffle_up"):
+                n *= blk.scale ** 2
                 continue  # direct form: no multiply-adds saved
             cin, cout = (blk.weight.shape[0], blk.weight.shape[1]) if blk.kind == "up" else blk.weight.shape[1::-1]
             saved += (7 if blk.kind == "up" else 5) * cin * cout * n

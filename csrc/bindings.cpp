@@ -15,6 +15,7 @@
 #include "gated_conv3x3.hpp"
 #include "gated_upsampler.hpp"
 #include "resau_block.hpp"
+#include "shuffle_upsampler.hpp"
 #include "hyper_scale_decoder.hpp"
 #include "latent_decoder.hpp"
 #include "mean_path.hpp"
@@ -523,6 +524,37 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("cout", &GatedUpsampler::cout)
       .def_property_readonly("gated", &GatedUpsampler::gated)
       .def_property_readonly("has_simd_kernel", &GatedUpsampler::has_simd_kernel);
+
+  py::class_<ShuffleUpsampler>(m, "ShuffleUpsampler")
+      .def(py::init([](const py::array& weight_in, const py::array& bias_in) {
+             auto wt = require<float>(weight_in, "weight");
+             auto bias = require<float>(bias_in, "bias");
+             if (wt.ndim() != 4 || wt.shape(0) % 4 || wt.shape(0) < 4 || wt.shape(2) != 2 || wt.shape(3) != 2)
+               throw ArgumentError("weight must be [4 Cout, Cin, 2, 2] (Conv 2x2 before depth-to-space by 2)");
+             if (bias.ndim() != 1 || bias.shape(0) != wt.shape(0)) throw ArgumentError("bias must be [4 Cout]");
+             return ShuffleUpsampler(wt.data(), bias.data(), int(wt.shape(1)), int(wt.shape(0) / 4));
+           }),
+           py::arg("weight"), py::arg("bias"),
+           "vr_bop's SOP up-sampler: pad bottom/right, Conv 2x2, depth-to-space by 2 (CRD) "
+           "(csrc/shuffle_upsampler.hpp).")
+      .def("run", [](const ShuffleUpsampler& self, const py::array& x_in, unsigned threads, bool reference,
+                     bool nhwc_in, bool nhwc_out, const py::object& out_in) {
+             auto x = block_input(x_in, self.cin(), nhwc_in);
+             const int h = int(x.shape(nhwc_in ? 1 : 2)), w = int(x.shape(nhwc_in ? 2 : 3));
+             const py::ssize_t c = self.cout(), oh = py::ssize_t(2) * h, ow = py::ssize_t(2) * w;
+             CArray<float> out = output_array(out_in, nhwc_out ? std::vector<py::ssize_t>{1, oh, ow, c}
+                                                               : std::vector<py::ssize_t>{1, c, oh, ow});
+             {
+               py::gil_scoped_release release;
+               self.run(x.data(), h, w, out.mutable_data(), threads, reference, nhwc_in, nhwc_out);
+             }
+             return out;
+           },
+           py::arg("x"), py::arg("threads") = 0, py::arg("reference") = false, py::arg("nhwc_in") = false,
+           py::arg("nhwc_out") = false, py::arg("out") = py::none())
+      .def_property_readonly("cin", &ShuffleUpsampler::cin)
+      .def_property_readonly("cout", &ShuffleUpsampler::cout)
+      .def_property_readonly("has_simd_kernel", &ShuffleUpsampler::has_simd_kernel);
 
   py::class_<ResAUBlock>(m, "ResAUBlock")
       .def(py::init([](const py::array& spatial_in, const py::array& mix_in) {

@@ -1,5 +1,6 @@
 """The synthesis' blocks in C++ — the up-sampler (csrc/gated_upsampler.hpp), the Winograd 3x3 block
-(csrc/gated_conv3x3.hpp), each gated or not, and vr_bop's ResAU block (csrc/resau_block.hpp) — and the graph split
+(csrc/gated_conv3x3.hpp), each gated or not, vr_bop's ResAU block (csrc/resau_block.hpp) and SOP up-sampler
+(csrc/shuffle_upsampler.hpp) — and the graph split
 that feeds them (src/jpegai_fast/graph_split.py): each AVX2 kernel
 equals its scalar definition bit for bit, any thread count gives the same bytes, both equal a float64 numpy
 definition and ONNX Runtime's graph to float rounding, and a decode through the split equals the whole-graph
@@ -176,6 +177,32 @@ def test_resau_block_equals_definition(c, h, w):
     assert np.abs(fast - want).max() <= 2e-5 * max(1.0, np.abs(want).max())
 
 
+@pytest.mark.parametrize("cin,cout,h,w", [(160, 64, 7, 11), (64, 32, 5, 9), (144, 32, 3, 6), (16, 4, 6, 7),
+                                          (8, 8, 1, 1)])
+def test_shuffle_upsampler_equals_definition(cin, cout, h, w):
+    """Pad bottom/right by 1, Conv 2x2 to 4 Cout, depth-to-space by 2 in CRD order (vr_bop's SOP up-sampler)."""
+    rng = np.random.default_rng(16)
+    wt = (rng.normal(size=(4 * cout, cin, 2, 2)) / np.sqrt(4 * cin)).astype(np.float32)
+    b = (rng.normal(size=4 * cout) * 0.1).astype(np.float32)
+    up = _core.ShuffleUpsampler(wt, b)
+    assert (up.cin, up.cout) == (cin, cout)
+    x = rng.normal(size=(1, cin, h, w)).astype(np.float32)
+    fast, ref = up.run(x, 1), up.run(x, 1, reference=True)
+    assert fast.shape == (1, cout, 2 * h, 2 * w)
+    assert np.array_equal(fast.view(np.uint32), ref.view(np.uint32))
+    for threads in (2, 3, 0):
+        assert np.array_equal(up.run(x, threads).view(np.uint32), ref.view(np.uint32))
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    assert np.array_equal(up.run(nhwc, 2, nhwc_in=True, nhwc_out=True), fast.transpose(0, 2, 3, 1))
+    xp = np.pad(x[0].astype(np.float64), ((0, 0), (0, 1), (0, 1)))
+    conv = sum(np.einsum("ihw,oi->ohw", xp[:, r:r + h, s:s + w], wt[:, :, r, s].astype(np.float64))
+               for r in range(2) for s in range(2)) + b.astype(np.float64)[:, None, None]
+    want = conv.reshape(cout, 2, 2, h, w).transpose(0, 3, 1, 4, 2).reshape(cout, 2 * h, 2 * w)  # CRD
+    assert np.abs(fast[0] - want).max() <= 2e-5 * max(1.0, np.abs(want).max())
+    with pytest.raises(ValueError):
+        _core.ShuffleUpsampler(wt[:6].copy(), b[:6].copy())  # not 4 Cout outputs
+
+
 def test_resau_bad_arguments_raise_value_error():
     with pytest.raises(ValueError):
         _core.ResAUBlock(np.zeros((24, 16, 3, 3), np.float32), np.zeros((24, 24), np.float32))  # not 16k channels
@@ -270,9 +297,10 @@ def _feeds(session, rng, hw=(200, 280)):
 # the blocks each shipped synthesis graph gives up to C++ (None: it runs whole in ONNX Runtime)
 SPLIT_BLOCKS = {
     ("vm33", "bop"): ["residual", "up", "up", "conv3x3"], ("vm33", "sop"): ["residual", "up", "up", "conv3x3"],
-    # vr_bop BOP: the plain up-samplers, `widen` and the ResAU blocks (the crops between them stay in ONNX
-    # Runtime); its SOP up-samples with a 2x2 convolution + depth-to-space, which has no block
-    ("vr_bop", "bop"): ["residual", "up", "resau", "up", "resau", "conv3x3", "resau"], ("vr_bop", "sop"): None,
+    # vr_bop: the plain up-samplers (BOP: ConvTranspose; SOP: pad + 2x2 conv + depth-to-space), `widen` / `mid` and
+    # the ResAU blocks (the crops between them stay in ONNX Runtime)
+    ("vr_bop", "bop"): ["residual", "up", "resau", "up", "resau", "conv3x3", "resau"],
+    ("vr_bop", "sop"): ["residual", "shuffle_up", "resau", "shuffle_up", "resau", "conv3x3", "resau"],
 }
 
 
@@ -290,6 +318,8 @@ def _run_stages(split, feeds, opts):
             x = sess.run(None, {**flow, **{k: feeds[k] for k in st.inputs}})[0]
         elif st.kind == "resau":
             x = _core.ResAUBlock(st.weight, st.gate_weight).run(x, 1)
+        elif st.kind == "shuffle_up":
+            x = _core.ShuffleUpsampler(st.weight, st.bias).run(x, 1)
         elif st.kind == "up":
             x = _core.GatedUpsampler(st.weight, st.bias, st.gate_weight, st.gate_bias, st.alpha).run(x, 1)
         else:
@@ -310,8 +340,8 @@ def test_split_equals_whole_graph(path):
         return
     assert split is not None
     kinds = [b.kind for b in split.blocks]
-    if path.parent.name == "vr_bop" and comp == "chroma":
-        want = ["up", "resau", "conv3x3", "resau"]  # its head, a plain 3x3 at the latent grid, stays in ORT
+    if path.parent.name == "vr_bop" and comp == "chroma":  # one up-sampler; its head (a plain 3x3 at the latent
+        want = [want[1], "resau", "conv3x3", "resau"]      # grid) stays in ONNX Runtime
     assert kinds == want
     assert split.tail_inputs == ["image_ref"] and (split.head is None) == (comp == "luma")
     opts = ort.SessionOptions()
@@ -377,8 +407,8 @@ def test_model_uses_the_split_on_the_cpu():
     assert Model("vm33", threads=1, precision="int8").split_synthesis("synthesis_bop_luma") is None
 
 
-@pytest.mark.parametrize("model,rate", [("vm33", 6), ("vr_bop", 4)])
-def test_decode_through_the_split_matches_the_whole_graphs(tmp_path, model, rate):
+@pytest.mark.parametrize("model,rate,op", [("vm33", 6, "bop"), ("vr_bop", 4, "bop"), ("vr_bop", 4, "sop")])
+def test_decode_through_the_split_matches_the_whole_graphs(tmp_path, model, rate, op):
     """In-process decode (split, C++ blocks) vs a child process with JPEGAI_FAST_UPSAMPLER=ort."""
     import os
     import subprocess
@@ -389,10 +419,10 @@ def test_decode_through_the_split_matches_the_whole_graphs(tmp_path, model, rate
     skdata = pytest.importorskip("skimage.data")
     photo = np.ascontiguousarray(skdata.astronaut()[100:292, 120:376])
     stream = jpegai_fast.encode(photo, model=model, rate_point=rate)
-    fast = jpegai_fast.Decoder(threads=2).decode(stream).astype(np.int16)
+    fast = jpegai_fast.Decoder(threads=2, operating_point=op).decode(stream).astype(np.int16)
     (tmp_path / "s.jai").write_bytes(stream)
     code = ("import sys, numpy as np, jpegai_fast; d = open(sys.argv[1], 'rb').read(); "
-            "np.save(sys.argv[2], jpegai_fast.Decoder(threads=2).decode(d))")
+            f"np.save(sys.argv[2], jpegai_fast.Decoder(threads=2, operating_point={op!r}).decode(d))")
     env = dict(os.environ, JPEGAI_FAST_UPSAMPLER="ort")
     res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.jai"), str(tmp_path / "o.npy")], env=env,
                          capture_output=True, text=True, timeout=300)

@@ -148,6 +148,22 @@ class GatedConv3x3:
     @property
     def has_simd_kernel(self) -> bool: ...
 
+class ShuffleUpsampler:
+    """vr_bop's SOP up-sampler: pad bottom/right, Conv 2x2, depth-to-space by 2 (CRD) (csrc/shuffle_upsampler.hpp)."""
+    def __init__(self, weight: npt.NDArray[np.float32], bias: npt.NDArray[np.float32]) -> None: ...
+    def run(
+        self, x: npt.NDArray[np.float32], threads: int = 0, reference: bool = False, nhwc_in: bool = False,
+        nhwc_out: bool = False, out: npt.NDArray[np.float32] | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout, 2H, 2W] (nhwc_out: [1, 2H, 2W, Cout]);
+        reference=True: the scalar definition; out: an array of that shape to write into (returned)."""
+    @property
+    def cin(self) -> int: ...
+    @property
+    def cout(self) -> int: ...
+    @property
+    def has_simd_kernel(self) -> bool: ...
+
 class ResAUBlock:
     """vr_bop's ResAU block x * (1 + Wmix . GConv3x3(ReLU6(x))) (csrc/resau_block.hpp)."""
     def __init__(self, spatial_weight: npt.NDArray[np.float32], mix_weight: npt.NDArray[np.float32]) -> None: ...

@@ -31,7 +31,7 @@ __all__ = ["GatedBlock", "GraphSegment", "SplitSynthesis", "split_gated_upsample
 # protobuf wire types
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 # onnx.TensorProto.DataType
-_FLOAT, _FLOAT16 = 1, 10
+_FLOAT, _INT64, _FLOAT16 = 1, 7, 10
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -179,7 +179,9 @@ class GatedBlock:
     """One block: ``kind`` "up" (ConvTranspose k4 s2 p1, weight [Cin, Cout, 4, 4]), "conv3x3" (Conv 3x3 stride 1
     pad 1, weight [Cout, Cin, 3, 3]) — each with its gate (LeakyReLU slope, gate [Cout, Cout], gate bias [Cout]) or
     without one (``gate_weight`` None: the convolution alone, as vr_bop's up-samplers and ``widen``) — or
-    "residual" (the head: x + ReLU(Conv3x3(x) + bias), Cin = Cout, no gate); bias [Cout] — or "resau" (vr_bop's
+    "residual" (the head: x + ReLU(Conv3x3(x) + bias), Cin = Cout, no gate); bias [Cout] — or "shuffle_up" (vr_bop's
+    SOP up-sampler, pad bottom/right, Conv 2x2 to 4 Cout, depth-to-space CRD: weight [4 Cout, Cin, 2, 2], bias
+    [4 Cout]) — or "resau" (vr_bop's
     x * (1 + Wmix · GConv3x3(ReLU6(x))): ``weight`` the grouped convolution's [C, 16, 3, 3], ``gate_weight`` Wmix
     [C, C], no bias)."""
     kind: str
@@ -192,7 +194,7 @@ class GatedBlock:
     @property
     def scale(self) -> int:
         """Output samples per input sample along each axis."""
-        return 2 if self.kind == "up" else 1
+        return 2 if self.kind in ("up", "shuffle_up") else 1
 
 
 @dataclass
@@ -236,9 +238,9 @@ class SplitSynthesis:
         return self.stages[-1].inputs
 
 
-def _value_info(name: str) -> bytes:
-    """ValueInfoProto of a float tensor of unknown shape."""
-    tensor_type = _encode_varint((1 << 3) | _VARINT) + _encode_varint(_FLOAT)  # TypeProto.Tensor.elem_type
+def _value_info(name: str, elem_type: int = _FLOAT) -> bytes:
+    """ValueInfoProto of a tensor of unknown shape (float unless told)."""
+    tensor_type = _encode_varint((1 << 3) | _VARINT) + _encode_varint(elem_type)  # TypeProto.Tensor.elem_type
     type_proto = _len_field(1, tensor_type)  # TypeProto.tensor_type
     return _len_field(1, name.encode()) + _len_field(2, type_proto)
 
@@ -301,15 +303,46 @@ def _resau(clip: _Node, consumers: dict, constant):
         np.ascontiguousarray(mw.reshape(c, c), np.float32), mul.outputs[0]
 
 
+def _shuffle_up(pad: _Node, consumers: dict, constant, evaluate):
+    """(nodes, weight, bias, output) where ``pad`` starts vr_bop's SOP up-sampler
+    DepthToSpace(Conv2x2(Pad(x, bottom/right 1)), 2, CRD); else None.  ``evaluate(name)``: a constant tensor
+    computed by the graph's own nodes (the pad amounts are made by Shape-free index arithmetic)."""
+    users = consumers.get(pad.outputs[0], [])
+    if len(users) != 1 or users[0].op_type != "Conv" or len(pad.inputs) < 2:
+        return None
+    if any(i for i in pad.inputs[2:]) or (pad.attrs.get("mode") and
+                                           next(v for n, _, v in pad.attrs["mode"] if n == 4) != b"constant"):
+        return None  # a pad value or another mode
+    conv = users[0]
+    d2s = consumers.get(conv.outputs[0], [])
+    if len(d2s) != 1 or d2s[0].op_type != "DepthToSpace" or len(conv.inputs) < 3:
+        return None
+    d2s = d2s[0]
+    mode = next((v for n, _, v in d2s.attrs.get("mode", []) if n == 4), b"DCR")
+    if (mode != b"CRD" or _attr_ints(d2s, "blocksize") != [2] or _attr_ints(conv, "kernel_shape") != [2, 2]
+            or _attr_ints(conv, "strides", [1, 1]) != [1, 1] or any(_attr_ints(conv, "pads", [0, 0, 0, 0]))
+            or _attr_ints(conv, "group", [1]) != [1] or _attr_ints(conv, "dilations", [1, 1]) != [1, 1]):
+        return None
+    if [int(v) for v in np.asarray(evaluate(pad.inputs[1])).reshape(-1)] != [0, 0, 0, 0, 0, 0, 1, 1]:
+        return None
+    w = constant(conv.inputs[1])
+    if w.ndim != 4 or w.shape[0] % 4 or w.shape[2:] != (2, 2):
+        return None
+    return [pad, conv, d2s], np.ascontiguousarray(w, np.float32), \
+        np.ascontiguousarray(constant(conv.inputs[2]), np.float32).reshape(w.shape[0]), d2s.outputs[0]
+
+
 def _simd_channels(cin: int, cout: int) -> bool:
     """The blocks' AVX2 tiles: Cin a multiple of 8, Cout of 16 (csrc/float_tiles.hpp)."""
     return cin % 8 == 0 and cout % 16 == 0
 
 
-def split_gated_upsamplers(model_bytes: bytes, kinds=("residual", "up", "conv3x3", "resau")) -> SplitSynthesis | None:
+def split_gated_upsamplers(model_bytes: bytes,
+                           kinds=("residual", "up", "shuffle_up", "conv3x3", "resau")) -> SplitSynthesis | None:
     """The stages of a synthesis graph — ONNX Runtime segments and C++ blocks — or None where the graph has no
     up-sampler to take out or its constant weights cannot be read.  Taken out, in the graph's order: the head's
-    residual block when it is the first, every ConvTranspose k4 s2 p1 (gated or not), every gated Conv 3x3, and
+    residual block when it is the first, every ConvTranspose k4 s2 p1 (gated or not) and Pad + Conv 2x2 +
+    DepthToSpace up-sampler, every gated Conv 3x3, and
     the plain Conv 3x3 and vr_bop's ResAU blocks after the first up-sampler whose channels fit the AVX2 tiles (at
     the up-sampled resolutions, where the time goes; the low-resolution ones before stay in ONNX Runtime).  The
     segments between blocks are the graph's own nodes (crops, the output convolution, depth-to-space).
@@ -355,8 +388,60 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
     # the blocks, in the graph's (topological) order: (block, input tensor, output tensor)
     found: list[tuple[GatedBlock, str, str]] = []
     nodes_of: dict[str, set[int]] = {}  # block output -> the ids of the block's nodes
+    block_nodes: set[int] = set()  # every block's nodes, once they are found
+
+    def closure(targets, stop: set) -> list[_Node]:
+        """The nodes that compute ``targets`` from the graph inputs and ``stop``, in the graph's order."""
+        need, seen = list(targets), set()
+        keep = set()
+        while need:
+            t = need.pop()
+            if t in seen or t in stop or t not in producer:
+                continue
+            seen.add(t)
+            nd = producer[t]
+            if id(nd) in block_nodes:
+                raise ValueError("a segment reaches into a block other than the one before it")
+            keep.add(id(nd))
+            need.extend(nd.inputs)
+        return [nd for nd in nodes if id(nd) in keep]
+
+    used = lambda ns: {i for nd in ns for i in nd.inputs}  # noqa: E731
+
+    def graph(ns, ins: list[bytes], outs: list[bytes], const_names: set) -> bytes:
+        body = b"".join(_len_field(1, nd.raw) for nd in ns)
+        for n, _, raw, whole in graph_fields:
+            if n == 2:
+                body += whole
+            elif n == 5 and _name(raw, 8) in const_names:
+                body += whole
+        body += b"".join(_len_field(11, r) for r in ins) + b"".join(_len_field(12, r) for r in outs)
+        rest = b"".join(whole for n, _, _, whole in model_fields if n != 7)
+        return rest + _len_field(7, body)
+
+    def evaluate(name: str) -> np.ndarray:
+        """An int64 tensor the graph computes from constants alone (no graph input), run once in ONNX Runtime."""
+        import onnxruntime as ort
+
+        ns = closure([name], set())
+        if {i for nd in ns for i in nd.inputs} & set(inputs):
+            raise ValueError(f"{name} depends on a graph input")
+        model = graph(ns, [], [_value_info(name, _INT64)], {i for nd in ns for i in nd.inputs})
+        return ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {})[0]
+
+    upsampled = lambda: any(b.kind in ("up", "shuffle_up") for b, _, _ in found)  # noqa: E731
     for nd in nodes:
-        if nd.op_type == "Clip" and "resau" in kinds and any(b.kind == "up" for b, _, _ in found):
+        if nd.op_type == "Pad" and "shuffle_up" in kinds:
+            try:
+                res = _shuffle_up(nd, consumers, constant, evaluate)
+            except Exception:  # noqa: BLE001 — a probe: whatever fails (ONNX Runtime's own errors too), no block
+                res = None
+            if res is not None:
+                ns, w, b, y = res
+                found.append((GatedBlock("shuffle_up", w, b, 0.0, None, None), nd.inputs[0], y))
+                nodes_of[y] = {id(n) for n in ns}
+            continue
+        if nd.op_type == "Clip" and "resau" in kinds and upsampled():
             try:
                 res = _resau(nd, consumers, constant)
             except (ValueError, KeyError, StopIteration):  # a Clip that is not the block's: stays in a segment
@@ -390,7 +475,7 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
         gated = sorted(x.op_type for x in users) == ["LeakyRelu", "Mul"]
         if not gated:
             # a plain convolution: every up-sampler; a 3x3 one only at the up-sampled resolutions
-            if kind == "conv3x3" and not (any(b.kind == "up" for b, _, _ in found) and _simd_channels(cin, cout)):
+            if kind == "conv3x3" and not (upsampled() and _simd_channels(cin, cout)):
                 continue
             found.append((GatedBlock(kind, np.ascontiguousarray(w, np.float32), vector(nd.inputs[2], cout), 0.0,
                                      None, None), nd.inputs[0], u))
@@ -413,38 +498,9 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
                                  np.ascontiguousarray(gw.reshape(cout, cout), np.float32),
                                  vector(gate.inputs[2], cout)), nd.inputs[0], mul.outputs[0]))
         nodes_of[mul.outputs[0]] = {id(nd), id(relu), id(gate), id(mul)}
-    if not any(b.kind == "up" for b, _, _ in found):
+    if not upsampled():
         return None
     block_nodes = set().union(*nodes_of.values())
-
-    def closure(targets, stop: set) -> list[_Node]:
-        """The nodes that compute ``targets`` from the graph inputs and ``stop``, in the graph's order."""
-        need, seen = list(targets), set()
-        keep = set()
-        while need:
-            t = need.pop()
-            if t in seen or t in stop or t not in producer:
-                continue
-            seen.add(t)
-            nd = producer[t]
-            if id(nd) in block_nodes:
-                raise ValueError("a segment reaches into a block other than the one before it")
-            keep.add(id(nd))
-            need.extend(nd.inputs)
-        return [nd for nd in nodes if id(nd) in keep]
-
-    used = lambda ns: {i for nd in ns for i in nd.inputs}  # noqa: E731
-
-    def graph(ns, ins: list[bytes], outs: list[bytes], const_names: set) -> bytes:
-        body = b"".join(_len_field(1, nd.raw) for nd in ns)
-        for n, _, raw, whole in graph_fields:
-            if n == 2:
-                body += whole
-            elif n == 5 and _name(raw, 8) in const_names:
-                body += whole
-        body += b"".join(_len_field(11, r) for r in ins) + b"".join(_len_field(12, r) for r in outs)
-        rest = b"".join(whole for n, _, _, whole in model_fields if n != 7)
-        return rest + _len_field(7, body)
 
     def segment(flow: str | None, target: str, out_raw: bytes) -> GraphSegment | None:
         """The segment from ``flow`` (the previous block's output; None: the graph inputs only) to ``target``, or

@@ -397,6 +397,8 @@ def _cpp_block(b):
         return _core.GatedUpsampler(b.weight, b.bias, b.gate_weight, b.gate_bias, b.alpha)  # no gate: plain
     if b.kind == "resau":
         return _core.ResAUBlock(b.weight, b.gate_weight)
+    if b.kind == "shuffle_up":
+        return _core.ShuffleUpsampler(b.weight, b.bias)
     plain = b.kind == "conv3x3" and b.gate_weight is None  # else gated, or the residual head (no gate either)
     return _core.GatedConv3x3(b.weight, b.bias, b.gate_weight, b.gate_bias, b.alpha, plain=plain)
 
@@ -415,7 +417,7 @@ class _Segment:
 @dataclass
 class _SplitRunner:
     first_input: str       # the graph input the first stage reads when that stage is a block
-    stages: list           # _Segment | _core.GatedUpsampler | GatedConv3x3 | ResAUBlock, in order, the last a _Segment
+    stages: list           # _Segment | _core.GatedUpsampler | ShuffleUpsampler | GatedConv3x3 | ResAUBlock, in order
     whole_graph: Any       # () -> the whole graph's ort.InferenceSession: pictures too narrow for the AVX2 tiles
     buffers: threading.local = field(default_factory=threading.local)  # per thread: the blocks' output arrays
 
@@ -437,7 +439,7 @@ class _SplitRunner:
             # a block hands the next block its output pixel-major: no transposes between C++ blocks
             nhwc_out = not isinstance(self.stages[k + 1], _Segment)
             h, w = x.shape[1:3] if nhwc else x.shape[2:4]
-            f = 2 if isinstance(st, _core.GatedUpsampler) else 1
+            f = 2 if isinstance(st, (_core.GatedUpsampler, _core.ShuffleUpsampler)) else 1
             shape = (1, f * h, f * w, st.cout) if nhwc_out else (1, st.cout, f * h, f * w)
             out = cache.get(k)
             if out is None or out.shape != shape:
