@@ -340,8 +340,8 @@ def test_split_equals_whole_graph(path):
         return
     assert split is not None
     kinds = [b.kind for b in split.blocks]
-    if path.parent.name == "vr_bop" and comp == "chroma":  # one up-sampler; its head (a plain 3x3 at the latent
-        want = [want[1], "resau", "conv3x3", "resau"]      # grid) stays in ONNX Runtime
+    if path.parent.name == "vr_bop" and comp == "chroma":  # its head, a plain 3x3 at the latent grid between two
+        want = ["conv3x3", want[1], "resau", "conv3x3", "resau"]  # concatenations, then one up-sampler
     assert kinds == want
     assert split.tail_inputs == ["image_ref"] and (split.head is None) == (comp == "luma")
     opts = ort.SessionOptions()

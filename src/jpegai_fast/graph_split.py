@@ -342,10 +342,9 @@ def split_gated_upsamplers(model_bytes: bytes,
     """The stages of a synthesis graph — ONNX Runtime segments and C++ blocks — or None where the graph has no
     up-sampler to take out or its constant weights cannot be read.  Taken out, in the graph's order: the head's
     residual block when it is the first, every ConvTranspose k4 s2 p1 (gated or not) and Pad + Conv 2x2 +
-    DepthToSpace up-sampler, every gated Conv 3x3, and
-    the plain Conv 3x3 and vr_bop's ResAU blocks after the first up-sampler whose channels fit the AVX2 tiles (at
-    the up-sampled resolutions, where the time goes; the low-resolution ones before stay in ONNX Runtime).  The
-    segments between blocks are the graph's own nodes (crops, the output convolution, depth-to-space).
+    DepthToSpace up-sampler, every gated Conv 3x3 and every plain one whose channels fit the AVX2 tiles, and
+    vr_bop's ResAU blocks after the first up-sampler.  The segments between blocks are the graph's own nodes
+    (latent slicing and concatenation, crops, the output convolution, depth-to-space).
     ``kinds``: the block kinds taken out of the graph (the others stay in the segments)."""
     try:
         return _split(model_bytes, tuple(kinds))
@@ -474,8 +473,8 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
         cin, cout = (w.shape[0], w.shape[1]) if kind == "up" else (w.shape[1], w.shape[0])
         gated = sorted(x.op_type for x in users) == ["LeakyRelu", "Mul"]
         if not gated:
-            # a plain convolution: every up-sampler; a 3x3 one only at the up-sampled resolutions
-            if kind == "conv3x3" and not (upsampled() and _simd_channels(cin, cout)):
+            # a plain convolution: every up-sampler; a 3x3 one where its channels fit the AVX2 tiles
+            if kind == "conv3x3" and not _simd_channels(cin, cout):
                 continue
             found.append((GatedBlock(kind, np.ascontiguousarray(w, np.float32), vector(nd.inputs[2], cout), 0.0,
                                      None, None), nd.inputs[0], u))
