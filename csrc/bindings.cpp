@@ -163,6 +163,35 @@ CArray<float> output_array(const py::object& out, const std::vector<py::ssize_t>
   return a;
 }
 
+// run(x, threads, reference, nhwc_in, nhwc_out, out) of a synthesis block whose C++ run() takes (x, h, w, out,
+// threads, reference, nhwc_in, nhwc_out) and writes `scale` times the input's height and width.
+template <class Block>
+void def_block_run(py::class_<Block>& cls, int scale) {
+  cls.def("run", [scale](const Block& self, const py::array& x_in, unsigned threads, bool reference, bool nhwc_in,
+                         bool nhwc_out, const py::object& out_in) {
+        auto x = block_input(x_in, self.cin(), nhwc_in);
+        const int h = int(x.shape(nhwc_in ? 1 : 2)), w = int(x.shape(nhwc_in ? 2 : 3));
+        const py::ssize_t c = self.cout(), oh = py::ssize_t(scale) * h, ow = py::ssize_t(scale) * w;
+        CArray<float> out = output_array(out_in, nhwc_out ? std::vector<py::ssize_t>{1, oh, ow, c}
+                                                          : std::vector<py::ssize_t>{1, c, oh, ow});
+        {
+          py::gil_scoped_release release;
+          self.run(x.data(), h, w, out.mutable_data(), threads, reference, nhwc_in, nhwc_out);
+        }
+        return out;
+      },
+      py::arg("x"), py::arg("threads") = 0, py::arg("reference") = false, py::arg("nhwc_in") = false,
+      py::arg("nhwc_out") = false, py::arg("out") = py::none(),
+      scale == 1 ? "x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout, H, W] (nhwc_out: [1, H, W, Cout]); "
+                   "reference=True: the scalar definition; out: an array of that shape to write into (returned)."
+                 : "x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout, 2H, 2W] (nhwc_out: [1, 2H, 2W, "
+                   "Cout]); reference=True: the scalar definition; out: an array of that shape to write into "
+                   "(returned).");
+  cls.def_property_readonly("cin", &Block::cin);
+  cls.def_property_readonly("cout", &Block::cout);
+  cls.def_property_readonly("has_simd_kernel", &Block::has_simd_kernel);
+}
+
 template <class T>
 CArray<T> move_to_array(std::vector<T>&& v, std::vector<py::ssize_t> shape) {
   auto* owned = new std::vector<T>(std::move(v));
@@ -525,8 +554,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("gated", &GatedUpsampler::gated)
       .def_property_readonly("has_simd_kernel", &GatedUpsampler::has_simd_kernel);
 
-  py::class_<ShuffleUpsampler>(m, "ShuffleUpsampler")
-      .def(py::init([](const py::array& weight_in, const py::array& bias_in) {
+  py::class_<ShuffleUpsampler> shuffle(m, "ShuffleUpsampler");
+  shuffle.def(py::init([](const py::array& weight_in, const py::array& bias_in) {
              auto wt = require<float>(weight_in, "weight");
              auto bias = require<float>(bias_in, "bias");
              if (wt.ndim() != 4 || wt.shape(0) % 4 || wt.shape(0) < 4 || wt.shape(2) != 2 || wt.shape(3) != 2)
@@ -536,28 +565,11 @@ PYBIND11_MODULE(_core, m) {
            }),
            py::arg("weight"), py::arg("bias"),
            "vr_bop's SOP up-sampler: pad bottom/right, Conv 2x2, depth-to-space by 2 (CRD) "
-           "(csrc/shuffle_upsampler.hpp).")
-      .def("run", [](const ShuffleUpsampler& self, const py::array& x_in, unsigned threads, bool reference,
-                     bool nhwc_in, bool nhwc_out, const py::object& out_in) {
-             auto x = block_input(x_in, self.cin(), nhwc_in);
-             const int h = int(x.shape(nhwc_in ? 1 : 2)), w = int(x.shape(nhwc_in ? 2 : 3));
-             const py::ssize_t c = self.cout(), oh = py::ssize_t(2) * h, ow = py::ssize_t(2) * w;
-             CArray<float> out = output_array(out_in, nhwc_out ? std::vector<py::ssize_t>{1, oh, ow, c}
-                                                               : std::vector<py::ssize_t>{1, c, oh, ow});
-             {
-               py::gil_scoped_release release;
-               self.run(x.data(), h, w, out.mutable_data(), threads, reference, nhwc_in, nhwc_out);
-             }
-             return out;
-           },
-           py::arg("x"), py::arg("threads") = 0, py::arg("reference") = false, py::arg("nhwc_in") = false,
-           py::arg("nhwc_out") = false, py::arg("out") = py::none())
-      .def_property_readonly("cin", &ShuffleUpsampler::cin)
-      .def_property_readonly("cout", &ShuffleUpsampler::cout)
-      .def_property_readonly("has_simd_kernel", &ShuffleUpsampler::has_simd_kernel);
+           "(csrc/shuffle_upsampler.hpp).");
+  def_block_run(shuffle, 2);
 
-  py::class_<ResAUBlock>(m, "ResAUBlock")
-      .def(py::init([](const py::array& spatial_in, const py::array& mix_in) {
+  py::class_<ResAUBlock> resau(m, "ResAUBlock");
+  resau.def(py::init([](const py::array& spatial_in, const py::array& mix_in) {
              auto sw = require<float>(spatial_in, "spatial_weight");
              auto mw = require<float>(mix_in, "mix_weight");
              if (sw.ndim() != 4 || sw.shape(1) != ResAUBlock::kGroup || sw.shape(2) != 3 || sw.shape(3) != 3)
@@ -567,27 +579,11 @@ PYBIND11_MODULE(_core, m) {
              return ResAUBlock(sw.data(), mw.data(), int(c));
            }),
            py::arg("spatial_weight"), py::arg("mix_weight"),
-           "vr_bop's ResAU block x * (1 + Wmix . GConv3x3(ReLU6(x))) (csrc/resau_block.hpp).")
-      .def("run", [](const ResAUBlock& self, const py::array& x_in, unsigned threads, bool reference, bool nhwc_in,
-                     bool nhwc_out, const py::object& out_in) {
-             auto x = block_input(x_in, self.cin(), nhwc_in);
-             const py::ssize_t h = x.shape(nhwc_in ? 1 : 2), w = x.shape(nhwc_in ? 2 : 3), c = self.cout();
-             CArray<float> out = output_array(out_in, nhwc_out ? std::vector<py::ssize_t>{1, h, w, c}
-                                                               : std::vector<py::ssize_t>{1, c, h, w});
-             {
-               py::gil_scoped_release release;
-               self.run(x.data(), int(h), int(w), out.mutable_data(), threads, reference, nhwc_in, nhwc_out);
-             }
-             return out;
-           },
-           py::arg("x"), py::arg("threads") = 0, py::arg("reference") = false, py::arg("nhwc_in") = false,
-           py::arg("nhwc_out") = false, py::arg("out") = py::none())
-      .def_property_readonly("cin", &ResAUBlock::cin)
-      .def_property_readonly("cout", &ResAUBlock::cout)
-      .def_property_readonly("has_simd_kernel", &ResAUBlock::has_simd_kernel);
+           "vr_bop's ResAU block x * (1 + Wmix . GConv3x3(ReLU6(x))) (csrc/resau_block.hpp).");
+  def_block_run(resau, 1);
 
-  py::class_<GatedConv3x3>(m, "GatedConv3x3")
-      .def(py::init([](const py::array& weight_in, const py::array& bias_in, const py::object& gate_weight_in,
+  py::class_<GatedConv3x3> conv3x3(m, "GatedConv3x3");
+  conv3x3.def(py::init([](const py::array& weight_in, const py::array& bias_in, const py::object& gate_weight_in,
                        const py::object& gate_bias_in, float alpha, bool plain) {
              auto wt = require<float>(weight_in, "weight");
              auto bias = require<float>(bias_in, "bias");
@@ -610,28 +606,10 @@ PYBIND11_MODULE(_core, m) {
            py::arg("alpha") = 0.0f, py::arg("plain") = false,
            "Conv 3x3 pad 1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 3x3) "
            "(csrc/gated_conv3x3.hpp); gate_weight None: the head's residual block x + ReLU(conv(x) + bias), or "
-           "with plain=True the convolution alone, conv(x) + bias.")
-      .def("run", [](const GatedConv3x3& self, const py::array& x_in, unsigned threads, bool reference,
-                     bool nhwc_in, bool nhwc_out, const py::object& out_in) {
-             auto x = block_input(x_in, self.cin(), nhwc_in);
-             const py::ssize_t h = x.shape(nhwc_in ? 1 : 2), w = x.shape(nhwc_in ? 2 : 3), c = self.cout();
-             CArray<float> out = output_array(out_in, nhwc_out ? std::vector<py::ssize_t>{1, h, w, c}
-                                                               : std::vector<py::ssize_t>{1, c, h, w});
-             {
-               py::gil_scoped_release release;
-               self.run(x.data(), int(h), int(w), out.mutable_data(), threads, reference, nhwc_in, nhwc_out);
-             }
-             return out;
-           },
-           py::arg("x"), py::arg("threads") = 0, py::arg("reference") = false, py::arg("nhwc_in") = false,
-           py::arg("nhwc_out") = false, py::arg("out") = py::none(),
-           "x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout, H, W] (nhwc_out: [1, H, W, Cout]); "
-           "reference=True: the scalar definition; out: an array of that shape to write into (returned).")
-      .def_property_readonly("cin", &GatedConv3x3::cin)
-      .def_property_readonly("cout", &GatedConv3x3::cout)
-      .def_property_readonly("residual", &GatedConv3x3::residual)
-      .def_property_readonly("gated", &GatedConv3x3::gated)
-      .def_property_readonly("has_simd_kernel", &GatedConv3x3::has_simd_kernel);
+           "with plain=True the convolution alone, conv(x) + bias.");
+  conv3x3.def_property_readonly("residual", &GatedConv3x3::residual);
+  conv3x3.def_property_readonly("gated", &GatedConv3x3::gated);
+  def_block_run(conv3x3, 1);
 
   m.def("inverse_gain", [](int32_t t) {
     const InverseGain g = inverse_gain(t);

@@ -233,5 +233,14 @@ void run_tile_rows(const float* x, int cin, int h, int w, bool nhwc_in, bool sim
   });
 }
 
+// A row-at-a-time block's run() (resau_block.cpp, shuffle_upsampler.cpp): the input pixel-major and zero-padded by
+// one sample all round, then row(xt, y) for every input row y on the pool (each writes its own output rows: any
+// thread count gives the same bytes).
+template <class Row>
+void run_pixel_rows(const float* x, int cin, int h, int w, bool nhwc_in, bool simd, unsigned threads, Row&& row) {
+  const float* xt = pad_pixel_major(x, cin, h, w, h + 2, w + 2, nhwc_in, simd, threads);
+  global_pool().parallel_for(size_t(h), threads, [&](size_t y) { row(xt, int(y)); });
+}
+
 }  // namespace float_tiles
 }  // namespace jpegai

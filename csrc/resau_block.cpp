@@ -125,12 +125,11 @@ void ResAUBlock::run(const float* x, int h, int w, float* out, unsigned threads,
                      bool nhwc_out) const {
   if (h < 1 || w < 1) throw ArgumentError("ResAUBlock: empty input");
   const bool simd = !reference && has_simd_kernel() && w >= kTilePx;
-  const float* xt = pad_pixel_major(x, c_, h, w, h + 2, w + 2, nhwc_in, simd, threads);
-  global_pool().parallel_for(size_t(h), threads, [&](size_t y) {
+  run_pixel_rows(x, c_, h, w, nhwc_in, simd, threads, [&](const float* xt, int y) {
     if (simd)
-      row_avx2(xt, h, w, int(y), out, nhwc_out);
+      row_avx2(xt, h, w, y, out, nhwc_out);
     else
-      row_scalar(xt, h, w, int(y), out, nhwc_out);
+      row_scalar(xt, h, w, y, out, nhwc_out);
   });
 }
 

@@ -95,12 +95,11 @@ void ShuffleUpsampler::run(const float* x, int h, int w, float* out, unsigned th
                            bool nhwc_out) const {
   if (h < 1 || w < 1) throw ArgumentError("ShuffleUpsampler: empty input");
   const bool simd = !reference && has_simd_kernel() && w >= kTilePx;
-  const float* xt = pad_pixel_major(x, cin_, h, w, h + 2, w + 2, nhwc_in, simd, threads);
-  global_pool().parallel_for(size_t(h), threads, [&](size_t i) {
+  run_pixel_rows(x, cin_, h, w, nhwc_in, simd, threads, [&](const float* xt, int i) {
     if (simd)
-      row_avx2(xt, h, w, int(i), out, nhwc_out);
+      row_avx2(xt, h, w, i, out, nhwc_out);
     else
-      row_scalar(xt, h, w, int(i), out, nhwc_out);
+      row_scalar(xt, h, w, i, out, nhwc_out);
   });
 }
 
