@@ -1,20 +1,25 @@
-"""Split a synthesis graph around its blocks, so the CPU runs them in C++ (``_core.GatedUpsampler``,
-``_core.GatedConv3x3``).
+"""Split a synthesis graph into ONNX Runtime segments and C++ blocks, so the CPU runs the blocks in C++
+(``_core.GatedUpsampler``, ``GatedConv3x3``, ``ShuffleUpsampler``, ``ResAUBlock``).
 
-The VM synthesis graphs are (inputs ->) res -> up1 -> up2 -> mid -> tail: res is x + ReLU(Conv3x3(x)), the
+The VM synthesis graphs (vm33) are (inputs ->) res -> up1 -> up2 -> mid -> tail: res is x + ReLU(Conv3x3(x)), the
 others ConvTranspose k4 s2 p1 (up) or Conv 3x3 (mid), with bias, and their gate, ``u * Conv1x1(LeakyReLU(u))``.
-ONNX Runtime's CPU ConvTranspose has no blocked kernel and runs at about half its Conv throughput.  In C++ the
-up-sampler runs as four Winograd F(2x2, 2x2) phase convolutions (csrc/gated_upsampler.hpp), the 3x3 blocks as
-Winograd F(2x2, 3x3) (csrc/gated_conv3x3.hpp), each with its gate fused, handing each other pixel-major tensors.
-This module reads the shipped ``.onnx`` file itself — no copy of any weight is shipped — and writes what is left
-before the first block (the chroma graphs' latent slicing; nothing for luma) and after the last (the output conv,
-depth-to-space, crop and scale) as two small ONNX models that ONNX Runtime loads from bytes.
+vr_bop's are head -> up1 -> ResAU -> crop -> up2 -> crop -> ResAU -> Conv 3x3 -> ResAU -> tail, with plain
+up-samplers (BOP: ConvTranspose; SOP: pad + Conv 2x2 + depth-to-space) and ResAU blocks
+x * (1 + Conv1x1(GroupedConv3x3(ReLU6(x)))).  ONNX Runtime's CPU ConvTranspose has no blocked kernel and runs at
+about half its Conv throughput, and every element-wise op between its NCHWc convolutions costs a reorder.  In C++
+the up-sampler runs as four Winograd F(2x2, 2x2) phase convolutions (csrc/gated_upsampler.hpp), the 3x3 blocks as
+Winograd F(2x2, 3x3) (csrc/gated_conv3x3.hpp), each with its gate fused, the ResAU and SOP up-samplers as direct
+row passes (csrc/resau_block.hpp, csrc/shuffle_upsampler.hpp); consecutive blocks hand each other pixel-major
+tensors.  This module reads the shipped ``.onnx`` file itself — no copy of any weight is shipped — and writes what
+lies before, between and after the blocks (latent slicing and concatenation, crops, the output conv,
+depth-to-space, crop and scale) as small ONNX models that ONNX Runtime loads from bytes.
 
 Read me first:
  * The runtime has no ``onnx`` package: this is a reader/writer of the protobuf wire format for exactly the
    fields it needs (ModelProto.graph, GraphProto.node/input/output/initializer, NodeProto, AttributeProto,
    TensorProto of float32/float16).  Every other field is copied through as raw bytes.
- * A graph that does not match the pattern exactly gives ``None``: the caller runs the whole graph, as before.
+ * A graph without an up-sampler to take out, or whose weights cannot be read, gives ``None``: the caller runs
+   the whole graph.  A node that does not match a block's pattern exactly stays in a segment.
  * Equal to the whole graph to float rounding, not bit for bit (tests/test_gated_upsampler.py): the C++ block
    sums in another order than ONNX Runtime's kernels.
 """
