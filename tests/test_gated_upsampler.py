@@ -354,6 +354,45 @@ def test_split_equals_whole_graph(path):
     assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max() + 1e-3
 
 
+@pytest.mark.parametrize("change", ["pads", "mode", "pad_value"])
+def test_shuffle_up_pattern_is_exact(change):
+    """vr_bop's SOP up-sampler is taken only for pad (0, 1, 0, 1) with zeros, Conv 2x2, DepthToSpace CRD: another
+    pad amount, the DCR order or a pad value leaves that up-sampler in an ONNX Runtime segment."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    path = next((p for p in _synthesis_graphs() if p.parent.name == "vr_bop" and p.name == "synthesis_sop_luma.onnx"),
+                None)
+    if path is None:
+        pytest.skip("no vr_bop SOP graph")
+    assert [b.kind for b in split_gated_upsamplers(path.read_bytes()).blocks].count("shuffle_up") == 2
+    model = onnx.load(str(path))  # the first up-sampler's nodes are changed below; the second stays a block
+    pad = next(n for n in model.graph.node if n.op_type == "Pad")
+    if change == "pads":  # the pad amounts come from index arithmetic on constants: change its [0, 1, 0, 1]
+        const = next(n for n in model.graph.node if n.op_type == "Constant" and n.output[0] in
+                     {i for m in model.graph.node for i in m.input} and
+                     list(numpy_helper.to_array(n.attribute[0].t).reshape(-1)) == [0, 1, 0, 1])
+        const.attribute[0].t.CopyFrom(numpy_helper.from_array(np.array([0, 2, 0, 2], np.int64)))
+    elif change == "mode":
+        d2s = next(n for n in model.graph.node if n.op_type == "DepthToSpace")
+        next(a for a in d2s.attribute if a.name == "mode").s = b"DCR"
+    else:
+        model.graph.initializer.append(numpy_helper.from_array(np.array(0.5, np.float32), "pad_value"))
+        while len(pad.input) < 3:
+            pad.input.append("")
+        pad.input[2] = "pad_value"
+    changed = split_gated_upsamplers(model.SerializeToString())
+    assert changed is not None and [b.kind for b in changed.blocks].count("shuffle_up") == 1
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    whole = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    feeds = _feeds(whole, np.random.default_rng(3))
+    out, ref = _run_stages(changed, feeds, opts), whole.run(None, feeds)[0]  # the changed graph's own function
+    assert out.shape == ref.shape and np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max() + 1e-3
+
+
 def test_narrow_picture_runs_the_whole_graph():
     """Below 11 latent samples across the blocks have no AVX2 tile: the runtime runs ORT's whole graph, not the
     blocks' scalar definition (5-10x slower there)."""
