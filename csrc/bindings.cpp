@@ -509,8 +509,8 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("y"), py::arg("uv"), py::arg("threads") = 0,
      "Y'CbCr 4:2:0 float32 planes (0-255) -> uint8 RGB [H, W, 3], bit-identical to colour.yuv420_to_rgb.");
 
-  py::class_<GatedUpsampler>(m, "GatedUpsampler")
-      .def(py::init([](const py::array& weight_in, const py::array& bias_in, const py::object& gate_weight_in,
+  py::class_<GatedUpsampler> up(m, "GatedUpsampler");
+  up.def(py::init([](const py::array& weight_in, const py::array& bias_in, const py::object& gate_weight_in,
                        const py::object& gate_bias_in, float alpha) {
              auto wt = require<float>(weight_in, "weight");
              auto bias = require<float>(bias_in, "bias");
@@ -531,28 +531,9 @@ PYBIND11_MODULE(_core, m) {
            py::arg("weight"), py::arg("bias"), py::arg("gate_weight") = py::none(), py::arg("gate_bias") = py::none(),
            py::arg("alpha") = 0.0f,
            "ConvTranspose k4 s2 p1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 2x2) per "
-           "output phase (csrc/gated_upsampler.hpp); gate_weight None: the transposed convolution alone.")
-      .def("run", [](const GatedUpsampler& self, const py::array& x_in, unsigned threads, bool reference,
-                     bool nhwc_out, bool nhwc_in, const py::object& out_in) {
-             auto x = block_input(x_in, self.cin(), nhwc_in);
-             const int h = int(x.shape(nhwc_in ? 1 : 2)), w = int(x.shape(nhwc_in ? 2 : 3));
-             const py::ssize_t c = self.cout(), oh = py::ssize_t(2) * h, ow = py::ssize_t(2) * w;
-             CArray<float> out = output_array(out_in, nhwc_out ? std::vector<py::ssize_t>{1, oh, ow, c}
-                                                               : std::vector<py::ssize_t>{1, c, oh, ow});
-             {
-               py::gil_scoped_release release;
-               self.run(x.data(), h, w, out.mutable_data(), threads, reference, nhwc_out, nhwc_in);
-             }
-             return out;
-           },
-           py::arg("x"), py::arg("threads") = 0, py::arg("reference") = false, py::arg("nhwc_out") = false,
-           py::arg("nhwc_in") = false, py::arg("out") = py::none(),
-           "x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout, 2H, 2W] (nhwc_out: [1, 2H, 2W, Cout]); "
-           "reference=True: the scalar definition; out: an array of that shape to write into (returned).")
-      .def_property_readonly("cin", &GatedUpsampler::cin)
-      .def_property_readonly("cout", &GatedUpsampler::cout)
-      .def_property_readonly("gated", &GatedUpsampler::gated)
-      .def_property_readonly("has_simd_kernel", &GatedUpsampler::has_simd_kernel);
+           "output phase (csrc/gated_upsampler.hpp); gate_weight None: the transposed convolution alone.");
+  up.def_property_readonly("gated", &GatedUpsampler::gated);
+  def_block_run(up, 2);
 
   py::class_<ShuffleUpsampler> shuffle(m, "ShuffleUpsampler");
   shuffle.def(py::init([](const py::array& weight_in, const py::array& bias_in) {

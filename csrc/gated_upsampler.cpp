@@ -214,8 +214,8 @@ JPEGAI_TARGET_AVX2FMA void GatedUpsampler::tile_rows_avx2(const float* xt, int h
   }
 }
 
-void GatedUpsampler::run(const float* x, int h, int w, float* out, unsigned threads, bool reference, bool nhwc_out,
-                         bool nhwc_in) const {
+void GatedUpsampler::run(const float* x, int h, int w, float* out, unsigned threads, bool reference, bool nhwc_in,
+                         bool nhwc_out) const {
   if (h < 1 || w < 1) throw ArgumentError("GatedUpsampler: empty input");
   run_tile_rows(x, cin_, h, w, nhwc_in, !reference && has_simd_kernel(), threads, kTileRowsPerTask,
                 [&](const float* xt, int t0, int t1, bool simd) {

@@ -38,7 +38,7 @@ class GatedUpsampler {
   // x [cin][h][w] (nhwc_in: [h][w][cin]) -> out [cout][2h][2w] (nhwc_out: [2h][2w][cout]).  Pixel-major
   // hand-overs between C++ blocks spare two transposes.  reference: the scalar definition (the test oracle).
   void run(const float* x, int h, int w, float* out, unsigned threads, bool reference = false,
-           bool nhwc_out = false, bool nhwc_in = false) const;
+           bool nhwc_in = false, bool nhwc_out = false) const;
 
   int cin() const { return cin_; }
   int cout() const { return cout_; }

@@ -32,14 +32,18 @@ def _gate(u, gw, gb, alpha):
     return (u * g)[None]
 
 
-def conv3x3_definition(x, w, b, gw, gb, alpha):
-    """float64: Conv 3x3 stride 1 pad 1, then the gate."""
+def conv3x3_f64(x, w, b):
+    """float64 [Cout, H, W]: Conv 3x3 stride 1 pad 1 (+ bias) of x [1, Cin, H, W]."""
     x, w = x[0].astype(np.float64), w.astype(np.float64)
     _, h, wd = x.shape
     xp = np.pad(x, ((0, 0), (1, 1), (1, 1)))
-    u = sum(np.einsum("ihw,oi->ohw", xp[:, ky:ky + h, kx:kx + wd], w[:, :, ky, kx]) for ky in range(3)
-            for kx in range(3)) + b.astype(np.float64)[:, None, None]
-    return _gate(u, gw, gb, alpha)
+    return sum(np.einsum("ihw,oi->ohw", xp[:, ky:ky + h, kx:kx + wd], w[:, :, ky, kx]) for ky in range(3)
+               for kx in range(3)) + b.astype(np.float64)[:, None, None]
+
+
+def conv3x3_definition(x, w, b, gw, gb, alpha):
+    """float64: Conv 3x3 stride 1 pad 1, then the gate."""
+    return _gate(conv3x3_f64(x, w, b), gw, gb, alpha)
 
 
 def numpy_definition(x, w, b, gw, gb, alpha):
@@ -98,10 +102,7 @@ def test_residual_block_equals_definition(c, h, w):
     fast, ref = blk.run(x, 1), blk.run(x, 1, reference=True)
     assert np.array_equal(fast.view(np.uint32), ref.view(np.uint32))
     assert np.array_equal(blk.run(x, 2, nhwc_out=True), fast.transpose(0, 2, 3, 1))
-    xp = np.pad(x[0].astype(np.float64), ((0, 0), (1, 1), (1, 1)))
-    conv = sum(np.einsum("ihw,oi->ohw", xp[:, ky:ky + h, kx:kx + w], wt[:, :, ky, kx].astype(np.float64))
-               for ky in range(3) for kx in range(3)) + b.astype(np.float64)[:, None, None]
-    want = x[0].astype(np.float64) + np.maximum(conv, 0)
+    want = x[0].astype(np.float64) + np.maximum(conv3x3_f64(x, wt, b), 0)
     assert np.abs(fast[0] - want).max() <= 2e-5 * max(1.0, np.abs(want).max())
     with pytest.raises(ValueError):
         _core.GatedConv3x3(wt[:, : c // 2].copy(), b)  # a residual block needs Cin = Cout
@@ -121,9 +122,7 @@ def test_plain_conv3x3_equals_definition(cin, cout, h, w):
     fast, ref = blk.run(x, 1), blk.run(x, 1, reference=True)
     assert np.array_equal(fast.view(np.uint32), ref.view(np.uint32))
     assert np.array_equal(blk.run(x, 3, nhwc_out=True), fast.transpose(0, 2, 3, 1))
-    xp = np.pad(x[0].astype(np.float64), ((0, 0), (1, 1), (1, 1)))
-    want = sum(np.einsum("ihw,oi->ohw", xp[:, ky:ky + h, kx:kx + w], wt[:, :, ky, kx].astype(np.float64))
-               for ky in range(3) for kx in range(3)) + b.astype(np.float64)[:, None, None]
+    want = conv3x3_f64(x, wt, b)
     assert np.abs(fast[0] - want).max() <= 2e-5 * max(1.0, np.abs(want).max())
     with pytest.raises(ValueError):
         _core.GatedConv3x3(wt, b, *_weights(cin, cout)[2:], ALPHA, plain=True)  # plain has no gate

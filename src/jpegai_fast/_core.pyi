@@ -189,8 +189,8 @@ class GatedUpsampler:
         alpha: float = 0.0,
     ) -> None: ...
     def run(
-        self, x: npt.NDArray[np.float32], threads: int = 0, reference: bool = False, nhwc_out: bool = False,
-        nhwc_in: bool = False, out: npt.NDArray[np.float32] | None = None,
+        self, x: npt.NDArray[np.float32], threads: int = 0, reference: bool = False, nhwc_in: bool = False,
+        nhwc_out: bool = False, out: npt.NDArray[np.float32] | None = None,
     ) -> npt.NDArray[np.float32]:
         """x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout, 2H, 2W] (nhwc_out: [1, 2H, 2W, Cout]);
         reference=True: the scalar definition; out: an array of that shape to write into (returned)."""
