@@ -5,7 +5,7 @@ each block of the BOP luma graph alone against the same block as an ORT graph (t
 ConvTranspose or Conv 3x3 with LeakyRelu, 1x1 Conv, Mul).  GMAC/s counts the direct form's multiply-adds.
 
     python -m pytest bench/test_upsampler.py --benchmark-only
-    python -m pytest bench/test_upsampler.py --benchmark-only -k interleaved   # the ratios docs/stages.md quotes
+    python -m pytest bench/test_upsampler.py --benchmark-only -k interleaved   # the ratios the docs quote
 """
 from __future__ import annotations
 
@@ -130,6 +130,56 @@ def test_synthesis_interleaved(benchmark):
                       "ratio of minima": round(min(c) / min(o), 3),
                       "ratio of medians": round(statistics.median(c) / statistics.median(o), 3)})
     benchmark.extra_info.update(suite=SUITE, graph="interleaved", kind="interleaved", threads=1, table=table,
+                                simd=_core.cpu_features())
+
+
+DECODE_STREAMS = (("vm33", 4), ("vr_bop", 4))  # (model, rate point): vr_bop's 4 is encode()'s default
+
+
+def test_decode_interleaved(benchmark):
+    """The whole decode (bytes -> RGB, one thread) of kodim01 (or skimage's coffee) per model, with the synthesis'
+    C++ blocks and with the whole ORT graphs, alternately for ROUNDS_INTERLEAVED rounds."""
+    import jpegai_fast
+    from bench.floor import kodak_picture
+    from jpegai_fast import _core
+    from jpegai_fast.model import MODELS_DIR, Model
+
+    name, rgb = kodak_picture("kodim01")
+    cases = []
+    for model_name, rate in DECODE_STREAMS:
+        if not (MODELS_DIR / model_name / "model.bin").is_file():
+            continue
+        cpp, ort_model = Model(model_name, threads=1), Model(model_name, threads=1)
+        ort_model.cpp_upsamplers = False
+        if cpp.split_synthesis("synthesis_bop_luma") is None:
+            continue
+        data = jpegai_fast.encode(rgb, model=model_name, rate_point=rate, threads=1)
+        decoders = {"cpp": jpegai_fast.Decoder(model=cpp, threads=1), "ort": jpegai_fast.Decoder(model=ort_model,
+                                                                                                 threads=1)}
+        for d in decoders.values():
+            d.decode(data)  # sessions, first allocations: untimed
+        cases.append((f"{model_name} rate point {rate} ({8 * len(data) / (rgb.shape[0] * rgb.shape[1]):.3f} bpp)",
+                      data, decoders))
+    if not cases:
+        pytest.skip("no shipped graph splits on this CPU (no AVX2 + FMA)")
+    times = {(c, k): [] for c, *_ in cases for k in ("cpp", "ort")}
+
+    def one_round():
+        for case, data, decoders in cases:
+            for key, d in decoders.items():
+                t0 = time.perf_counter()
+                d.decode(data)
+                times[(case, key)].append(time.perf_counter() - t0)
+
+    benchmark.group = "upsampler-decode-interleaved"
+    benchmark.pedantic(one_round, rounds=ROUNDS_INTERLEAVED, warmup_rounds=0, iterations=1)
+    table = []
+    for case, *_ in cases:
+        c, o = times[(case, "cpp")], times[(case, "ort")]
+        table.append({"graph": f"decode {name}, {case}", "C++ min ms": round(1e3 * min(c), 2),
+                      "ORT min ms": round(1e3 * min(o), 2), "ratio of minima": round(min(c) / min(o), 3),
+                      "ratio of medians": round(statistics.median(c) / statistics.median(o), 3)})
+    benchmark.extra_info.update(suite=SUITE, graph="decode interleaved", kind="interleaved", threads=1, table=table,
                                 simd=_core.cpu_features())
 
 
