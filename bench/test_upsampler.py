@@ -9,6 +9,7 @@ ConvTranspose or Conv 3x3 with LeakyRelu, 1x1 Conv, Mul).  GMAC/s counts the dir
 """
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 
@@ -92,13 +93,36 @@ def test_synthesis(benchmark, model_name, graph, kind):
                                 simd=_core.cpu_features())
 
 
+def _interleaved(benchmark, group: str, cases: dict, label=lambda name: name) -> list[dict]:
+    """cases: name -> {"cpp": fn, "ort": fn}; runs every case's two forms in turn for ROUNDS_INTERLEAVED rounds
+    (a slow phase of the VM hits both) -> rows with the minima and the ratios of minima and of medians."""
+    times = {(name, k): [] for name in cases for k in ("cpp", "ort")}
+
+    def one_round():
+        for name, fns in cases.items():
+            for key in ("cpp", "ort"):
+                t0 = time.perf_counter()
+                fns[key]()
+                times[(name, key)].append(time.perf_counter() - t0)
+
+    benchmark.group = group
+    benchmark.pedantic(one_round, rounds=ROUNDS_INTERLEAVED, warmup_rounds=0, iterations=1)
+    table = []
+    for name in cases:
+        c, o = times[(name, "cpp")], times[(name, "ort")]
+        table.append({"graph": label(name), "C++ min ms": round(1e3 * min(c), 2), "ORT min ms": round(1e3 * min(o), 2),
+                      "ratio of minima": round(min(c) / min(o), 3),
+                      "ratio of medians": round(statistics.median(c) / statistics.median(o), 3)})
+    return table
+
+
 def test_synthesis_interleaved(benchmark):
     """Each graph with the C++ blocks and whole in ORT, alternately, ROUNDS_INTERLEAVED rounds: a slow phase of the
     VM hits both sides (test_synthesis above runs them back to back, so the VM's drift goes into its ratios)."""
     from jpegai_fast import _core
     from jpegai_fast.model import MODELS_DIR, Model
 
-    pairs = []
+    cases = {}
     for model_name, graph in GRAPHS:
         if not (MODELS_DIR / model_name / f"{graph}.onnx").is_file():
             continue
@@ -109,26 +133,11 @@ def test_synthesis_interleaved(benchmark):
         feeds = _feeds(cpp.session(graph), cpp.grid["chroma"])
         for m in (cpp, ort_model):
             m.run(graph, **feeds)  # sessions, first allocations: untimed
-        pairs.append((f"{model_name}/{graph}", cpp, ort_model, feeds, graph))
-    if not pairs:
+        cases[f"{model_name}/{graph}"] = {"cpp": functools.partial(cpp.run, graph, **feeds),
+                                          "ort": functools.partial(ort_model.run, graph, **feeds)}
+    if not cases:
         pytest.skip("no shipped graph splits on this CPU (no AVX2 + FMA)")
-    times: dict[tuple[str, str], list[float]] = {(name, k): [] for name, *_ in pairs for k in ("cpp", "ort")}
-
-    def one_round():
-        for name, cpp, ort_model, feeds, graph in pairs:
-            for key, m in (("cpp", cpp), ("ort", ort_model)):
-                t0 = time.perf_counter()
-                m.run(graph, **feeds)
-                times[(name, key)].append(time.perf_counter() - t0)
-
-    benchmark.group = "upsampler-interleaved"
-    benchmark.pedantic(one_round, rounds=ROUNDS_INTERLEAVED, warmup_rounds=0, iterations=1)
-    table = []
-    for name, *_ in pairs:
-        c, o = times[(name, "cpp")], times[(name, "ort")]
-        table.append({"graph": name, "C++ min ms": round(1e3 * min(c), 2), "ORT min ms": round(1e3 * min(o), 2),
-                      "ratio of minima": round(min(c) / min(o), 3),
-                      "ratio of medians": round(statistics.median(c) / statistics.median(o), 3)})
+    table = _interleaved(benchmark, "upsampler-interleaved", cases)
     benchmark.extra_info.update(suite=SUITE, graph="interleaved", kind="interleaved", threads=1, table=table,
                                 simd=_core.cpu_features())
 
@@ -145,7 +154,7 @@ def test_decode_interleaved(benchmark):
     from jpegai_fast.model import MODELS_DIR, Model
 
     name, rgb = kodak_picture("kodim01")
-    cases = []
+    cases = {}
     for model_name, rate in DECODE_STREAMS:
         if not (MODELS_DIR / model_name / "model.bin").is_file():
             continue
@@ -158,27 +167,12 @@ def test_decode_interleaved(benchmark):
                                                                                                  threads=1)}
         for d in decoders.values():
             d.decode(data)  # sessions, first allocations: untimed
-        cases.append((f"{model_name} rate point {rate} ({8 * len(data) / (rgb.shape[0] * rgb.shape[1]):.3f} bpp)",
-                      data, decoders))
+        bpp = 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
+        cases[f"{model_name} rate point {rate} ({bpp:.3f} bpp)"] = {
+            k: functools.partial(d.decode, data) for k, d in decoders.items()}
     if not cases:
         pytest.skip("no shipped graph splits on this CPU (no AVX2 + FMA)")
-    times = {(c, k): [] for c, *_ in cases for k in ("cpp", "ort")}
-
-    def one_round():
-        for case, data, decoders in cases:
-            for key, d in decoders.items():
-                t0 = time.perf_counter()
-                d.decode(data)
-                times[(case, key)].append(time.perf_counter() - t0)
-
-    benchmark.group = "upsampler-decode-interleaved"
-    benchmark.pedantic(one_round, rounds=ROUNDS_INTERLEAVED, warmup_rounds=0, iterations=1)
-    table = []
-    for case, *_ in cases:
-        c, o = times[(case, "cpp")], times[(case, "ort")]
-        table.append({"graph": f"decode {name}, {case}", "C++ min ms": round(1e3 * min(c), 2),
-                      "ORT min ms": round(1e3 * min(o), 2), "ratio of minima": round(min(c) / min(o), 3),
-                      "ratio of medians": round(statistics.median(c) / statistics.median(o), 3)})
+    table = _interleaved(benchmark, "upsampler-decode-interleaved", cases, lambda case: f"decode {name}, {case}")
     benchmark.extra_info.update(suite=SUITE, graph="decode interleaved", kind="interleaved", threads=1, table=table,
                                 simd=_core.cpu_features())
 
