@@ -131,6 +131,33 @@ inline std::vector<float> pack_gate(const std::vector<float>& gate_weight, int C
   return packed;
 }
 
+// The 1x1 mix on one row of `width` (>= 6) pixels, pixel-major l and mul [X][C] (C a multiple of 16):
+// o[c][X] = mul[X][c] * (init[c] + sum_ci w[c][ci] * l[X][ci]) (ci ascending, fused), to out + c * plane + X
+// (planar) or out + X * C + c (nhwc).  packed: w as pack_gate packs it; q: width * C floats of scratch.
+// The VM gate (below) and vr_bop's ResAU block (init 1) both end with it.
+JPEGAI_TARGET_AVX2FMA inline void mix_row_avx2(const float* l, const float* mul, int width, int C, const float* packed,
+                                               const float* init, float* q, float* out, size_t plane,
+                                               const ptrdiff_t* channel_off, bool nhwc = false) {
+  for (int cb = 0; cb < C / kTileCo; ++cb)
+    for (int X0 = 0; X0 < width; X0 += kTilePx) {
+      const int X = std::min(X0, width - kTilePx);  // the last tile overlaps: the same values again
+      tile_16x6(packed + size_t(cb) * C * kTileCo, l + size_t(X) * C, channel_off, C, size_t(C), init + cb * kTileCo,
+                mul + size_t(X) * C + cb * kTileCo, size_t(C), q + size_t(X) * C + cb * kTileCo, size_t(C));
+    }
+  store_row_avx2(q, width, C, out, plane, nhwc);
+}
+
+// The scalar twin of mix_row_avx2 for one pixel (any C; w unpacked [c][ci]): the same operations in the same order.
+inline void mix_pixel_scalar(const float* l, const float* mul, int C, const float* w, const float* init, float* out,
+                             size_t stride) {
+  for (int c = 0; c < C; ++c) {
+    float g = init[c];
+    const float* wc = w + size_t(c) * C;
+    for (int ci = 0; ci < C; ++ci) g = std::fma(wc[ci], l[ci], g);
+    out[c * stride] = mul[c] * g;
+  }
+}
+
 // The gate on one row of `width` (>= 6) pixels, pixel-major p [X][C] (C a multiple of 16):
 // o[c][X] = p[X][c] * (gb[c] + sum_ci gw[c][ci] * leaky(p[X][ci])), to out + c * plane + X (planar), or to
 // out + X * C + c (nhwc: the row of a pixel-major picture).  l, q: width * C floats.
@@ -142,14 +169,7 @@ JPEGAI_TARGET_AVX2FMA inline void gate_row_avx2(const float* p, int width, int C
     const __m256 v = _mm256_loadu_ps(p + k);
     _mm256_storeu_ps(l + k, _mm256_blendv_ps(_mm256_mul_ps(v, va), v, _mm256_cmp_ps(v, zero, _CMP_GE_OQ)));
   }
-  for (int cb = 0; cb < C / kTileCo; ++cb)
-    for (int X0 = 0; X0 < width; X0 += kTilePx) {
-      const int X = std::min(X0, width - kTilePx);  // the last tile overlaps: the same values again
-      tile_16x6(gate_packed + size_t(cb) * C * kTileCo, l + size_t(X) * C, channel_off, C, size_t(C),
-                gate_bias + cb * kTileCo, p + size_t(X) * C + cb * kTileCo, size_t(C), q + size_t(X) * C + cb * kTileCo,
-                size_t(C));
-    }
-  store_row_avx2(q, width, C, out, plane, nhwc);
+  mix_row_avx2(l, p, width, C, gate_packed, gate_bias, q, out, plane, channel_off, nhwc);
 }
 
 // The scalar twin of gate_row_avx2 (any width, any C): the same operations in the same order.
@@ -159,12 +179,7 @@ inline void gate_row_scalar(const float* p, int width, int C, const float* gate_
   for (int X = 0; X < width; ++X) {
     const float* px = p + size_t(X) * C;
     for (int c = 0; c < C; ++c) l[c] = leaky(px[c], alpha);
-    for (int c = 0; c < C; ++c) {
-      float g = gate_bias[c];
-      const float* wg = gate_weight + size_t(c) * C;
-      for (int ci = 0; ci < C; ++ci) g = std::fma(wg[ci], l[ci], g);
-      out[nhwc ? size_t(X) * C + c : c * plane + X] = px[c] * g;
-    }
+    mix_pixel_scalar(l.data(), px, C, gate_weight, gate_bias, nhwc ? out + size_t(X) * C : out + X, nhwc ? 1 : plane);
   }
 }
 

@@ -60,7 +60,7 @@ bool ResAUBlock::has_simd_kernel() const {
   return f.avx2 && !f.baseline_only && __builtin_cpu_supports("fma");
 }
 
-// xt: the input, pixel-major and zero-padded [(h + 2) rows][(w + 2) cols][c]; rt: ReLU6 of its rows y .. y + 2.
+// xt: the input, pixel-major and zero-padded [(h + 2) rows][(w + 2) cols][c]; output row y.
 void ResAUBlock::row_scalar(const float* xt, int h, int w, int y, float* out, bool nhwc) const {
   const int C = c_;
   const size_t cols = size_t(w) + 2, plane = size_t(h) * w;
@@ -78,12 +78,8 @@ void ResAUBlock::row_scalar(const float* xt, int h, int w, int y, float* out, bo
       s[co] = acc;
     }
     const float* xp = xt + ((size_t(y) + 1) * cols + X + 1) * C;
-    for (int co = 0; co < C; ++co) {
-      float m = 1.0f;
-      const float* wm = mix_.data() + size_t(co) * C;
-      for (int ci = 0; ci < C; ++ci) m = std::fma(wm[ci], s[ci], m);
-      out[nhwc ? (size_t(y) * w + X) * C + co : co * plane + size_t(y) * w + X] = xp[co] * m;
-    }
+    mix_pixel_scalar(s.data(), xp, C, mix_.data(), ones_.data(),
+                     nhwc ? out + (size_t(y) * w + X) * C : out + size_t(y) * w + X, nhwc ? 1 : plane);
   }
 }
 
@@ -110,15 +106,8 @@ JPEGAI_TARGET_AVX2FMA void ResAUBlock::row_avx2(const float* xt, int h, int w, i
       tile_16x6(spatial_packed_.data() + size_t(g) * 9 * kGroup * kGroup, rrow + size_t(X) * C + g * kGroup, conv_off,
                 9 * kGroup, size_t(C), zeros, nullptr, 0, s + size_t(X) * C + g * kGroup, size_t(C));
     }
-  const float* xrow = xt + ((size_t(y) + 1) * cols + 1) * C;
-  for (int cb = 0; cb < C / kTileCo; ++cb)
-    for (int X0 = 0; X0 < w; X0 += kTilePx) {
-      const int X = std::min(X0, w - kTilePx);
-      tile_16x6(mix_packed_.data() + size_t(cb) * C * kTileCo, s + size_t(X) * C, ch_off.data(), C, size_t(C),
-                ones_.data() + cb * kTileCo, xrow + size_t(X) * C + cb * kTileCo, size_t(C),
-                q + size_t(X) * C + cb * kTileCo, size_t(C));
-    }
-  store_row_avx2(q, w, C, out + size_t(y) * w * (nhwc ? C : 1), size_t(h) * w, nhwc);
+  mix_row_avx2(s, xt + ((size_t(y) + 1) * cols + 1) * C, w, C, mix_packed_.data(), ones_.data(), q,
+               out + size_t(y) * w * (nhwc ? C : 1), size_t(h) * w, ch_off.data(), nhwc);
 }
 
 void ResAUBlock::run(const float* x, int h, int w, float* out, unsigned threads, bool reference, bool nhwc_in,
