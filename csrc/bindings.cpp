@@ -585,7 +585,7 @@ PYBIND11_MODULE(_core, m) {
            }),
            py::arg("weight"), py::arg("bias"), py::arg("gate_weight") = py::none(), py::arg("gate_bias") = py::none(),
            py::arg("alpha") = 0.0f, py::arg("plain") = false,
-           "Conv 3x3 pad 1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 3x3) "
+           "Conv 3x3 pad 1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(4x4, 3x3) "
            "(csrc/gated_conv3x3.hpp); gate_weight None: the head's residual block x + ReLU(conv(x) + bias), or "
            "with plain=True the convolution alone, conv(x) + bias.");
   conv3x3.def_property_readonly("residual", &GatedConv3x3::residual);

@@ -12,22 +12,70 @@
 #include "float_tiles.hpp"
 #include "thread_pool.hpp"
 
-// The definition, per 2x2 output tile (ty, tx) and channel — the scalar path spells it out, the AVX2 path does
-// the same per lane:
-//   d[r][c] = x(2ty + r - 1, 2tx + c - 1), r, c in 0..3 (0 outside the picture)
-//   t = Bᵀd by rows:    t0 = d0 - d2, t1 = d1 + d2, t2 = d2 - d1, t3 = d1 - d3
-//   V = t B by columns: V[r][0] = t[r][0] - t[r][2], V[r][1] = t[r][1] + t[r][2], V[r][2] = t[r][2] - t[r][1],
-//                       V[r][3] = t[r][1] - t[r][3]
-//   M[p][co] = 0, then for ci ascending M = fma(U[p][ci][co], V[p][ci], M)           (p = 4r + c)
-//   s = Aᵀ M by rows:   s0 = (M0 + M1) + M2, s1 = (M1 - M2) - M3
-//   Y = s A by columns: Y[u][0] = (s[u][0] + s[u][1]) + s[u][2], Y[u][1] = (s[u][1] - s[u][2]) - s[u][3]
+// The definition, per 4x4 output tile (ty, tx) and channel — the scalar path spells it out, the AVX2 path does
+// the same per lane.  One-dimensional Bᵀ on six values e0..e5 (the same formula down the rows, then along them):
+//   b(e) = ((4 e0 + e4) - 5 e2,  (e3 + e4) - 4 (e1 + e2),  (e4 - e3) + 4 (e1 - e2),
+//           (e4 - e2) + 2 (e3 - e1),  (e4 - e2) - 2 (e3 - e1),  (4 e1 + e5) - 5 e3)
+//   and Aᵀ on six values m0..m5, with p = m1 + m2, q = m1 - m2, r = m3 + m4, s = m3 - m4:
+//   a(m) = ((m0 + p) + r,  q + 2 s,  p + 4 r,  (q + 8 s) + m5)
+//   d[r][c] = x(4ty + r - 1, 4tx + c - 1), r, c in 0..5 (0 outside the picture)
+//   t[.][c] = b(d[.][c]) for each column c;  V[r][.] = b(t[r][.]) for each row r
+//   M[p][co] = 0, then for ci ascending M = fma(U[p][ci][co], V[p][ci], M)           (p = 6r + c)
+//   s[.][c] = a(M[6 . + c]) for each column c;  Y[u][.] = a(s[u][.]) for each row u
 //   u = Y + bias, then the gate of float_tiles.hpp.
+// Multiplications by 2, 4 and 8 are exact; every product and sum is its own IEEE operation (no fusion:
+// -ffp-contract=off), so the scalar and AVX2 paths agree bit for bit.
 
 namespace jpegai {
 namespace {
 
 using namespace float_tiles;
-constexpr int kTileRowsPerTask = 2;  // rows of 2x2 tiles per pool task
+constexpr int kT = 4;               // output tile side: F(4x4, 3x3)
+constexpr int kN = kT + 2;          // input tile side
+constexpr int kPos = kN * kN;       // 36 transformed positions
+constexpr int kChunk = 12;          // tiles per GEMM batch (a multiple of 6): V and M (36 positions each) stay in L2
+
+// Tiles across: the AVX2 GEMM takes 6 tiles at a time, so a narrow picture gets tiles over its zero padding
+// (their outputs are dropped).
+inline int tiles_across(int w, bool simd) { return std::max((w + kT - 1) / kT, simd ? kTilePx : 1); }
+
+inline void bt_scalar(const float* e, size_t es, float* o, size_t os) {
+  const float e0 = e[0], e1 = e[es], e2 = e[2 * es], e3 = e[3 * es], e4 = e[4 * es], e5 = e[5 * es];
+  o[0] = (4.0f * e0 + e4) - 5.0f * e2;
+  o[os] = (e3 + e4) - 4.0f * (e1 + e2);
+  o[2 * os] = (e4 - e3) + 4.0f * (e1 - e2);
+  o[3 * os] = (e4 - e2) + 2.0f * (e3 - e1);
+  o[4 * os] = (e4 - e2) - 2.0f * (e3 - e1);
+  o[5 * os] = (4.0f * e1 + e5) - 5.0f * e3;
+}
+
+inline void at_scalar(const float* m, size_t ms, float* o, size_t os) {
+  const float p = m[ms] + m[2 * ms], q = m[ms] - m[2 * ms], r = m[3 * ms] + m[4 * ms], s = m[3 * ms] - m[4 * ms];
+  o[0] = (m[0] + p) + r;
+  o[os] = q + 2.0f * s;
+  o[2 * os] = p + 4.0f * r;
+  o[3 * os] = (q + 8.0f * s) + m[5 * ms];
+}
+
+JPEGAI_TARGET_AVX2FMA inline void bt_avx2(const __m256* e, __m256* o) {
+  const __m256 two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f);
+  o[0] = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(four, e[0]), e[4]), _mm256_mul_ps(five, e[2]));
+  o[1] = _mm256_sub_ps(_mm256_add_ps(e[3], e[4]), _mm256_mul_ps(four, _mm256_add_ps(e[1], e[2])));
+  o[2] = _mm256_add_ps(_mm256_sub_ps(e[4], e[3]), _mm256_mul_ps(four, _mm256_sub_ps(e[1], e[2])));
+  const __m256 a = _mm256_sub_ps(e[4], e[2]), b = _mm256_mul_ps(two, _mm256_sub_ps(e[3], e[1]));
+  o[3] = _mm256_add_ps(a, b);
+  o[4] = _mm256_sub_ps(a, b);
+  o[5] = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(four, e[1]), e[5]), _mm256_mul_ps(five, e[3]));
+}
+
+JPEGAI_TARGET_AVX2FMA inline void at_avx2(const __m256* m, __m256* o) {
+  const __m256 p = _mm256_add_ps(m[1], m[2]), q = _mm256_sub_ps(m[1], m[2]);
+  const __m256 r = _mm256_add_ps(m[3], m[4]), s = _mm256_sub_ps(m[3], m[4]);
+  o[0] = _mm256_add_ps(_mm256_add_ps(m[0], p), r);
+  o[1] = _mm256_add_ps(q, _mm256_mul_ps(_mm256_set1_ps(2.0f), s));
+  o[2] = _mm256_add_ps(p, _mm256_mul_ps(_mm256_set1_ps(4.0f), r));
+  o[3] = _mm256_add_ps(_mm256_add_ps(q, _mm256_mul_ps(_mm256_set1_ps(8.0f), s)), m[5]);
+}
 
 }  // namespace
 
@@ -44,25 +92,28 @@ GatedConv3x3::GatedConv3x3(const float* weight, const float* bias, const float* 
     gate_weight_.assign(gate_weight, gate_weight + size_t(cout) * cout);
     gate_bias_.assign(gate_bias, gate_bias + cout);
   }
-  // U = G g Gᵀ, G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]], in float64
-  static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-  u_.resize(size_t(16) * cin * cout);
+  // U = G g Gᵀ in float64, rounded once to float32 (part of the definition); G of F(4, 3) at the points
+  // 0, 1, -1, 2, -2 and infinity, matching b() and a() above
+  static const double G[kN][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                  {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                  {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+  u_.resize(size_t(kPos) * cin * cout);
   for (int co = 0; co < cout; ++co)
     for (int ci = 0; ci < cin; ++ci) {
       const float* g = weight + (size_t(co) * cin + ci) * 9;
-      double gg[4][3];
-      for (int i = 0; i < 4; ++i)
+      double gg[kN][3];
+      for (int i = 0; i < kN; ++i)
         for (int j = 0; j < 3; ++j) gg[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
-      for (int i = 0; i < 4; ++i)
-        for (int k = 0; k < 4; ++k)
-          u_[(size_t(4 * i + k) * cin + ci) * cout + co] =
+      for (int i = 0; i < kN; ++i)
+        for (int k = 0; k < kN; ++k)
+          u_[(size_t(kN * i + k) * cin + ci) * cout + co] =
               float(gg[i][0] * G[k][0] + gg[i][1] * G[k][1] + gg[i][2] * G[k][2]);
     }
   if (cout % kTileCo || cin % kLanes) return;  // the scalar definition only
   const int ncb = cout / kTileCo;
   u_packed_.resize(u_.size());
   float* p = u_packed_.data();
-  for (int pos = 0; pos < 16; ++pos)
+  for (int pos = 0; pos < kPos; ++pos)
     for (int cb = 0; cb < ncb; ++cb)
       for (int ci = 0; ci < cin; ++ci)
         for (int l = 0; l < kTileCo; ++l) *p++ = u_[(size_t(pos) * cin + ci) * cout + cb * kTileCo + l];
@@ -74,75 +125,68 @@ bool GatedConv3x3::has_simd_kernel() const {
   return !u_packed_.empty() && f.avx2 && !f.baseline_only && __builtin_cpu_supports("fma");
 }
 
-// xt: the padded input, pixel-major [(2th + 2) rows][(2tw + 2) cols][cin]; xt(r, c) = x(r - 1, c - 1).
-void GatedConv3x3::tile_rows_scalar(const float* xt, int h, int w, int ty0, int ty1, float* out, bool nhwc) const {
-  const int C = cout_, tw = (w + 1) / 2, cols = 2 * tw + 2, W2 = 2 * tw;
-  std::vector<float> V(size_t(16) * cin_), M(16), prow(size_t(2) * W2 * C);
-  for (int ty = ty0; ty < ty1; ++ty) {
-    for (int tx = 0; tx < tw; ++tx) {
-      for (int ci = 0; ci < cin_; ++ci) {
-        float d[4][4], t[4][4];
-        for (int r = 0; r < 4; ++r)
-          for (int c = 0; c < 4; ++c) d[r][c] = xt[(size_t(2 * ty + r) * cols + 2 * tx + c) * cin_ + ci];
-        for (int c = 0; c < 4; ++c) {
-          t[0][c] = d[0][c] - d[2][c];
-          t[1][c] = d[1][c] + d[2][c];
-          t[2][c] = d[2][c] - d[1][c];
-          t[3][c] = d[1][c] - d[3][c];
-        }
-        for (int r = 0; r < 4; ++r) {
-          V[size_t(4 * r + 0) * cin_ + ci] = t[r][0] - t[r][2];
-          V[size_t(4 * r + 1) * cin_ + ci] = t[r][1] + t[r][2];
-          V[size_t(4 * r + 2) * cin_ + ci] = t[r][2] - t[r][1];
-          V[size_t(4 * r + 3) * cin_ + ci] = t[r][1] - t[r][3];
-        }
-      }
-      for (int co = 0; co < C; ++co) {
-        for (int p = 0; p < 16; ++p) {
-          float acc = 0.0f;
-          const float* up = &u_[size_t(p) * cin_ * C + co];
-          for (int ci = 0; ci < cin_; ++ci) acc = std::fma(up[size_t(ci) * C], V[size_t(p) * cin_ + ci], acc);
-          M[p] = acc;
-        }
-        float s[2][4];
-        for (int c = 0; c < 4; ++c) {
-          s[0][c] = (M[c] + M[4 + c]) + M[8 + c];
-          s[1][c] = (M[4 + c] - M[8 + c]) - M[12 + c];
-        }
-        for (int u = 0; u < 2; ++u) {
-          prow[(size_t(u) * W2 + 2 * tx) * C + co] = ((s[u][0] + s[u][1]) + s[u][2]) + bias_[co];
-          prow[(size_t(u) * W2 + 2 * tx + 1) * C + co] = ((s[u][1] - s[u][2]) - s[u][3]) + bias_[co];
-        }
-      }
+// After the convolution (prow: `rows` rows of [W][C] pixel-major, u = conv + bias): the gate, the residual ReLU or
+// nothing, cropped to the picture, into the output rows y0 .. y0 + rows - 1.
+void GatedConv3x3::finish_rows_scalar(const float* xt, int cols, const float* prow, int W, int h, int w, int y0,
+                                      float* out, bool nhwc) const {
+  const int C = cout_;
+  for (int u = 0; u < kT && y0 + u < h; ++u) {
+    const int y = y0 + u;
+    float* o = out + size_t(y) * w * (nhwc ? C : 1);
+    if (gated()) {
+      gate_row_scalar(prow + size_t(u) * W * C, w, C, gate_weight_.data(), gate_bias_.data(), alpha_, o,
+                      size_t(h) * w, nhwc);
+      continue;
     }
-    for (int u = 0; u < 2 && 2 * ty + u < h; ++u) {
-      const int y = 2 * ty + u;
-      float* o = out + size_t(y) * w * (nhwc ? C : 1);
-      if (gated()) {
-        gate_row_scalar(prow.data() + size_t(u) * W2 * C, w, C, gate_weight_.data(), gate_bias_.data(), alpha_, o,
-                        size_t(h) * w, nhwc);
-        continue;
+    for (int X = 0; X < w; ++X)
+      for (int c = 0; c < C; ++c) {
+        const float v = prow[(size_t(u) * W + X) * C + c];
+        const float r = plain_ ? v : xt[(size_t(y + 1) * cols + X + 1) * C + c] + (v >= 0.0f ? v : 0.0f);
+        o[nhwc ? size_t(X) * C + c : c * size_t(h) * w + X] = r;
       }
-      for (int X = 0; X < w; ++X)
-        for (int c = 0; c < C; ++c) {
-          const float v = prow[(size_t(u) * W2 + X) * C + c];
-          const float r = plain_ ? v : xt[(size_t(y + 1) * cols + X + 1) * C + c] + (v >= 0.0f ? v : 0.0f);
-          o[nhwc ? size_t(X) * C + c : c * size_t(h) * w + X] = r;
-        }
-    }
   }
 }
 
-JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int h, int w, int ty0, int ty1,
+// xt: the padded input, pixel-major [(4th + 2) rows][cols][cin]; xt(r, c) = x(r - 1, c - 1).
+void GatedConv3x3::tile_rows_scalar(const float* xt, int cols, int h, int w, int ty0, int ty1, float* out,
+                                    bool nhwc) const {
+  const int C = cout_, CI = cin_, tw = tiles_across(w, false), W4 = kT * tw;
+  std::vector<float> t(kPos), V(size_t(kPos) * CI), M(kPos), s(kN * kT), prow(size_t(kT) * W4 * C);
+  for (int ty = ty0; ty < ty1; ++ty) {
+    for (int tx = 0; tx < tw; ++tx) {
+      for (int ci = 0; ci < CI; ++ci) {
+        const float* d = xt + (size_t(kT * ty) * cols + kT * tx) * CI + ci;
+        for (int c = 0; c < kN; ++c) bt_scalar(d + size_t(c) * CI, size_t(cols) * CI, &t[c], kN);  // down rows
+        for (int r = 0; r < kN; ++r) bt_scalar(&t[kN * r], 1, &V[size_t(kN * r) * CI + ci], CI);  // along a row
+      }
+      for (int co = 0; co < C; ++co) {
+        for (int p = 0; p < kPos; ++p) {
+          float acc = 0.0f;
+          const float* up = &u_[size_t(p) * CI * C + co];
+          for (int ci = 0; ci < CI; ++ci) acc = std::fma(up[size_t(ci) * C], V[size_t(p) * CI + ci], acc);
+          M[p] = acc;
+        }
+        for (int c = 0; c < kN; ++c) at_scalar(&M[c], kN, &s[c], kN);  // s[u][c] at s[kN u + c]
+        for (int u = 0; u < kT; ++u) {
+          float y[kT];
+          at_scalar(&s[kN * u], 1, y, 1);
+          for (int v = 0; v < kT; ++v) prow[(size_t(u) * W4 + kT * tx + v) * C + co] = y[v] + bias_[co];
+        }
+      }
+    }
+    finish_rows_scalar(xt, cols, prow.data(), W4, h, w, kT * ty, out, nhwc);
+  }
+}
+
+JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int cols, int h, int w, int ty0, int ty1,
                                                         float* out, bool nhwc) const {
-  const int C = cout_, CI = cin_, tw = (w + 1) / 2, cols = 2 * tw + 2, W2 = 2 * tw, ncb = C / kTileCo;
-  // V and M for a chunk of kChunk tiles (a multiple of 6) stay in L2 between the transforms and the GEMMs
-  constexpr int kChunk = 24;
-  float* V = scratch(kScratchV, size_t(16) * kChunk * CI);
-  float* M = scratch(kScratchM, size_t(16) * kChunk * C);
-  float* prow = scratch(kScratchRow, size_t(2) * W2 * C);
-  float* lrow = scratch(kScratchL, size_t(W2) * C);
-  float* orow = scratch(kScratchQ, size_t(W2) * C);
+  const int C = cout_, CI = cin_, tw = tiles_across(w, true), W4 = kT * tw, ncb = C / kTileCo;
+  float* V = scratch(kScratchV, size_t(kPos) * kChunk * CI);
+  float* M = scratch(kScratchM, size_t(kPos) * kChunk * C);
+  float* prow = scratch(kScratchRow, size_t(kT) * W4 * C);
+  float* lrow = scratch(kScratchL, size_t(W4) * C);
+  float* orow = scratch(kScratchQ, size_t(W4) * C);
+  float* narrow = scratch(kScratchAux, size_t(kTilePx) * C);
   std::vector<ptrdiff_t> ch_off(std::max(C, CI));
   for (size_t k = 0; k < ch_off.size(); ++k) ch_off[k] = ptrdiff_t(k);
   alignas(32) float zeros[kTileCo] = {};
@@ -150,30 +194,25 @@ JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int h, 
     for (int x0 = 0; x0 < tw; x0 += kChunk) {
       // the chunk: tiles [xa, xa + n); the last one overlaps the one before (the same values again)
       const int n = std::min(kChunk, tw), xa = std::min(x0, tw - n);
+      const size_t vstep = size_t(n) * CI;  // one position of V
       // 1. input transform, 8 input channels per vector: V [pos][tile][ci]
       for (int k = 0; k < n; ++k)
         for (int c0 = 0; c0 < CI; c0 += kLanes) {
-          const int tx = xa + k;
-          __m256 d[4][4], t[4][4];
-          for (int r = 0; r < 4; ++r)
-            for (int c = 0; c < 4; ++c) d[r][c] = _mm256_loadu_ps(xt + (size_t(2 * ty + r) * cols + 2 * tx + c) * CI + c0);
-          for (int c = 0; c < 4; ++c) {
-            t[0][c] = _mm256_sub_ps(d[0][c], d[2][c]);
-            t[1][c] = _mm256_add_ps(d[1][c], d[2][c]);
-            t[2][c] = _mm256_sub_ps(d[2][c], d[1][c]);
-            t[3][c] = _mm256_sub_ps(d[1][c], d[3][c]);
+          const float* d = xt + (size_t(kT * ty) * cols + kT * (xa + k)) * CI + c0;
+          __m256 e[kN], t[kN][kN], o[kN];
+          for (int c = 0; c < kN; ++c) {  // down the rows of column c: t[.][c]
+            for (int r = 0; r < kN; ++r) e[r] = _mm256_loadu_ps(d + (size_t(r) * cols + c) * CI);
+            bt_avx2(e, o);
+            for (int r = 0; r < kN; ++r) t[r][c] = o[r];
           }
-          const size_t step = size_t(n) * CI;  // one position
-          for (int r = 0; r < 4; ++r) {
-            float* v = V + (size_t(4 * r) * n + k) * CI + c0;
-            _mm256_storeu_ps(v, _mm256_sub_ps(t[r][0], t[r][2]));
-            _mm256_storeu_ps(v + step, _mm256_add_ps(t[r][1], t[r][2]));
-            _mm256_storeu_ps(v + 2 * step, _mm256_sub_ps(t[r][2], t[r][1]));
-            _mm256_storeu_ps(v + 3 * step, _mm256_sub_ps(t[r][1], t[r][3]));
+          for (int r = 0; r < kN; ++r) {  // along row r
+            bt_avx2(t[r], o);
+            float* v = V + size_t(kN * r) * vstep + size_t(k) * CI + c0;
+            for (int c = 0; c < kN; ++c) _mm256_storeu_ps(v + c * vstep, o[c]);
           }
         }
-      // 2. sixteen GEMMs, 16 output channels x 6 tiles at a time: M [pos][tile][co]
-      for (int p = 0; p < 16; ++p)
+      // 2. 36 GEMMs, 16 output channels x 6 tiles at a time: M [pos][tile][co]
+      for (int p = 0; p < kPos; ++p)
         for (int cb = 0; cb < ncb; ++cb)
           for (int k0 = 0; k0 < n; k0 += kTilePx) {
             const int k = std::min(k0, n - kTilePx);  // the last tile overlaps: the same values again
@@ -181,42 +220,47 @@ JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int h, 
                       ch_off.data(), CI, size_t(CI), zeros, nullptr, 0, M + (size_t(p) * n + k) * C + cb * kTileCo,
                       size_t(C));
           }
-      // 3. output transform + bias, 8 output channels per vector: prow [u][2tx + v][co]
-      const size_t pstep = size_t(n) * C;
+      // 3. output transform + bias, 8 output channels per vector: prow [u][4tx + v][co]
+      const size_t mstep = size_t(n) * C;  // one position of M
       for (int k = 0; k < n; ++k)
         for (int c0 = 0; c0 < C; c0 += kLanes) {
           const float* m = M + size_t(k) * C + c0;
           const __m256 bias = _mm256_loadu_ps(&bias_[c0]);
-          __m256 s[2][4];
-          for (int c = 0; c < 4; ++c) {
-            const __m256 m0 = _mm256_loadu_ps(m + c * pstep), m1 = _mm256_loadu_ps(m + (4 + c) * pstep);
-            const __m256 m2 = _mm256_loadu_ps(m + (8 + c) * pstep), m3 = _mm256_loadu_ps(m + (12 + c) * pstep);
-            s[0][c] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
-            s[1][c] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+          __m256 e[kN], s[kT][kN], y[kT];
+          for (int c = 0; c < kN; ++c) {  // down the rows of column c
+            for (int r = 0; r < kN; ++r) e[r] = _mm256_loadu_ps(m + size_t(kN * r + c) * mstep);
+            at_avx2(e, y);
+            for (int u = 0; u < kT; ++u) s[u][c] = y[u];
           }
-          for (int u = 0; u < 2; ++u) {
-            float* o = prow + (size_t(u) * W2 + 2 * (xa + k)) * C + c0;
-            _mm256_storeu_ps(o, _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s[u][0], s[u][1]), s[u][2]), bias));
-            _mm256_storeu_ps(o + C, _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s[u][1], s[u][2]), s[u][3]), bias));
+          for (int u = 0; u < kT; ++u) {  // along row u
+            at_avx2(s[u], y);
+            float* o = prow + (size_t(u) * W4 + kT * (xa + k)) * C + c0;
+            for (int v = 0; v < kT; ++v) _mm256_storeu_ps(o + size_t(v) * C, _mm256_add_ps(y[v], bias));
           }
         }
     }
     // 4. the gate (or the residual ReLU, or nothing), cropped to the picture's width and rows
-    for (int u = 0; u < 2 && 2 * ty + u < h; ++u) {
-      const int y = 2 * ty + u;
+    for (int u = 0; u < kT && kT * ty + u < h; ++u) {
+      const int y = kT * ty + u;
       float* o = out + size_t(y) * w * (nhwc ? C : 1);
+      if (gated() && w < kTilePx) {  // the gate's tiles take 6 pixels: gate 6 (the padding's too), keep w
+        gate_row_avx2(prow + size_t(u) * W4 * C, kTilePx, C, gate_packed_.data(), gate_bias_.data(), alpha_, lrow,
+                      orow, narrow, 0, ch_off.data(), true);
+        store_row_avx2(narrow, w, C, o, size_t(h) * w, nhwc);
+        continue;
+      }
       if (gated()) {
-        gate_row_avx2(prow + size_t(u) * W2 * C, w, C, gate_packed_.data(), gate_bias_.data(), alpha_,
-                      lrow, orow, o, size_t(h) * w, ch_off.data(), nhwc);
+        gate_row_avx2(prow + size_t(u) * W4 * C, w, C, gate_packed_.data(), gate_bias_.data(), alpha_, lrow, orow,
+                      o, size_t(h) * w, ch_off.data(), nhwc);
         continue;
       }
       if (plain_) {
-        store_row_avx2(prow + size_t(u) * W2 * C, w, C, o, size_t(h) * w, nhwc);
+        store_row_avx2(prow + size_t(u) * W4 * C, w, C, o, size_t(h) * w, nhwc);
         continue;
       }
       const __m256 zero = _mm256_setzero_ps();
       const float* xr = xt + (size_t(y + 1) * cols + 1) * C;
-      const float* pr = prow + size_t(u) * W2 * C;
+      const float* pr = prow + size_t(u) * W4 * C;
       for (size_t k = 0; k < size_t(w) * C; k += kLanes) {
         const __m256 v = _mm256_loadu_ps(pr + k);
         _mm256_storeu_ps(orow + k, _mm256_add_ps(_mm256_loadu_ps(xr + k),
@@ -230,13 +274,16 @@ JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int h, 
 void GatedConv3x3::run(const float* x, int h, int w, float* out, unsigned threads, bool reference,
                        bool nhwc_in, bool nhwc_out) const {
   if (h < 1 || w < 1) throw ArgumentError("GatedConv3x3: empty input");
-  run_tile_rows(x, cin_, h, w, nhwc_in, !reference && has_simd_kernel(), threads, kTileRowsPerTask,
-                [&](const float* xt, int t0, int t1, bool simd) {
-                  if (simd)
-                    tile_rows_avx2(xt, h, w, t0, t1, out, nhwc_out);
-                  else
-                    tile_rows_scalar(xt, h, w, t0, t1, out, nhwc_out);
-                });
+  const bool simd = !reference && has_simd_kernel();
+  const int th = (h + kT - 1) / kT, cols = kT * tiles_across(w, simd) + 2;
+  const float* xt = pad_pixel_major(x, cin_, h, w, kT * th + 2, cols, nhwc_in, simd, threads);
+  // one row of 4x4 tiles per pool task (4 output rows each): any thread count gives the same bytes
+  global_pool().parallel_for(size_t(th), threads, [&](size_t t) {
+    if (simd)
+      tile_rows_avx2(xt, cols, h, w, int(t), int(t) + 1, out, nhwc_out);
+    else
+      tile_rows_scalar(xt, cols, h, w, int(t), int(t) + 1, out, nhwc_out);
+  });
 }
 
 }  // namespace jpegai

@@ -1,19 +1,20 @@
 // The synthesis' gated 3x3 block in C++: a 3x3 convolution (stride 1, zero padding 1, Cin -> Cout, bias)
 // followed by the VM gate, out = u * (Wg · LeakyReLU(u) + bg) — the `mid` block of the vm33 synthesis, 39 % of
-// the BOP luma graph's MACs.  The convolution runs as Winograd F(2x2, 3x3): 16 multiply-adds per input channel
-// for a 2x2 output tile where the direct form needs 36 (2.25x fewer), so it beats ONNX Runtime's direct NCHWc
-// kernel at the same GEMM throughput.
+// the BOP luma graph's MACs.  The convolution runs as Winograd F(4x4, 3x3): 36 multiply-adds per input channel
+// for a 4x4 output tile where the direct form needs 144 (4x fewer; F(2x2, 3x3), used before 2026-12-08, saves
+// 2.25x), so it beats ONNX Runtime's direct NCHWc kernel at the same GEMM throughput.
 //
 // Read me first:
-//  * Float, not integer: equal to ONNX Runtime's graph to float rounding (the Winograd transforms add and
-//    subtract; tests/test_gated_upsampler.py measures it), and equal to its scalar definition bit for bit — the
+//  * Float, not integer: equal to ONNX Runtime's graph to float rounding (the Winograd transforms add, subtract
+//    and scale by up to 8 and 1/24, so the error is a few times F(2x2, 3x3)'s; tests/test_gated_upsampler.py
+//    bounds it), and equal to its scalar definition bit for bit — the
 //    AVX2 path vectorises over channels only, so every output value sees the same IEEE operations in the same
 //    order (the order is written out in gated_conv3x3.cpp, `definition`).
 //  * The transformed weights U = G g Gᵀ are computed once in float64 and rounded to float32: they are part of
 //    the definition, shared by both paths.
-//  * Rows of 2x2 output tiles are independent tasks: any thread count gives the same bytes.
-//  * The AVX2 path needs Cin a multiple of 8, Cout of 16 and a picture at least 11 samples wide; else the
-//    scalar definition runs (the runtime then keeps the whole ORT graph, model.py).
+//  * Rows of 4x4 output tiles are independent tasks: any thread count gives the same bytes.
+//  * The AVX2 path needs Cin a multiple of 8 and Cout of 16, else the scalar definition runs.  A picture under 24
+//    samples across gets tiles over its zero padding (the GEMM takes 6 tiles at a time); their outputs are dropped.
 #pragma once
 
 #include <vector>
@@ -42,13 +43,15 @@ class GatedConv3x3 {
   bool has_simd_kernel() const;  // channels fit the AVX2 tiles and the CPU has AVX2 + FMA
 
  private:
-  void tile_rows_scalar(const float* xt, int h, int w, int ty0, int ty1, float* out, bool nhwc) const;
-  void tile_rows_avx2(const float* xt, int h, int w, int ty0, int ty1, float* out, bool nhwc) const;
+  void tile_rows_scalar(const float* xt, int cols, int h, int w, int ty0, int ty1, float* out, bool nhwc) const;
+  void tile_rows_avx2(const float* xt, int cols, int h, int w, int ty0, int ty1, float* out, bool nhwc) const;
+  void finish_rows_scalar(const float* xt, int cols, const float* prow, int W, int h, int w, int y0, float* out,
+                          bool nhwc) const;
 
   int cin_, cout_;
   bool residual_, plain_;  // neither: gated
   float alpha_;
-  std::vector<float> u_;  // transformed weights [16 positions][cin][cout]
+  std::vector<float> u_;  // transformed weights [36 positions][cin][cout]
   std::vector<float> bias_, gate_weight_, gate_bias_;
   std::vector<float> u_packed_, gate_packed_;  // AVX2: [pos][co16][cin][16], [co16][ci][16]
 };

@@ -123,7 +123,7 @@ def yuv420_to_rgb(
     """Y'CbCr 4:2:0 float32 planes (0-255) -> uint8 RGB [H, W, 3], bit-identical to colour.yuv420_to_rgb."""
 
 class GatedConv3x3:
-    """Conv 3x3 pad 1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 3x3)
+    """Conv 3x3 pad 1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(4x4, 3x3)
     (csrc/gated_conv3x3.hpp); gate_weight None: the head's residual block x + ReLU(conv(x) + bias), or with
     plain=True the convolution alone, conv(x) + bias."""
     def __init__(
