@@ -12,27 +12,69 @@
 #include "float_tiles.hpp"
 #include "thread_pool.hpp"
 
-// The definition, per phase (a, b), 2x2 tile (ti, tj) of that phase and channel — the scalar path spells it
-// out, the AVX2 path does the same per lane:
-//   d[r][c] = xpad(2ti + a + r, 2tj + b + c), r, c in 0..2 (xpad: the input with one zero sample around it)
-//   t = Bᵀd by rows:    t0 = d0 - d1, t1 = d1, t2 = d2 - d1
-//   V = t B by columns: V[r][0] = t[r][0] - t[r][1], V[r][1] = t[r][1], V[r][2] = t[r][2] - t[r][1]
-//   M[p][co] = 0, then for ci ascending M = fma(U[a][b][p][ci][co], V[p][ci], M)        (p = 3r + c)
-//   s = Aᵀ M by rows:   s0 = M0 + M1, s1 = M1 + M2
-//   Y = s A by columns: Y[u][0] = s[u][0] + s[u][1], Y[u][1] = s[u][1] + s[u][2]
-//   u(2(2ti + u') + a, 2(2tj + v) + b) = Y[u'][v] + bias, then the gate of float_tiles.hpp.
-// F(2, 2) in one dimension: y0 = d0 g0 + d1 g1 = (d0 - d1) g0 + d1 (g0 + g1), y1 = d1 g0 + d2 g1 = d1 (g0 + g1)
-// + (d2 - d1) g1, so G = [[1, 0], [1, 1], [0, 1]].
+// The definition, per phase (a, b), 4x4 tile (ti, tj) of that phase and channel — the scalar path spells it
+// out, the AVX2 path does the same per lane.  One-dimensional Bᵀ on five values e0..e4 (the same formula down
+// the rows, then along them), F(4, 2) at the points 0, 1, -1, 2 and infinity:
+//   b(e) = (2 (e0 - e2) + (e3 - e1),  (e3 - e2) - 2 e1,  (e3 + 2 e1) - 3 e2,  e3 - e1,  (e4 - e2) + 2 (e1 - e3))
+//   and Aᵀ on five values m0..m4, with p = m1 + m2, q = m1 - m2:
+//   a(m) = ((m0 + p) + m3,  q + 2 m3,  p + 4 m3,  (q + 8 m3) + m4)
+//   d[r][c] = xpad(4ti + a + r, 4tj + b + c), r, c in 0..4 (xpad: the input with one zero sample around it)
+//   t[.][c] = b(d[.][c]) for each column c;  V[r][.] = b(t[r][.]) for each row r
+//   M[p][co] = 0, then for ci ascending M = fma(U[a][b][p][ci][co], V[p][ci], M)        (p = 5r + c)
+//   s[.][c] = a(M[5 . + c]) for each column c;  Y[u][.] = a(s[u][.]) for each row u
+//   u(2(4ti + u) + a, 2(4tj + v) + b) = Y[u][v] + bias, then the gate of float_tiles.hpp.
+// Multiplications by 2, 4 and 8 are exact; every product and sum is its own IEEE operation (no fusion:
+// -ffp-contract=off), so the scalar and AVX2 paths agree bit for bit.
 
 namespace jpegai {
 namespace {
 
 using namespace float_tiles;
-constexpr int kTileRowsPerTask = 1;  // rows of 2x2 tiles per pool task (each writes 4 output rows)
-constexpr int kChunk = 24;           // tiles per GEMM batch (a multiple of 6): V and M stay in L2
+constexpr int kT = 4;          // output tile side per phase: F(4x4, 2x2)
+constexpr int kN = kT + 1;     // input tile side
+constexpr int kPos = kN * kN;  // 25 transformed positions
+constexpr int kChunk = 12;     // tiles per GEMM batch (a multiple of 6): V and M stay in L2
 
 // Kernel tap of output phase `phase` (0, 1) for padded offset `k` (0, 1) of the 2x2 phase convolution.
 inline int tap(int phase, int k) { return 3 - phase - 2 * k; }
+
+// Tiles across: the AVX2 GEMM takes 6 tiles at a time, so a narrow picture gets tiles over its zero padding
+// (their outputs are dropped).
+inline int tiles_across(int w, bool simd) { return std::max((w + kT - 1) / kT, simd ? kTilePx : 1); }
+
+inline void bt_scalar(const float* e, size_t es, float* o, size_t os) {
+  const float e0 = e[0], e1 = e[es], e2 = e[2 * es], e3 = e[3 * es], e4 = e[4 * es];
+  o[0] = 2.0f * (e0 - e2) + (e3 - e1);
+  o[os] = (e3 - e2) - 2.0f * e1;
+  o[2 * os] = (e3 + 2.0f * e1) - 3.0f * e2;
+  o[3 * os] = e3 - e1;
+  o[4 * os] = (e4 - e2) + 2.0f * (e1 - e3);
+}
+
+inline void at_scalar(const float* m, size_t ms, float* o, size_t os) {
+  const float p = m[ms] + m[2 * ms], q = m[ms] - m[2 * ms], m3 = m[3 * ms];
+  o[0] = (m[0] + p) + m3;
+  o[os] = q + 2.0f * m3;
+  o[2 * os] = p + 4.0f * m3;
+  o[3 * os] = (q + 8.0f * m3) + m[4 * ms];
+}
+
+JPEGAI_TARGET_AVX2FMA inline void bt_avx2(const __m256* e, __m256* o) {
+  const __m256 two = _mm256_set1_ps(2.0f), three = _mm256_set1_ps(3.0f);
+  o[0] = _mm256_add_ps(_mm256_mul_ps(two, _mm256_sub_ps(e[0], e[2])), _mm256_sub_ps(e[3], e[1]));
+  o[1] = _mm256_sub_ps(_mm256_sub_ps(e[3], e[2]), _mm256_mul_ps(two, e[1]));
+  o[2] = _mm256_sub_ps(_mm256_add_ps(e[3], _mm256_mul_ps(two, e[1])), _mm256_mul_ps(three, e[2]));
+  o[3] = _mm256_sub_ps(e[3], e[1]);
+  o[4] = _mm256_add_ps(_mm256_sub_ps(e[4], e[2]), _mm256_mul_ps(two, _mm256_sub_ps(e[1], e[3])));
+}
+
+JPEGAI_TARGET_AVX2FMA inline void at_avx2(const __m256* m, __m256* o) {
+  const __m256 p = _mm256_add_ps(m[1], m[2]), q = _mm256_sub_ps(m[1], m[2]);
+  o[0] = _mm256_add_ps(_mm256_add_ps(m[0], p), m[3]);
+  o[1] = _mm256_add_ps(q, _mm256_mul_ps(_mm256_set1_ps(2.0f), m[3]));
+  o[2] = _mm256_add_ps(p, _mm256_mul_ps(_mm256_set1_ps(4.0f), m[3]));
+  o[3] = _mm256_add_ps(_mm256_add_ps(q, _mm256_mul_ps(_mm256_set1_ps(8.0f), m[3])), m[4]);
+}
 
 }  // namespace
 
@@ -48,8 +90,9 @@ GatedUpsampler::GatedUpsampler(const float* weight, const float* bias, const flo
     gate_weight_.assign(gate_weight, gate_weight + size_t(cout) * cout);
     gate_bias_.assign(gate_bias, gate_bias + cout);
   }
-  static const double G[3][2] = {{1, 0}, {1, 1}, {0, 1}};
-  u_.resize(size_t(4) * 9 * cin * cout);
+  // U = G g Gᵀ in float64, rounded once to float32 (part of the definition); G of F(4, 2) matching b() and a()
+  static const double G[kN][2] = {{0.5, 0}, {-0.5, -0.5}, {-1.0 / 6, 1.0 / 6}, {1.0 / 6, 1.0 / 3}, {0, 1}};
+  u_.resize(size_t(4) * kPos * cin * cout);
   for (int a = 0; a < 2; ++a)
     for (int b = 0; b < 2; ++b)
       for (int ci = 0; ci < cin; ++ci)
@@ -58,19 +101,19 @@ GatedUpsampler::GatedUpsampler(const float* weight, const float* bias, const flo
           double g[2][2];
           for (int r = 0; r < 2; ++r)
             for (int s = 0; s < 2; ++s) g[r][s] = wk[tap(a, r) * 4 + tap(b, s)];
-          for (int i = 0; i < 3; ++i)
-            for (int k = 0; k < 3; ++k) {
+          for (int i = 0; i < kN; ++i)
+            for (int k = 0; k < kN; ++k) {
               double v = 0;
               for (int r = 0; r < 2; ++r)
                 for (int s = 0; s < 2; ++s) v += G[i][r] * g[r][s] * G[k][s];
-              u_[((size_t(2 * a + b) * 9 + 3 * i + k) * cin + ci) * cout + co] = float(v);
+              u_[((size_t(2 * a + b) * kPos + kN * i + k) * cin + ci) * cout + co] = float(v);
             }
         }
   if (cout % kTileCo || cin % kLanes) return;  // the scalar definition only
   const int ncb = cout / kTileCo;
   u_packed_.resize(u_.size());
   float* p = u_packed_.data();
-  for (int q = 0; q < 36; ++q)  // (phase, position)
+  for (int q = 0; q < 4 * kPos; ++q)  // (phase, position)
     for (int cb = 0; cb < ncb; ++cb)
       for (int ci = 0; ci < cin; ++ci)
         for (int l = 0; l < kTileCo; ++l) *p++ = u_[(size_t(q) * cin + ci) * cout + cb * kTileCo + l];
@@ -82,134 +125,140 @@ bool GatedUpsampler::has_simd_kernel() const {
   return !u_packed_.empty() && f.avx2 && !f.baseline_only && __builtin_cpu_supports("fma");
 }
 
-// xt: the padded input, pixel-major [(2th + 2) rows][(2tw + 2) cols][cin], xt(r, c) = xpad(r, c).
-void GatedUpsampler::tile_rows_scalar(const float* xt, int h, int w, int t0, int t1, float* out, bool nhwc) const {
-  const int C = cout_, tw = (w + 1) / 2, cols = 2 * tw + 2, W4 = 4 * tw;
-  std::vector<float> V(size_t(9) * cin_), prow(size_t(4) * W4 * C);
+// After the transforms: prow, 8 output rows of [W8][C] pixel-major (u = the transposed convolution + bias) -> the
+// gate (if any), cropped to the picture, into output rows y0 .. y0 + 7.
+void GatedUpsampler::finish_rows_scalar(const float* prow, int W8, int h, int w, int y0, float* out,
+                                        bool nhwc) const {
+  const int C = cout_;
+  const size_t plane = size_t(2 * h) * 2 * w;
+  for (int k = 0; k < 2 * kT && y0 + k < 2 * h; ++k) {
+    const float* p = prow + size_t(k) * W8 * C;
+    float* o = out + size_t(y0 + k) * 2 * w * (nhwc ? C : 1);
+    if (gated_) {
+      gate_row_scalar(p, 2 * w, C, gate_weight_.data(), gate_bias_.data(), alpha_, o, plane, nhwc);
+      continue;
+    }
+    for (int X = 0; X < 2 * w; ++X)
+      for (int c = 0; c < C; ++c) o[nhwc ? size_t(X) * C + c : c * plane + X] = p[size_t(X) * C + c];
+  }
+}
+
+// xt: the padded input, pixel-major [(4th + 2) rows][cols][cin], xt(r, c) = xpad(r, c).
+void GatedUpsampler::tile_rows_scalar(const float* xt, int cols, int h, int w, int t0, int t1, float* out,
+                                      bool nhwc) const {
+  const int C = cout_, CI = cin_, tw = tiles_across(w, false), W8 = 2 * kT * tw;
+  std::vector<float> t(kPos), V(size_t(kPos) * CI), M(kPos), s(kN * kT), prow(size_t(2 * kT) * W8 * C);
   for (int ti = t0; ti < t1; ++ti) {
     for (int a = 0; a < 2; ++a)
       for (int b = 0; b < 2; ++b) {
-        const float* U = u_.data() + size_t(2 * a + b) * 9 * cin_ * C;
+        const float* U = u_.data() + size_t(2 * a + b) * kPos * CI * C;
         for (int tj = 0; tj < tw; ++tj) {
-          for (int ci = 0; ci < cin_; ++ci) {
-            float d[3][3], t[3][3];
-            for (int r = 0; r < 3; ++r)
-              for (int c = 0; c < 3; ++c) d[r][c] = xt[(size_t(2 * ti + a + r) * cols + 2 * tj + b + c) * cin_ + ci];
-            for (int c = 0; c < 3; ++c) {
-              t[0][c] = d[0][c] - d[1][c];
-              t[1][c] = d[1][c];
-              t[2][c] = d[2][c] - d[1][c];
-            }
-            for (int r = 0; r < 3; ++r) {
-              V[size_t(3 * r + 0) * cin_ + ci] = t[r][0] - t[r][1];
-              V[size_t(3 * r + 1) * cin_ + ci] = t[r][1];
-              V[size_t(3 * r + 2) * cin_ + ci] = t[r][2] - t[r][1];
-            }
+          for (int ci = 0; ci < CI; ++ci) {
+            const float* d = xt + (size_t(kT * ti + a) * cols + kT * tj + b) * CI + ci;
+            for (int c = 0; c < kN; ++c) bt_scalar(d + size_t(c) * CI, size_t(cols) * CI, &t[c], kN);  // down rows
+            for (int r = 0; r < kN; ++r) bt_scalar(&t[kN * r], 1, &V[size_t(kN * r) * CI + ci], CI);  // along a row
           }
           for (int co = 0; co < C; ++co) {
-            float M[9];
-            for (int p = 0; p < 9; ++p) {
+            for (int p = 0; p < kPos; ++p) {
               float acc = 0.0f;
-              const float* up = U + size_t(p) * cin_ * C + co;
-              for (int ci = 0; ci < cin_; ++ci) acc = std::fma(up[size_t(ci) * C], V[size_t(p) * cin_ + ci], acc);
+              const float* up = U + size_t(p) * CI * C + co;
+              for (int ci = 0; ci < CI; ++ci) acc = std::fma(up[size_t(ci) * C], V[size_t(p) * CI + ci], acc);
               M[p] = acc;
             }
-            for (int u = 0; u < 2; ++u) {
-              float s[3];
-              for (int c = 0; c < 3; ++c) s[c] = u == 0 ? M[c] + M[3 + c] : M[3 + c] + M[6 + c];
-              float* o = prow.data() + (size_t(2 * u + a) * W4 + 4 * tj + b) * C + co;
-              o[0] = (s[0] + s[1]) + bias_[co];
-              o[2 * size_t(C)] = (s[1] + s[2]) + bias_[co];
+            for (int c = 0; c < kN; ++c) at_scalar(&M[c], kN, &s[c], kN);  // s[u][c] at s[kN u + c]
+            for (int u = 0; u < kT; ++u) {
+              float y[kT];
+              at_scalar(&s[kN * u], 1, y, 1);
+              for (int v = 0; v < kT; ++v)
+                prow[(size_t(2 * u + a) * W8 + 2 * (kT * tj + v) + b) * C + co] = y[v] + bias_[co];
             }
           }
         }
       }
-    for (int k = 0; k < 4 && 4 * ti + k < 2 * h; ++k) {
-      const float* p = prow.data() + size_t(k) * W4 * C;
-      float* o = out + size_t(4 * ti + k) * 2 * w * (nhwc ? C : 1);
-      const size_t plane = size_t(2 * h) * 2 * w;
-      if (gated_) {
-        gate_row_scalar(p, 2 * w, C, gate_weight_.data(), gate_bias_.data(), alpha_, o, plane, nhwc);
-        continue;
-      }
-      for (int X = 0; X < 2 * w; ++X)
-        for (int c = 0; c < C; ++c) o[nhwc ? size_t(X) * C + c : c * plane + X] = p[size_t(X) * C + c];
-    }
+    finish_rows_scalar(prow.data(), W8, h, w, 2 * kT * ti, out, nhwc);
   }
 }
 
-JPEGAI_TARGET_AVX2FMA void GatedUpsampler::tile_rows_avx2(const float* xt, int h, int w, int t0, int t1,
+JPEGAI_TARGET_AVX2FMA void GatedUpsampler::tile_rows_avx2(const float* xt, int cols, int h, int w, int t0, int t1,
                                                           float* out, bool nhwc) const {
-  const int C = cout_, CI = cin_, tw = (w + 1) / 2, cols = 2 * tw + 2, W4 = 4 * tw, ncb = C / kTileCo;
-  float* V = scratch(kScratchV, size_t(9) * kChunk * CI);
-  float* M = scratch(kScratchM, size_t(9) * kChunk * C);
-  float* prow = scratch(kScratchRow, size_t(4) * W4 * C);
-  float* lrow = scratch(kScratchL, size_t(2) * w * C);
-  float* orow = scratch(kScratchQ, size_t(2) * w * C);
+  const int C = cout_, CI = cin_, tw = tiles_across(w, true), W8 = 2 * kT * tw, ncb = C / kTileCo;
+  float* V = scratch(kScratchV, size_t(kPos) * kChunk * CI);
+  float* M = scratch(kScratchM, size_t(kPos) * kChunk * C);
+  float* prow = scratch(kScratchRow, size_t(2 * kT) * W8 * C);
+  float* lrow = scratch(kScratchL, size_t(W8) * C);
+  float* orow = scratch(kScratchQ, size_t(W8) * C);
+  float* narrow = scratch(kScratchAux, size_t(kTilePx) * C);
   std::vector<ptrdiff_t> ch_off(std::max(C, CI));
   for (size_t k = 0; k < ch_off.size(); ++k) ch_off[k] = ptrdiff_t(k);
   alignas(32) float zeros[kTileCo] = {};
   for (int ti = t0; ti < t1; ++ti) {
     for (int a = 0; a < 2; ++a)
       for (int b = 0; b < 2; ++b) {
-        const float* U = u_packed_.data() + size_t(2 * a + b) * 9 * ncb * CI * kTileCo;
+        const float* U = u_packed_.data() + size_t(2 * a + b) * kPos * ncb * CI * kTileCo;
         for (int x0 = 0; x0 < tw; x0 += kChunk) {
           // the chunk: tiles [xa, xa + n); the last one overlaps the one before (the same values again)
           const int n = std::min(kChunk, tw), xa = std::min(x0, tw - n);
+          const size_t vstep = size_t(n) * CI;  // one position of V
           // 1. input transform, 8 input channels per vector: V [pos][tile][ci]
-          const size_t step = size_t(n) * CI;  // one position
           for (int k = 0; k < n; ++k)
             for (int c0 = 0; c0 < CI; c0 += kLanes) {
-              __m256 d[3][3], t[3][3];
-              for (int r = 0; r < 3; ++r)
-                for (int c = 0; c < 3; ++c)
-                  d[r][c] = _mm256_loadu_ps(xt + (size_t(2 * ti + a + r) * cols + 2 * (xa + k) + b + c) * CI + c0);
-              for (int c = 0; c < 3; ++c) {
-                t[0][c] = _mm256_sub_ps(d[0][c], d[1][c]);
-                t[1][c] = d[1][c];
-                t[2][c] = _mm256_sub_ps(d[2][c], d[1][c]);
+              const float* d = xt + (size_t(kT * ti + a) * cols + kT * (xa + k) + b) * CI + c0;
+              __m256 e[kN], t[kN][kN], o[kN];
+              for (int c = 0; c < kN; ++c) {  // down the rows of column c: t[.][c]
+                for (int r = 0; r < kN; ++r) e[r] = _mm256_loadu_ps(d + (size_t(r) * cols + c) * CI);
+                bt_avx2(e, o);
+                for (int r = 0; r < kN; ++r) t[r][c] = o[r];
               }
-              for (int r = 0; r < 3; ++r) {
-                float* v = V + (size_t(3 * r) * n + k) * CI + c0;
-                _mm256_storeu_ps(v, _mm256_sub_ps(t[r][0], t[r][1]));
-                _mm256_storeu_ps(v + step, t[r][1]);
-                _mm256_storeu_ps(v + 2 * step, _mm256_sub_ps(t[r][2], t[r][1]));
+              for (int r = 0; r < kN; ++r) {  // along row r
+                bt_avx2(t[r], o);
+                float* v = V + size_t(kN * r) * vstep + size_t(k) * CI + c0;
+                for (int c = 0; c < kN; ++c) _mm256_storeu_ps(v + c * vstep, o[c]);
               }
             }
-          // 2. nine GEMMs, 16 output channels x 6 tiles at a time: M [pos][tile][co]
-          for (int p = 0; p < 9; ++p)
+          // 2. 25 GEMMs, 16 output channels x 6 tiles at a time: M [pos][tile][co]
+          for (int p = 0; p < kPos; ++p)
             for (int cb = 0; cb < ncb; ++cb)
               for (int k0 = 0; k0 < n; k0 += kTilePx) {
-                const int k = std::min(k0, n - kTilePx);
+                const int k = std::min(k0, n - kTilePx);  // the last tile overlaps: the same values again
                 tile_16x6(U + (size_t(p) * ncb + cb) * CI * kTileCo, V + (size_t(p) * n + k) * CI, ch_off.data(),
                           CI, size_t(CI), zeros, nullptr, 0, M + (size_t(p) * n + k) * C + cb * kTileCo,
                           size_t(C));
               }
-          // 3. output transform + bias, 8 output channels per vector: prow [2u + a][4tj + 2v + b][co]
-          const size_t pstep = size_t(n) * C;
+          // 3. output transform + bias, 8 output channels per vector: prow [2u + a][2(4tj + v) + b][co]
+          const size_t mstep = size_t(n) * C;  // one position of M
           for (int k = 0; k < n; ++k)
             for (int c0 = 0; c0 < C; c0 += kLanes) {
               const float* m = M + size_t(k) * C + c0;
               const __m256 bias = _mm256_loadu_ps(&bias_[c0]);
-              for (int u = 0; u < 2; ++u) {
-                __m256 s[3];
-                for (int c = 0; c < 3; ++c)
-                  s[c] = _mm256_add_ps(_mm256_loadu_ps(m + (3 * u + c) * pstep), _mm256_loadu_ps(m + (3 * u + 3 + c) * pstep));
-                float* o = prow + (size_t(2 * u + a) * W4 + 4 * (xa + k) + b) * C + c0;
-                _mm256_storeu_ps(o, _mm256_add_ps(_mm256_add_ps(s[0], s[1]), bias));
-                _mm256_storeu_ps(o + 2 * size_t(C), _mm256_add_ps(_mm256_add_ps(s[1], s[2]), bias));
+              __m256 e[kN], s[kT][kN], y[kT];
+              for (int c = 0; c < kN; ++c) {  // down the rows of column c
+                for (int r = 0; r < kN; ++r) e[r] = _mm256_loadu_ps(m + size_t(kN * r + c) * mstep);
+                at_avx2(e, y);
+                for (int u = 0; u < kT; ++u) s[u][c] = y[u];
+              }
+              for (int u = 0; u < kT; ++u) {  // along row u
+                at_avx2(s[u], y);
+                float* o = prow + (size_t(2 * u + a) * W8 + 2 * kT * (xa + k) + b) * C + c0;
+                for (int v = 0; v < kT; ++v) _mm256_storeu_ps(o + size_t(2 * v) * C, _mm256_add_ps(y[v], bias));
               }
             }
         }
       }
-    // 4. the gate (if any) on the four output rows, cropped to the picture
-    for (int k = 0; k < 4 && 4 * ti + k < 2 * h; ++k) {
-      float* o = out + size_t(4 * ti + k) * 2 * w * (nhwc ? C : 1);
-      if (gated_)
-        gate_row_avx2(prow + size_t(k) * W4 * C, 2 * w, C, gate_packed_.data(), gate_bias_.data(), alpha_,
-                      lrow, orow, o, size_t(2 * h) * 2 * w, ch_off.data(), nhwc);
-      else
-        store_row_avx2(prow + size_t(k) * W4 * C, 2 * w, C, o, size_t(2 * h) * 2 * w, nhwc);
+    // 4. the gate (if any) on the eight output rows, cropped to the picture
+    const size_t plane = size_t(2 * h) * 2 * w;
+    for (int k = 0; k < 2 * kT && 2 * kT * ti + k < 2 * h; ++k) {
+      float* o = out + size_t(2 * kT * ti + k) * 2 * w * (nhwc ? C : 1);
+      const float* p = prow + size_t(k) * W8 * C;
+      if (!gated_) {
+        store_row_avx2(p, 2 * w, C, o, plane, nhwc);
+      } else if (2 * w < kTilePx) {  // the gate's tiles take 6 pixels: gate 6 (the padding's too), keep 2w
+        gate_row_avx2(p, kTilePx, C, gate_packed_.data(), gate_bias_.data(), alpha_, lrow, orow, narrow, 0,
+                      ch_off.data(), true);
+        store_row_avx2(narrow, 2 * w, C, o, plane, nhwc);
+      } else {
+        gate_row_avx2(p, 2 * w, C, gate_packed_.data(), gate_bias_.data(), alpha_, lrow, orow, o, plane,
+                      ch_off.data(), nhwc);
+      }
     }
   }
 }
@@ -217,13 +266,16 @@ JPEGAI_TARGET_AVX2FMA void GatedUpsampler::tile_rows_avx2(const float* xt, int h
 void GatedUpsampler::run(const float* x, int h, int w, float* out, unsigned threads, bool reference, bool nhwc_in,
                          bool nhwc_out) const {
   if (h < 1 || w < 1) throw ArgumentError("GatedUpsampler: empty input");
-  run_tile_rows(x, cin_, h, w, nhwc_in, !reference && has_simd_kernel(), threads, kTileRowsPerTask,
-                [&](const float* xt, int t0, int t1, bool simd) {
-                  if (simd)
-                    tile_rows_avx2(xt, h, w, t0, t1, out, nhwc_out);
-                  else
-                    tile_rows_scalar(xt, h, w, t0, t1, out, nhwc_out);
-                });
+  const bool simd = !reference && has_simd_kernel();
+  const int th = (h + kT - 1) / kT, cols = kT * tiles_across(w, simd) + 2;
+  const float* xt = pad_pixel_major(x, cin_, h, w, kT * th + 2, cols, nhwc_in, simd, threads);
+  // one row of tiles per pool task (8 output rows each): any thread count gives the same bytes
+  global_pool().parallel_for(size_t(th), threads, [&](size_t t) {
+    if (simd)
+      tile_rows_avx2(xt, cols, h, w, int(t), int(t) + 1, out, nhwc_out);
+    else
+      tile_rows_scalar(xt, cols, h, w, int(t), int(t) + 1, out, nhwc_out);
+  });
 }
 
 }  // namespace jpegai

@@ -6,9 +6,9 @@
 //
 // Read me first:
 //  * Output phase (a, b) — sample (2i+a, 2j+b) — is a 2x2 convolution of the 1-padded input: rows i+a+r,
-//    columns j+b+s (r, s in {0, 1}), kernel taps (3-a-2r, 3-b-2s).  Each phase runs as Winograd F(2x2, 2x2):
-//    9 multiply-adds per input channel for a 2x2 tile of that phase where the direct form needs 16 (1.78x
-//    fewer), the transforms adding and subtracting only.
+//    columns j+b+s (r, s in {0, 1}), kernel taps (3-a-2r, 3-b-2s).  Each phase runs as Winograd F(4x4, 2x2):
+//    25 multiply-adds per input channel for a 4x4 tile of that phase where the direct form needs 64 (2.56x
+//    fewer; F(2x2, 2x2), used before 2026-12-08, 1.78x).
 //  * Float, not integer: the pixel domain is float (docs/stages.md).  It equals ONNX Runtime's graph to float
 //    rounding (tests/test_gated_upsampler.py), and its scalar definition (gated_upsampler.cpp, `definition`)
 //    bit for bit: the AVX2 path vectorises over channels only, so every output value sees the same IEEE
@@ -16,11 +16,11 @@
 //    -ffp-contract=off so the compiler adds none.
 //  * The transformed weights U = G g Gᵀ are computed once in float64 and rounded to float32: part of the
 //    definition, shared by both paths.
-//  * Rows of 2x2 tiles are independent tasks (tile row t writes output rows 4t .. 4t+3): any thread count
+//  * Rows of 4x4 tiles are independent tasks (tile row t writes output rows 8t .. 8t+7): any thread count
 //    gives the same bytes.
-//  * The AVX2 path needs Cin a multiple of 8, Cout of 16 and an input at least 11 samples wide (the VM graphs:
-//    32, 64, 96, 128, 192 channels); else the scalar definition runs (the runtime then keeps the whole ORT
-//    graph, model.py).
+//  * The AVX2 path needs Cin a multiple of 8 and Cout of 16 (the VM graphs: 32, 64, 96, 128, 192 channels), else
+//    the scalar definition runs.  An input under 24 samples across gets tiles over its zero padding (the GEMM
+//    takes 6 tiles at a time); their outputs are dropped.
 #pragma once
 
 #include <vector>
@@ -46,13 +46,14 @@ class GatedUpsampler {
   bool has_simd_kernel() const;  // the AVX2 tiles apply (channels) and the CPU has AVX2 + FMA
 
  private:
-  void tile_rows_scalar(const float* xt, int h, int w, int t0, int t1, float* out, bool nhwc) const;
-  void tile_rows_avx2(const float* xt, int h, int w, int t0, int t1, float* out, bool nhwc) const;
+  void tile_rows_scalar(const float* xt, int cols, int h, int w, int t0, int t1, float* out, bool nhwc) const;
+  void tile_rows_avx2(const float* xt, int cols, int h, int w, int t0, int t1, float* out, bool nhwc) const;
+  void finish_rows_scalar(const float* prow, int W8, int h, int w, int y0, float* out, bool nhwc) const;
 
   int cin_, cout_;
   bool gated_;
   float alpha_;
-  std::vector<float> u_;  // transformed weights [phase 4][position 9][cin][cout]
+  std::vector<float> u_;  // transformed weights [phase 4][position 25][cin][cout]
   std::vector<float> bias_, gate_weight_, gate_bias_;
   std::vector<float> u_packed_, gate_packed_;  // AVX2: [phase][pos][co16][cin][16], [co16][ci][16]
 };

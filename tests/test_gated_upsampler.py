@@ -61,7 +61,7 @@ def numpy_definition(x, w, b, gw, gb, alpha):
 
 
 @pytest.mark.parametrize("cin,cout,h,w", [(32, 16, 5, 7), (16, 32, 3, 6), (48, 16, 4, 13), (8, 16, 1, 20),
-                                          (16, 16, 6, 3), (24, 12, 4, 9)])
+                                          (16, 16, 6, 3), (24, 12, 4, 9), (16, 16, 2, 2), (32, 32, 9, 61)])
 def test_kernel_equals_definition(cin, cout, h, w):
     wt, b, gw, gb = _weights(cin, cout)
     up = _core.GatedUpsampler(wt, b, gw, gb, ALPHA)
@@ -74,7 +74,8 @@ def test_kernel_equals_definition(cin, cout, h, w):
 
 
 @pytest.mark.parametrize("cin,cout,h,w", [(64, 64, 20, 30), (32, 32, 13, 17), (16, 16, 7, 13), (8, 16, 12, 12),
-                                          (16, 16, 5, 5), (12, 16, 6, 14), (16, 20, 9, 12), (8, 32, 1, 40)])
+                                          (16, 16, 5, 5), (12, 16, 6, 14), (16, 20, 9, 12), (8, 32, 1, 40),
+                                          (16, 16, 2, 2), (16, 16, 6, 70)])
 def test_conv3x3_equals_definition(cin, cout, h, w):
     rng = np.random.default_rng(5)
     wt = (rng.normal(size=(cout, cin, 3, 3)) / np.sqrt(9 * cin)).astype(np.float32)
