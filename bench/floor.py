@@ -147,9 +147,10 @@ def stage_macs(model: str, op: str, pixels: int) -> dict[str, tuple[float, str]]
 
 def winograd_saving(model: str, op: str, pixels: int) -> float:
     """MACs per decode of `pixels` luma samples that the C++ blocks' Winograd forms do not execute (0 where the
-    runtime keeps the whole ORT graphs): a 3x3 block does 16 products per channel pair and 2x2 output tile where
-    the direct form does 36 (5 fewer per output), an up-sampler 9 per phase tile where the direct form does 16
-    (7 fewer per input sample, four phases); the gates are unchanged."""
+    runtime keeps the whole ORT graphs): a 3x3 block, Winograd F(4x4, 3x3), does 36 products per channel pair and
+    4x4 output tile where the direct form does 144 (6.75 fewer per output), an up-sampler, F(4x4, 2x2) per phase,
+    25 per phase tile where the direct form does 64 (2.4375 fewer per output, i.e. 9.75 per input sample, four
+    phases); the gates are unchanged."""
     from jpegai_fast.model import Model
 
     m = Model(model, threads=1)
@@ -167,7 +168,7 @@ def winograd_saving(model: str, op: str, pixels: int) -> float:
                 n *= blk.scale ** 2
                 continue  # direct form: no multiply-adds saved
             cin, cout = (blk.weight.shape[0], blk.weight.shape[1]) if blk.kind == "up" else blk.weight.shape[1::-1]
-            saved += (7 if blk.kind == "up" else 5) * cin * cout * n
+            saved += (9.75 if blk.kind == "up" else 6.75) * cin * cout * n
             if blk.kind == "up":
                 n *= 4
     return saved

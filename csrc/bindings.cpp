@@ -530,7 +530,7 @@ PYBIND11_MODULE(_core, m) {
            }),
            py::arg("weight"), py::arg("bias"), py::arg("gate_weight") = py::none(), py::arg("gate_bias") = py::none(),
            py::arg("alpha") = 0.0f,
-           "ConvTranspose k4 s2 p1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 2x2) per "
+           "ConvTranspose k4 s2 p1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(4x4, 2x2) per "
            "output phase (csrc/gated_upsampler.hpp); gate_weight None: the transposed convolution alone.");
   up.def_property_readonly("gated", &GatedUpsampler::gated);
   def_block_run(up, 2);

@@ -181,7 +181,7 @@ class ResAUBlock:
     def has_simd_kernel(self) -> bool: ...
 
 class GatedUpsampler:
-    """ConvTranspose k4 s2 p1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(2x2, 2x2) per output
+    """ConvTranspose k4 s2 p1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(4x4, 2x2) per output
     phase (csrc/gated_upsampler.hpp); gate_weight None: the transposed convolution alone."""
     def __init__(
         self, weight: npt.NDArray[np.float32], bias: npt.NDArray[np.float32],

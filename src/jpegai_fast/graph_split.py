@@ -7,7 +7,7 @@ vr_bop's are head -> up1 -> ResAU -> crop -> up2 -> crop -> ResAU -> Conv 3x3 ->
 up-samplers (BOP: ConvTranspose; SOP: pad + Conv 2x2 + depth-to-space) and ResAU blocks
 x * (1 + Conv1x1(GroupedConv3x3(ReLU6(x)))).  ONNX Runtime's CPU ConvTranspose has no blocked kernel and runs at
 about half its Conv throughput, and every element-wise op between its NCHWc convolutions costs a reorder.  In C++
-the up-sampler runs as four Winograd F(2x2, 2x2) phase convolutions (csrc/gated_upsampler.hpp), the 3x3 blocks as
+the up-sampler runs as four Winograd F(4x4, 2x2) phase convolutions (csrc/gated_upsampler.hpp), the 3x3 blocks as
 Winograd F(4x4, 3x3) (csrc/gated_conv3x3.hpp), each with its gate fused, the ResAU and SOP up-samplers as direct
 row passes (csrc/resau_block.hpp, csrc/shuffle_upsampler.hpp); consecutive blocks hand each other pixel-major
 tensors.  This module reads the shipped ``.onnx`` file itself — no copy of any weight is shipped — and writes what
