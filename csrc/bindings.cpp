@@ -15,6 +15,7 @@
 #include "gated_conv3x3.hpp"
 #include "gated_upsampler.hpp"
 #include "resau_block.hpp"
+#include "output_head.hpp"
 #include "shuffle_upsampler.hpp"
 #include "hyper_scale_decoder.hpp"
 #include "latent_decoder.hpp"
@@ -534,6 +535,44 @@ PYBIND11_MODULE(_core, m) {
            "output phase (csrc/gated_upsampler.hpp); gate_weight None: the transposed convolution alone.");
   up.def_property_readonly("gated", &GatedUpsampler::gated);
   def_block_run(up, 2);
+
+  py::class_<OutputHead> head(m, "OutputHead");
+  head.def(py::init([](const py::array& weight_in, const py::object& bias_in, int block, float scale, float offset) {
+             auto wt = require<float>(weight_in, "weight");
+             if (wt.ndim() < 2 || wt.ndim() > 4 || (wt.ndim() == 4 && (wt.shape(2) != 1 || wt.shape(3) != 1)))
+               throw ArgumentError("weight must be [Cout, Cin] or [Cout, Cin, 1, 1] (Conv 1x1)");
+             const int cout = int(wt.shape(0)), cin = int(wt.shape(1));
+             if (bias_in.is_none()) return OutputHead(wt.data(), nullptr, cin, cout, block, scale, offset);
+             auto bias = require<float>(bias_in.cast<py::array>(), "bias");
+             if (bias.ndim() != 1 || bias.shape(0) != cout) throw ArgumentError("bias must be [Cout]");
+             return OutputHead(wt.data(), bias.data(), cin, cout, block, scale, offset);
+           }),
+           py::arg("weight"), py::arg("bias") = py::none(), py::arg("block") = 4, py::arg("scale") = 1.0f,
+           py::arg("offset") = 0.0f,
+           "The synthesis' output head: offset + scale * crop(DepthToSpace_CRD(Conv1x1(x) + bias, block)) "
+           "(csrc/output_head.hpp).");
+  head.def("run", [](const OutputHead& self, const py::array& x_in, int oh, int ow, unsigned threads, bool reference,
+                     bool nhwc_in, const py::object& out_in) {
+        auto x = block_input(x_in, self.cin(), nhwc_in);
+        const int h = int(x.shape(nhwc_in ? 1 : 2)), w = int(x.shape(nhwc_in ? 2 : 3));
+        if (oh < 1 || ow < 1 || oh > self.block() * h || ow > self.block() * w)
+          throw ArgumentError("the crop must lie within the up-sampled picture");
+        CArray<float> out = output_array(out_in, {1, self.channels(), oh, ow});
+        {
+          py::gil_scoped_release release;
+          self.run(x.data(), h, w, oh, ow, out.mutable_data(), threads, reference, nhwc_in);
+        }
+        return out;
+      },
+      py::arg("x"), py::arg("oh"), py::arg("ow"), py::arg("threads") = 0, py::arg("reference") = false,
+      py::arg("nhwc_in") = false, py::arg("out") = py::none(),
+      "x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout / block², oh, ow], oh <= block H, "
+      "ow <= block W; reference=True: the scalar definition; out: an array of that shape to write into (returned).");
+  head.def_property_readonly("cin", &OutputHead::cin);
+  head.def_property_readonly("cout", &OutputHead::cout);
+  head.def_property_readonly("block", &OutputHead::block);
+  head.def_property_readonly("channels", &OutputHead::channels);
+  head.def_property_readonly("has_simd_kernel", &OutputHead::has_simd_kernel);
 
   py::class_<ShuffleUpsampler> shuffle(m, "ShuffleUpsampler");
   shuffle.def(py::init([](const py::array& weight_in, const py::array& bias_in) {

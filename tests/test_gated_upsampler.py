@@ -304,14 +304,20 @@ SPLIT_BLOCKS = {
 }
 
 
-def _run_stages(split, feeds, opts):
-    """The split graph stage by stage, planar hand-overs (the runtime's pixel-major ones are tested above)."""
+def _run_stages(split, feeds, opts, head=False):
+    """The split graph stage by stage, planar hand-overs (the runtime's pixel-major ones are tested above); head:
+    the tail as the C++ output head, its crop from the graph's own arithmetic."""
     import onnxruntime as ort
 
     from jpegai_fast.graph_split import GraphSegment
 
     x = feeds.get(split.first_input)
-    for st in split.stages:
+    for k, st in enumerate(split.stages):
+        if head and k == len(split.stages) - 1:
+            spec = split.output_head
+            ends = ort.InferenceSession(spec.ends_model, opts, providers=["CPUExecutionProvider"])
+            oh, ow = (int(e.reshape(-1)[0]) for e in ends.run(None, {n: feeds[n] for n in spec.ends_inputs}))
+            return _core.OutputHead(spec.weight, spec.bias, spec.block, spec.scale, spec.offset).run(x, oh, ow, 1)
         if isinstance(st, GraphSegment):
             sess = ort.InferenceSession(st.model, opts, providers=["CPUExecutionProvider"])
             flow = {} if st.flow_input is None else {st.flow_input: x}
@@ -352,6 +358,10 @@ def test_split_equals_whole_graph(path):
     ref = whole.run(None, feeds)[0]
     assert out.shape == ref.shape
     assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max() + 1e-3
+    # the tail as the C++ output head (every shipped graph ends in its pattern), on the image_ref's odd size
+    assert split.output_head is not None
+    headed = _run_stages(split, feeds, opts, head=True)
+    assert headed.shape == ref.shape and np.abs(headed - ref).max() <= 1e-5 * np.abs(ref).max() + 1e-3
 
 
 @pytest.mark.parametrize("change", ["pads", "mode", "pad_value"])
@@ -390,6 +400,77 @@ def test_shuffle_up_pattern_is_exact(change):
     whole = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     feeds = _feeds(whole, np.random.default_rng(3))
     out, ref = _run_stages(changed, feeds, opts), whole.run(None, feeds)[0]  # the changed graph's own function
+    assert out.shape == ref.shape and np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max() + 1e-3
+
+
+def output_head_definition(x, w, b, block, scale, offset, oh, ow):
+    """float64: Conv 1x1 + bias, DepthToSpace CRD, crop to (oh, ow), then x scale + offset."""
+    v = np.einsum("oc,chw->ohw", w.astype(np.float64), x[0].astype(np.float64)) + b.astype(np.float64)[:, None, None]
+    co, h, wd = v.shape
+    img = v.reshape(co // block**2, block, block, h, wd).transpose(0, 3, 1, 4, 2).reshape(co // block**2, h * block,
+                                                                                        wd * block)
+    return img[:, :oh, :ow] * scale + offset
+
+
+@pytest.mark.parametrize("cin,cout,block,h,w,oh,ow", [(64, 16, 4, 32, 48, 128, 192), (64, 32, 4, 9, 14, 35, 53),
+                                                      (32, 32, 4, 5, 7, 17, 28), (96, 16, 4, 3, 6, 12, 21),
+                                                      (16, 16, 4, 2, 3, 5, 9), (12, 8, 2, 6, 9, 11, 17)])
+def test_output_head_equals_definition(cin, cout, block, h, w, oh, ow):
+    rng = np.random.default_rng(21)
+    wt = (rng.normal(size=(cout, cin)) / np.sqrt(cin)).astype(np.float32)
+    b = (rng.normal(size=cout) * 0.1).astype(np.float32)
+    head = _core.OutputHead(wt, b, block, 128.0, 127.5)
+    assert head.channels == cout // block**2
+    x = rng.normal(size=(1, cin, h, w)).astype(np.float32)
+    fast, ref = head.run(x, oh, ow, 1), head.run(x, oh, ow, 1, reference=True)
+    assert fast.shape == (1, cout // block**2, oh, ow)
+    assert np.array_equal(fast.view(np.uint32), ref.view(np.uint32))  # the AVX2 tiles == the scalar definition
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    for threads in (2, 3, 0):
+        assert np.array_equal(head.run(nhwc, oh, ow, threads, nhwc_in=True).view(np.uint32), ref.view(np.uint32))
+    want = output_head_definition(x, wt, b, block, 128.0, 127.5, oh, ow)
+    assert np.abs(fast[0] - want).max() <= 1e-5 * np.abs(want).max()
+    assert np.array_equal(_core.OutputHead(wt, None, block).run(x, oh, ow, 1),
+                          _core.OutputHead(wt, np.zeros(cout, np.float32), block).run(x, oh, ow, 1))
+    with pytest.raises(ValueError):
+        head.run(x, block * h + 1, ow)  # the crop lies outside the up-sampled picture
+    with pytest.raises(ValueError):
+        _core.OutputHead(wt[:, : cin // 2].copy(), b, 3)  # cout not a multiple of block²
+
+
+@pytest.mark.parametrize("change", ["mode", "start", "bias"])
+def test_output_head_pattern_is_exact(change):
+    """The tail becomes the C++ output head only for Conv 1x1 -> DepthToSpace CRD -> Slices from 0 -> x c -> + c: the
+    DCR order or a crop that does not start at 0 keeps the tail segment; a conv bias is part of the head."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    path = next((p for p in _synthesis_graphs() if p.parent.name == "vm33" and p.name == "synthesis_bop_luma.onnx"),
+                None)
+    if path is None:
+        pytest.skip("no vm33 graph")
+    model = onnx.load(str(path))
+    d2s = next(n for n in model.graph.node if n.op_type == "DepthToSpace")
+    conv = next(n for n in model.graph.node if n.output[0] == d2s.input[0])
+    if change == "mode":
+        next(a for a in d2s.attribute if a.name == "mode").s = b"DCR"
+    elif change == "start":
+        sl = next(n for n in model.graph.node if n.op_type == "Slice" and n.input[0] == d2s.output[0])
+        model.graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "start_one"))
+        sl.input[1] = "start_one"
+    else:
+        model.graph.initializer.append(numpy_helper.from_array(np.linspace(-0.2, 0.3, 16).astype(np.float32), "b_out"))
+        conv.input.append("b_out")
+    changed = split_gated_upsamplers(model.SerializeToString())
+    assert changed is not None and (changed.output_head is None) == (change != "bias")
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    whole = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    feeds = _feeds(whole, np.random.default_rng(4), (70, 190))
+    ref = whole.run(None, feeds)[0]
+    out = _run_stages(changed, feeds, opts, head=changed.output_head is not None)
     assert out.shape == ref.shape and np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max() + 1e-3
 
 

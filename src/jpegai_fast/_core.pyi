@@ -180,6 +180,30 @@ class ResAUBlock:
     @property
     def has_simd_kernel(self) -> bool: ...
 
+class OutputHead:
+    """The synthesis' output head: offset + scale * crop(DepthToSpace_CRD(Conv1x1(x) + bias, block))
+    (csrc/output_head.hpp)."""
+    def __init__(
+        self, weight: npt.NDArray[np.float32], bias: npt.NDArray[np.float32] | None = None, block: int = 4,
+        scale: float = 1.0, offset: float = 0.0,
+    ) -> None: ...
+    def run(
+        self, x: npt.NDArray[np.float32], oh: int, ow: int, threads: int = 0, reference: bool = False,
+        nhwc_in: bool = False, out: npt.NDArray[np.float32] | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """x float32 [1, Cin, H, W] (nhwc_in: [1, H, W, Cin]) -> [1, Cout / block², oh, ow], oh <= block H,
+        ow <= block W; reference=True: the scalar definition; out: an array of that shape to write into (returned)."""
+    @property
+    def cin(self) -> int: ...
+    @property
+    def cout(self) -> int: ...
+    @property
+    def block(self) -> int: ...
+    @property
+    def channels(self) -> int: ...
+    @property
+    def has_simd_kernel(self) -> bool: ...
+
 class GatedUpsampler:
     """ConvTranspose k4 s2 p1 + the synthesis gate u * (Wg . LeakyReLU(u) + bg), Winograd F(4x4, 2x2) per output
     phase (csrc/gated_upsampler.hpp); gate_weight None: the transposed convolution alone."""

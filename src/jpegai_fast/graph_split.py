@@ -1,5 +1,5 @@
 """Split a synthesis graph into ONNX Runtime segments and C++ blocks, so the CPU runs the blocks in C++
-(``_core.GatedUpsampler``, ``GatedConv3x3``, ``ShuffleUpsampler``, ``ResAUBlock``).
+(``_core.GatedUpsampler``, ``GatedConv3x3``, ``ShuffleUpsampler``, ``ResAUBlock``, and the tail as ``OutputHead``).
 
 The VM synthesis graphs (vm33) are (inputs ->) res -> up1 -> up2 -> mid -> tail: res is x + ReLU(Conv3x3(x)), the
 others ConvTranspose k4 s2 p1 (up) or Conv 3x3 (mid), with bias, and their gate, ``u * Conv1x1(LeakyReLU(u))``.
@@ -12,7 +12,9 @@ Winograd F(4x4, 3x3) (csrc/gated_conv3x3.hpp), each with its gate fused, the Res
 row passes (csrc/resau_block.hpp, csrc/shuffle_upsampler.hpp); consecutive blocks hand each other pixel-major
 tensors.  This module reads the shipped ``.onnx`` file itself — no copy of any weight is shipped — and writes what
 lies before, between and after the blocks (latent slicing and concatenation, crops, the output conv,
-depth-to-space, crop and scale) as small ONNX models that ONNX Runtime loads from bytes.
+depth-to-space, crop and scale) as small ONNX models that ONNX Runtime loads from bytes; the tail (output conv
+1x1, depth-to-space CRD, crop, scale) is also described as ``OutputHeadSpec`` for the C++ ``OutputHead``
+(csrc/output_head.hpp), its crop size computed by the graph's own shape arithmetic.
 
 Read me first:
  * The runtime has no ``onnx`` package: this is a reader/writer of the protobuf wire format for exactly the
@@ -31,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GatedBlock", "GraphSegment", "SplitSynthesis", "split_gated_upsamplers"]
+__all__ = ["GatedBlock", "GraphSegment", "OutputHeadSpec", "SplitSynthesis", "split_gated_upsamplers"]
 
 # protobuf wire types
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
@@ -150,7 +152,7 @@ def _name(raw: bytes, field_number: int = 1) -> str:
 
 def _tensor(raw: bytes) -> tuple[str, np.ndarray]:
     dims: list[int] = []
-    dtype, data, name, floats = None, None, "", None
+    dtype, data, name, floats, ints = None, None, "", None, None
     for num, wt, val, _ in _fields(raw):
         if num == 1:
             if wt == _LEN:
@@ -168,7 +170,18 @@ def _tensor(raw: bytes) -> tuple[str, np.ndarray]:
             name = val.decode()
         elif num == 4 and wt == _LEN:
             floats = np.frombuffer(val, "<f4")
-    if dtype == _FLOAT16 and data is not None:
+        elif num == 7:  # int64_data, packed or one varint
+            ints = ints or []
+            if wt == _LEN:
+                pos = 0
+                while pos < len(val):
+                    x, pos = _varint(val, pos)
+                    ints.append(x - (1 << 64) if x >= 1 << 63 else x)
+            else:
+                ints.append(val - (1 << 64) if val >= 1 << 63 else val)
+    if dtype == _INT64 and (data is not None or ints is not None):
+        arr = np.frombuffer(data, "<i8").astype(np.int64) if data is not None else np.array(ints, np.int64)
+    elif dtype == _FLOAT16 and data is not None:
         arr = np.frombuffer(data, "<f2").astype(np.float32)
     elif dtype == _FLOAT and data is not None:
         arr = np.frombuffer(data, "<f4").astype(np.float32)
@@ -212,10 +225,30 @@ class GraphSegment:
 
 
 @dataclass
+class OutputHeadSpec:
+    """The tail of every shipped synthesis graph, for ``_core.OutputHead``: Conv 1x1 (weight [Cout, Cin], bias or
+    None) -> DepthToSpace CRD (``block``) -> Slice rows [0, end_h) -> Slice columns [0, end_w) -> × ``scale`` ->
+    + ``offset``.  The two ends are computed from the graph's inputs' shapes (``image_ref``: the picture size;
+    chroma: its half, rounded up) by ``ends_model``, the graph's own arithmetic as a small ONNX model that reads
+    ``ends_inputs`` and returns (end_h, end_w) as int64 (ONNX Slice semantics: negative ends count from the end,
+    every end clamped to the size)."""
+    weight: np.ndarray
+    bias: np.ndarray | None
+    block: int
+    scale: float
+    offset: float
+    ends_model: bytes
+    ends_inputs: list[str]
+
+
+@dataclass
 class SplitSynthesis:
-    """The graph as ``stages``: ONNX Runtime segments and C++ blocks in order, the last a segment (the tail)."""
+    """The graph as ``stages``: ONNX Runtime segments and C++ blocks in order, the last a segment (the tail);
+    ``output_head``: that tail as ``_core.OutputHead``'s parameters, where it has exactly its pattern (else None:
+    the tail segment runs)."""
     stages: list            # GraphSegment | GatedBlock
     first_input: str        # the tensor the first stage reads: a graph input when that stage is a block
+    output_head: OutputHeadSpec | None = None
 
     @property
     def blocks(self) -> list[GatedBlock]:
@@ -335,6 +368,68 @@ def _shuffle_up(pad: _Node, consumers: dict, constant, evaluate):
         return None
     return [pad, conv, d2s], np.ascontiguousarray(w, np.float32), \
         np.ascontiguousarray(constant(conv.inputs[2]), np.float32).reshape(w.shape[0]), d2s.outputs[0]
+
+
+def _attr_str(node: _Node, name: str, default: str) -> str:
+    for n, _, v in node.attrs.get(name, []):
+        if n == 4:
+            return v.decode()
+    return default
+
+
+def _output_head(flow: str, output: str, consumers: dict, constant):
+    """The tail's Conv 1x1 -> DepthToSpace CRD -> Slice (rows from 0) -> Slice (columns from 0) -> Mul -> Add (both
+    by a scalar constant) -> the graph output, read from ``flow`` (the last block's output), as
+    (weight [Cout, Cin], bias | None, block, scale, offset, (end_h name, end_w name)); else None."""
+    def only(name, op):
+        users = consumers.get(name, [])
+        if len(users) != 1 or users[0].op_type != op:
+            raise ValueError(f"{name} is not read by one {op} alone")
+        return users[0]
+
+    conv = only(flow, "Conv")
+    if (_attr_ints(conv, "group", [1]) != [1] or _attr_ints(conv, "strides", [1, 1]) != [1, 1]
+            or _attr_ints(conv, "dilations", [1, 1]) != [1, 1] or any(_attr_ints(conv, "pads", [0, 0, 0, 0]))
+            or "auto_pad" in conv.attrs or conv.inputs[0] != flow):
+        return None
+    w = constant(conv.inputs[1])
+    if w.ndim != 4 or w.shape[2:] != (1, 1):
+        return None
+    cout, cin = w.shape[:2]
+    bias = constant(conv.inputs[2]).reshape(cout) if len(conv.inputs) > 2 and conv.inputs[2] else None
+    d2s = only(conv.outputs[0], "DepthToSpace")
+    block = _attr_ints(d2s, "blocksize", [0])[0]
+    if _attr_str(d2s, "mode", "DCR") != "CRD" or block < 1 or cout % (block * block):
+        return None
+    ends, x = {}, d2s.outputs[0]
+    for _ in range(2):
+        sl = only(x, "Slice")
+        if sl.inputs[0] != x or len(sl.inputs) < 4:
+            return None
+        starts = [int(v) for v in np.asarray(constant(sl.inputs[1])).reshape(-1)]
+        axes = [int(v) for v in np.asarray(constant(sl.inputs[3])).reshape(-1)]
+        steps = ([int(v) for v in np.asarray(constant(sl.inputs[4])).reshape(-1)]
+                 if len(sl.inputs) > 4 and sl.inputs[4] else [1])
+        if starts != [0] or steps != [1] or len(axes) != 1 or axes[0] % 4 not in (2, 3) or axes[0] % 4 in ends:
+            return None
+        ends[axes[0] % 4] = sl.inputs[2]
+        x = sl.outputs[0]
+    scalars = []
+    for op in ("Mul", "Add"):
+        nd = only(x, op)
+        other = [i for i in nd.inputs if i != x]
+        if len(other) != 1:
+            return None
+        c = np.asarray(constant(other[0]), np.float32)
+        if c.size != 1:
+            return None
+        scalars.append(float(c.reshape(())))
+        x = nd.outputs[0]
+    if x != output:
+        return None
+    return (np.ascontiguousarray(w.reshape(cout, cin), np.float32),
+            None if bias is None else np.ascontiguousarray(bias, np.float32), block, scalars[0], scalars[1],
+            (ends[2], ends[3]))
 
 
 def _simd_channels(cin: int, cout: int) -> bool:
@@ -521,6 +616,24 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
                       used(ns))
         return GraphSegment(model, flow, ins, target)
 
+    def _output_head_spec(flow: str | None, output: str) -> OutputHeadSpec | None:
+        if flow is None:
+            return None
+        try:
+            res = _output_head(flow, output, consumers, constant)
+            if res is None:
+                return None
+            w, b, block, scale, offset, (end_h, end_w) = res
+            ns = closure([end_h, end_w], {flow})
+            ins = [i for i in inputs if i in used(ns)]
+            if flow in used(ns) or not ins:  # the crop must come from the inputs' shapes alone
+                return None
+            model = graph(ns, [in_raw[i] for i in ins], [_value_info(end_h, _INT64), _value_info(end_w, _INT64)],
+                          used(ns))
+            return OutputHeadSpec(w, b, block, scale, offset, model, ins)
+        except (ValueError, KeyError, IndexError, StopIteration, struct.error):
+            return None
+
     stages: list = []
     flow: str | None = None
     for blk, x_in, x_out in found:
@@ -536,4 +649,5 @@ def _split(model_bytes: bytes, kinds: tuple) -> SplitSynthesis | None:
     if tail is None:
         return None
     stages.append(tail)
-    return SplitSynthesis(stages, found[0][1])
+    return SplitSynthesis(stages, found[0][1], _output_head_spec(flow, outputs[0]))
+

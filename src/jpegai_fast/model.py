@@ -378,7 +378,8 @@ class Model:
                     runner = _SplitRunner(split.first_input, [
                         next(made) if isinstance(st, GatedBlock) else _Segment(
                             ort.InferenceSession(st.model, opts, providers=self.providers), st.flow_input, st.inputs)
-                        for st in split.stages], functools.partial(self.session, name))
+                        for st in split.stages], functools.partial(self.session, name),
+                        _output_head(split.output_head, opts, self.providers))
                 # else: no AVX2 + FMA (or JPEGAI_FAST_SIMD=scalar): ORT's graph beats the scalar definition
                 self._sessions[key] = runner
             return self._sessions[key]
@@ -389,6 +390,19 @@ class Model:
         if split is not None:
             return split.run(feeds, self.threads)
         return self.session(name).run(None, feeds)[0]
+
+
+def _output_head(spec, opts, providers):
+    """graph_split.OutputHeadSpec -> (its C++ block, the session of its crop arithmetic, that session's inputs), or
+    None (no spec, or channels the AVX2 tiles do not fit: the tail segment runs)."""
+    if spec is None:
+        return None
+    head = _core.OutputHead(spec.weight, spec.bias, spec.block, spec.scale, spec.offset)
+    if not head.has_simd_kernel:
+        return None
+    import onnxruntime as ort
+
+    return head, ort.InferenceSession(spec.ends_model, opts, providers=providers), spec.ends_inputs
 
 
 def _cpp_block(b):
@@ -419,6 +433,7 @@ class _SplitRunner:
     first_input: str       # the graph input the first stage reads when that stage is a block
     stages: list           # _Segment | _core.GatedUpsampler | ShuffleUpsampler | GatedConv3x3 | ResAUBlock, in order
     whole_graph: Any       # () -> the whole graph's ort.InferenceSession: pictures too narrow for the AVX2 tiles
+    head: Any = None       # (_core.OutputHead, crop-ends session, its inputs): runs instead of the tail segment
     buffers: threading.local = field(default_factory=threading.local)  # per thread: the blocks' output arrays
 
     def run(self, feeds: dict, threads: int) -> np.ndarray:
@@ -427,7 +442,14 @@ class _SplitRunner:
         # the blocks' outputs are reused from call to call (per thread): fresh multi-megabyte arrays every decode
         # cost thousands of page faults
         cache = self.buffers.__dict__.setdefault("outputs", {})  # this thread's: stage index -> output array
+        last = len(self.stages) - 1
         for k, st in enumerate(self.stages):
+            if k == last and self.head is not None:
+                out = self._run_head(x, nhwc, feeds, threads)
+                if out is not None:
+                    return out
+                if nhwc:  # the tail segment reads planar
+                    x, nhwc = np.ascontiguousarray(x.transpose(0, 3, 1, 2)), False
             if isinstance(st, _Segment):
                 flow = {} if st.flow_input is None else {st.flow_input: x}
                 x, nhwc = st.session.run(None, {**flow, **{n: feeds[n] for n in st.inputs}})[0], False
@@ -436,8 +458,8 @@ class _SplitRunner:
                 # the blocks would run their scalar definition (the first block's input is the narrowest): ORT's
                 # whole graph is 5-10x faster there
                 return self.whole_graph().run(None, feeds)[0]
-            # a block hands the next block its output pixel-major: no transposes between C++ blocks
-            nhwc_out = not isinstance(self.stages[k + 1], _Segment)
+            # a block hands the next block (and the output head) its output pixel-major: no transposes between them
+            nhwc_out = not isinstance(self.stages[k + 1], _Segment) or (k + 1 == last and self.head is not None)
             h, w = x.shape[1:3] if nhwc else x.shape[2:4]
             f = 2 if isinstance(st, (_core.GatedUpsampler, _core.ShuffleUpsampler)) else 1
             shape = (1, f * h, f * w, st.cout) if nhwc_out else (1, st.cout, f * h, f * w)
@@ -446,6 +468,19 @@ class _SplitRunner:
                 out = cache[k] = np.empty(shape, np.float32)
             x, nhwc = st.run(x, threads, nhwc_in=nhwc, nhwc_out=nhwc_out, out=out), nhwc_out
         return x
+
+    def _run_head(self, x, nhwc: bool, feeds: dict, threads: int):
+        """The tail as the C++ output head: the crop's ends from the graph's own arithmetic (ONNX Slice semantics),
+        or None where the crop is empty (the tail segment then runs)."""
+        head, ends, ends_inputs = self.head
+        h, w = x.shape[1:3] if nhwc else x.shape[2:4]
+        crop = []
+        for e, size in zip(ends.run(None, {n: feeds[n] for n in ends_inputs}), (head.block * h, head.block * w)):
+            e = int(np.asarray(e).reshape(-1)[0])
+            crop.append(min(max(e + size if e < 0 else e, 0), size))
+        if min(crop) < 1:
+            return None
+        return head.run(x, crop[0], crop[1], threads, nhwc_in=nhwc)
 
     @functools.cached_property
     def first_block(self) -> int:
