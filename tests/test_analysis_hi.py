@@ -241,3 +241,19 @@ def test_train_only_the_high_rate_analysis():
     (y_rec.mean() + uv_rec.mean() + bits.mean()).backward()
     assert all(p.grad is not None for m in (model.luma_analysis_hi,) for p in m.parameters())
     assert all(p.grad is None for n, p in model.named_parameters() if id(p) not in hi), "a fixed tensor got a gradient"
+
+
+def test_train_only_the_shared_analysis():
+    """--train-only analysis-lo: Adam holds the shared analysis alone (the low rate points' encoder)."""
+    from training.train import make_hi_analysis_optimizer
+
+    model = _model()
+    opt = make_hi_analysis_optimizer(model, 1e-4, "lo")
+    lo = {id(p) for m in (model.luma_analysis, model.chroma_analysis) for p in m.parameters()}
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == lo
+    assert {id(p) for p in model.parameters() if p.requires_grad} == lo
+    y, uv = torch.rand(2, 1, 64, 64) * 255, torch.rand(2, 2, 32, 32) * 255
+    y_rec, uv_rec, bits = model(y, uv, torch.tensor([0, HI_FROM - 1]))
+    (y_rec.mean() + uv_rec.mean() + bits.mean()).backward()
+    assert all(p.grad is not None for p in model.luma_analysis.parameters())
+    assert all(p.grad is None for n, p in model.named_parameters() if id(p) not in lo), "a fixed tensor got a gradient"

@@ -132,3 +132,14 @@ def test_eval_reproduces_rd_eval_on_kodak(tmp_path, capsys):
             want = next(p for p in ref["ours"]["per_image"][row["image"]] if p["rate"] == r)
             assert abs(row["bpp"] - want["bpp"]) < 0.01 and abs(row["psnr_yuv"] - want["psnr_yuv"]) < 0.01
             assert abs(row["psnr_y"] - want["psnr_y"]) < 0.01 and abs(row["msssim_db"] - want["msssim_db"]) < 0.01
+
+
+def test_gain_at_equal_rate():
+    """training.evaluate --baseline: the new point against the baseline's curve, linear in log bpp."""
+    from training.evaluate import gain_at_equal_rate
+
+    base = {0: (0.1, 30.0), 1: (0.2, 31.0), 2: (0.4, 31.5)}
+    gains = gain_at_equal_rate({0: (0.15, 30.8), 1: (0.2, 31.0), 2: (0.8, 32.5)}, base)
+    assert math.isclose(gains[0], 30.8 - (30.0 + math.log(1.5) / math.log(2)), abs_tol=1e-9)
+    assert math.isclose(gains[1], 0.0, abs_tol=1e-12)
+    assert math.isclose(gains[2], 32.5 - 32.0, abs_tol=1e-9)  # beyond the end: the last segment extended

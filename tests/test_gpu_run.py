@@ -41,7 +41,7 @@ def test_prepare_respects_the_budget(tmp_path):
 HI_ANALYSIS = ("luma_analysis_hi.", "chroma_analysis_hi.")
 
 
-@pytest.mark.parametrize("train_only", ["all", "analysis-hi"])
+@pytest.mark.parametrize("train_only", ["all", "analysis-hi", "analysis-lo"])
 def test_gpu_run_on_cpu(tmp_path, train_only):
     data = _photos(tmp_path / "data")
     out = tmp_path / "out"
@@ -61,11 +61,12 @@ def test_gpu_run_on_cpu(tmp_path, train_only):
     assert not (out / "vm33.opt.pt").exists()
     rows = (out / "vm33.tsv").read_text().splitlines()
     header = rows[0].split("\t")
-    tag = "mix" if train_only == "all" else "mix hi-analysis"
+    tag = {"all": "mix", "analysis-hi": "mix hi-analysis", "analysis-lo": "mix lo-analysis"}[train_only]
     mix = [dict(zip(header, r.split("\t"))) for r in rows[1:] if f"\t{tag}\t" in r]
     assert mix and all(float(r["lr"]) > 0 and np.isfinite(float(r["loss"])) for r in mix)
-    if train_only == "analysis-hi":  # the high-rate analysis moved, nothing else did
+    if train_only != "all":  # that analysis moved, nothing else did
         moved = {k for k, v in ckpt["state_dict"].items() if not torch.equal(v, start["state_dict"][k])}
-        assert moved and all(k.startswith(HI_ANALYSIS) for k in moved), sorted(moved)[:5]
+        which = HI_ANALYSIS if train_only == "analysis-hi" else ("luma_analysis.", "chroma_analysis.")
+        assert moved and all(k.startswith(which) for k in moved), sorted(moved)[:5]
     # the committed checkpoint is untouched (the run works on its own copy)
     assert torch.load(CHECKPOINT, map_location="cpu")["meta"]["steps"]["bop"] == before

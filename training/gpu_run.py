@@ -111,9 +111,9 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--analysis-lr-mult", type=float, default=1.0, help="passed to training.train")
-    ap.add_argument("--train-only", default="all", choices=["all", "analysis-hi"],
+    ap.add_argument("--train-only", default="all", choices=["all", "analysis-hi", "analysis-lo"],
                     help="passed to training.train: analysis-hi trains the high-rate analysis alone (the CPU "
-                         "recipe since step 106,971)")
+                         "recipe since step 106,971), analysis-lo the shared one (rate points below it) alone")
     ap.add_argument("--min-detail", type=float, default=0.0,
                     help="passed to training.train: only crops whose data.detail_rms reaches it")
     args = ap.parse_args()

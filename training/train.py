@@ -83,11 +83,13 @@ def parse_args():
     ap.add_argument("--analysis-hi-from", type=int, default=None,
                     help="vm33: rate points from this index up get an analysis of their own (encoder only; starts as "
                          "a copy of the shared one); default: as the checkpoint has it (none for a fresh model)")
-    ap.add_argument("--train-only", default="all", choices=["all", "analysis-hi"],
+    ap.add_argument("--train-only", default="all", choices=["all", "analysis-hi", "analysis-lo"],
                     help="analysis-hi (vm33 with a high-rate analysis): only the high-rate analysis trains, on its "
                          "rate points only; everything else stays fixed (README: measured 2026-12-07, +0.019 dB at "
-                         "equal rate in 835 steps where the full recipe had flattened).  Its Adam state is its "
-                         "own: the next full run starts a fresh optimizer with a warm-up")
+                         "equal rate in 835 steps where the full recipe had flattened).  analysis-lo: the same for "
+                         "the shared analysis on the rate points below --analysis-hi-from (encoder only: streams "
+                         "of the new encoder decode with the shipped decoder).  Each keeps its own Adam state: "
+                         "another choice starts a fresh optimizer with a warm-up")
     ap.add_argument("--pre-emphasis", type=float, default=None,
                     help="vm33 with a high-rate analysis: train it on the pre-emphasised picture x + β·(x − S(A(x))) "
                          "that the runtime encoder's second pass shows it (vm_codec.VMCodec._analysis_hi; one more "
@@ -182,10 +184,12 @@ def adapt_rate_points(state_dict, meta, rate_lambdas):
     return True
 
 
-def load_checkpoint(model, opt, op, ckpt, opt_path, device, rate_lambdas, trainable_stages=ALL_ANALYSIS_STAGES):
+def load_checkpoint(model, opt, op, ckpt, opt_path, device, rate_lambdas, trainable_stages=ALL_ANALYSIS_STAGES,
+                    train_only="all"):
     """Prefer the full-precision local state when it belongs to the same steps; else the committed file.
-    Adam state is reused only by the stage (bop/sop) that wrote it and only for the same rate points.
-    -> (meta, how, optimizer_state_kept)."""
+    Adam state is reused only by the stage (bop/sop) that wrote it, only for the same rate points and only by
+    the --train-only choice that wrote it (the two analyses have the same shapes: their states would load into
+    each other).  -> (meta, how, optimizer_state_kept)."""
     committed = torch.load(ckpt, map_location=device)
     initial_lrs = [group["lr"] for group in opt.param_groups]
     if adapt_rate_points(committed["state_dict"], committed["meta"], rate_lambdas):
@@ -204,6 +208,12 @@ def load_checkpoint(model, opt, op, ckpt, opt_path, device, rate_lambdas, traina
             model.load_state_dict(full["state_dict"])
             if full["op"] != op:
                 return full["meta"], "float32 weights, fresh optimizer", False
+            # written before the key existed: "all", or "analysis-hi" where hi-only steps were the last ones
+            saved_over = full["meta"].get("optimizer_over")
+            if saved_over is None:
+                saved_over = "analysis-hi" if full["meta"].get("analysis_hi_only_steps") else "all"
+            if saved_over != train_only:
+                return full["meta"], f"float32 weights, fresh optimizer (it was over {saved_over})", False
             try:
                 opt.load_state_dict(full["optimizer"])
             except ValueError:  # the recipe changed the parameter groups: keep what state there is, warm up
@@ -286,13 +296,16 @@ def make_optimizer(model, op, lr, frozen_analysis=False, analysis_tail=0, joint_
     return torch.optim.Adam([{"params": g, "lr": lr * m, "lr_mult": m} for g, m in zip(groups, mults)])
 
 
-def make_hi_analysis_optimizer(model, lr):
-    """Adam over the high-rate analysis alone (--train-only analysis-hi); every other tensor is fixed."""
-    hi = [p for m in (model.luma_analysis_hi, model.chroma_analysis_hi) for p in m.parameters()]
-    keep = {id(p) for p in hi}
+def make_hi_analysis_optimizer(model, lr, which="hi"):
+    """Adam over one analysis alone — the high-rate one (--train-only analysis-hi) or the shared one that serves
+    the rate points below it (which="lo", --train-only analysis-lo); every other tensor is fixed."""
+    parts = (model.luma_analysis_hi, model.chroma_analysis_hi) if which == "hi" else \
+        (model.luma_analysis, model.chroma_analysis)
+    params = [p for m in parts for p in m.parameters()]
+    keep = {id(p) for p in params}
     for p in model.parameters():
         p.requires_grad_(id(p) in keep)
-    return torch.optim.Adam([{"params": hi, "lr": lr, "lr_mult": 1.0}])
+    return torch.optim.Adam([{"params": params, "lr": lr, "lr_mult": 1.0}])
 
 
 def transfer_optimizer_state(opt, saved, old_groups):
@@ -409,13 +422,13 @@ def main():
     if ms_weight and loss_kind != "psnr":
         raise SystemExit("--msssim-weight needs --loss psnr")
     joint_sop = args.op == "bop" and sop_weight > 0 and getattr(model, "sop_trains_beside_bop", False)
-    hi_only = args.train_only == "analysis-hi"
-    if hi_only:
+    hi_only, lo_only = args.train_only == "analysis-hi", args.train_only == "analysis-lo"
+    if hi_only or lo_only:
         if hi_from is None or args.op != "bop" or frozen:
-            raise SystemExit("--train-only analysis-hi needs a vm33 BOP model with a high-rate analysis "
+            raise SystemExit(f"--train-only {args.train_only} needs a vm33 BOP model with a high-rate analysis "
                              "(--analysis-hi-from) and --frozen-analysis off")
         joint_sop = False  # the SOP synthesis is fixed like everything else
-        opt = make_hi_analysis_optimizer(model, args.lr)
+        opt = make_hi_analysis_optimizer(model, args.lr, "hi" if hi_only else "lo")
     else:
         opt = make_optimizer(model, args.op, args.lr, frozen, tail, joint_sop, args.analysis_lr_mult)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -424,7 +437,7 @@ def main():
     opt_kept = False
     if resuming:
         meta, how, opt_kept = load_checkpoint(model, opt, args.op, ckpt, opt_path, device, rate_lambdas,
-                                              trainable_analysis_stages(frozen, tail))
+                                              trainable_analysis_stages(frozen, tail), args.train_only)
         print(f"resumed {ckpt} at steps {meta['steps']} ({how})", flush=True)
     # wall time per stage, so a SOP run trained beside BOP (its own --checkpoint, merged afterwards by
     # training.merge_sop) adds its own time to the record
@@ -529,13 +542,17 @@ def main():
     def wall():
         return round(wall0 + time.time() - run_start, 1)
 
-    hi_only_steps0 = meta.get("analysis_hi_only_steps", 0)
-    lowest_rate = hi_from if hi_only else 0  # hi_only: the rate points the high-rate analysis serves
+    only_key = "analysis_hi_only_steps" if hi_only else "analysis_lo_only_steps"
+    only_steps0 = meta.get(only_key, 0)
+    # hi_only / lo_only: the rate points the high-rate / the shared analysis serves
+    lowest_rate = hi_from if hi_only else 0
+    rate_end = hi_from if lo_only else len(rate_lambdas)
 
     def save():
         meta["steps"][args.op] = step
-        if hi_only:  # steps in which nothing but the high-rate analysis trained (they count in steps too)
-            meta["analysis_hi_only_steps"] = hi_only_steps0 + step - start_step
+        meta["optimizer_over"] = args.train_only
+        if hi_only or lo_only:  # steps in which nothing but that analysis trained (they count in steps too)
+            meta[only_key] = only_steps0 + step - start_step
         meta["wall_s"] = wall()
         meta["wall_s_by_op"][args.op] = round(op_wall0 + time.time() - run_start, 1)
         save_checkpoint(model, opt, args.op, meta, ckpt, opt_path)
@@ -568,7 +585,7 @@ def main():
         for group in opt.param_groups:
             group["lr"] = current_lr * group.get("lr_mult", 1.0)
         y, uv, lat = next_batch()
-        rate_idx = torch.randint(lowest_rate, len(rate_lambdas), (args.batch,), device=device)
+        rate_idx = torch.randint(lowest_rate, rate_end, (args.batch,), device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             if joint_sop:
                 if lat is None:
@@ -608,7 +625,8 @@ def main():
         if step % args.log_every == 0:
             n = len(window)
             loss_avg, b, p = (sum(w[i] for w in window) / n for i in range(3))
-            log.row(step=step, rate_point="mix hi-analysis" if hi_only else "mix", loss=f"{loss_avg:.4f}",
+            mix = "mix hi-analysis" if hi_only else "mix lo-analysis" if lo_only else "mix"
+            log.row(step=step, rate_point=mix, loss=f"{loss_avg:.4f}",
                     train_bpp=f"{b:.4f}", train_psnr_yuv=f"{p:.3f}", wall_s=wall(), lr=f"{current_lr:.3g}", **common)
             if window_sop:
                 log.row(step=step, rate_point="mix sop", train_psnr_yuv=f"{sum(window_sop) / len(window_sop):.3f}",
