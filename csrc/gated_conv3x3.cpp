@@ -11,6 +11,7 @@
 #include "errors.hpp"
 #include "float_tiles.hpp"
 #include "thread_pool.hpp"
+#include "winograd_tiles.hpp"
 
 // The definition, per 4x4 output tile (ty, tx) and channel — the scalar path spells it out, the AVX2 path does
 // the same per lane.  One-dimensional Bᵀ on six values e0..e5 (the same formula down the rows, then along them):
@@ -39,43 +40,48 @@ constexpr int kChunk = 12;          // tiles per GEMM batch (a multiple of 6): V
 // (their outputs are dropped).
 inline int tiles_across(int w, bool simd) { return std::max((w + kT - 1) / kT, simd ? kTilePx : 1); }
 
-inline void bt_scalar(const float* e, size_t es, float* o, size_t os) {
-  const float e0 = e[0], e1 = e[es], e2 = e[2 * es], e3 = e[3 * es], e4 = e[4 * es], e5 = e[5 * es];
-  o[0] = (4.0f * e0 + e4) - 5.0f * e2;
-  o[os] = (e3 + e4) - 4.0f * (e1 + e2);
-  o[2 * os] = (e4 - e3) + 4.0f * (e1 - e2);
-  o[3 * os] = (e4 - e2) + 2.0f * (e3 - e1);
-  o[4 * os] = (e4 - e2) - 2.0f * (e3 - e1);
-  o[5 * os] = (4.0f * e1 + e5) - 5.0f * e3;
-}
+// F(4, 3) at the points 0, 1, -1, 2, -2 and infinity (the formulas at the top), for winograd_tiles.hpp
+struct F43 {
+  static constexpr int kN = 6, kT = 4;
+  static void bt_scalar(const float* e, size_t es, float* o, size_t os) {
+    const float e0 = e[0], e1 = e[es], e2 = e[2 * es], e3 = e[3 * es], e4 = e[4 * es], e5 = e[5 * es];
+    o[0] = (4.0f * e0 + e4) - 5.0f * e2;
+    o[os] = (e3 + e4) - 4.0f * (e1 + e2);
+    o[2 * os] = (e4 - e3) + 4.0f * (e1 - e2);
+    o[3 * os] = (e4 - e2) + 2.0f * (e3 - e1);
+    o[4 * os] = (e4 - e2) - 2.0f * (e3 - e1);
+    o[5 * os] = (4.0f * e1 + e5) - 5.0f * e3;
+  }
 
-inline void at_scalar(const float* m, size_t ms, float* o, size_t os) {
-  const float p = m[ms] + m[2 * ms], q = m[ms] - m[2 * ms], r = m[3 * ms] + m[4 * ms], s = m[3 * ms] - m[4 * ms];
-  o[0] = (m[0] + p) + r;
-  o[os] = q + 2.0f * s;
-  o[2 * os] = p + 4.0f * r;
-  o[3 * os] = (q + 8.0f * s) + m[5 * ms];
-}
+  static void at_scalar(const float* m, size_t ms, float* o, size_t os) {
+    const float p = m[ms] + m[2 * ms], q = m[ms] - m[2 * ms], r = m[3 * ms] + m[4 * ms], s = m[3 * ms] - m[4 * ms];
+    o[0] = (m[0] + p) + r;
+    o[os] = q + 2.0f * s;
+    o[2 * os] = p + 4.0f * r;
+    o[3 * os] = (q + 8.0f * s) + m[5 * ms];
+  }
 
-JPEGAI_TARGET_AVX2FMA inline void bt_avx2(const __m256* e, __m256* o) {
-  const __m256 two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f);
-  o[0] = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(four, e[0]), e[4]), _mm256_mul_ps(five, e[2]));
-  o[1] = _mm256_sub_ps(_mm256_add_ps(e[3], e[4]), _mm256_mul_ps(four, _mm256_add_ps(e[1], e[2])));
-  o[2] = _mm256_add_ps(_mm256_sub_ps(e[4], e[3]), _mm256_mul_ps(four, _mm256_sub_ps(e[1], e[2])));
-  const __m256 a = _mm256_sub_ps(e[4], e[2]), b = _mm256_mul_ps(two, _mm256_sub_ps(e[3], e[1]));
-  o[3] = _mm256_add_ps(a, b);
-  o[4] = _mm256_sub_ps(a, b);
-  o[5] = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(four, e[1]), e[5]), _mm256_mul_ps(five, e[3]));
-}
+  JPEGAI_TARGET_AVX2FMA static void bt_avx2(const __m256* e, __m256* o) {
+    const __m256 two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f);
+    o[0] = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(four, e[0]), e[4]), _mm256_mul_ps(five, e[2]));
+    o[1] = _mm256_sub_ps(_mm256_add_ps(e[3], e[4]), _mm256_mul_ps(four, _mm256_add_ps(e[1], e[2])));
+    o[2] = _mm256_add_ps(_mm256_sub_ps(e[4], e[3]), _mm256_mul_ps(four, _mm256_sub_ps(e[1], e[2])));
+    const __m256 a = _mm256_sub_ps(e[4], e[2]), b = _mm256_mul_ps(two, _mm256_sub_ps(e[3], e[1]));
+    o[3] = _mm256_add_ps(a, b);
+    o[4] = _mm256_sub_ps(a, b);
+    o[5] = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(four, e[1]), e[5]), _mm256_mul_ps(five, e[3]));
+  }
 
-JPEGAI_TARGET_AVX2FMA inline void at_avx2(const __m256* m, __m256* o) {
-  const __m256 p = _mm256_add_ps(m[1], m[2]), q = _mm256_sub_ps(m[1], m[2]);
-  const __m256 r = _mm256_add_ps(m[3], m[4]), s = _mm256_sub_ps(m[3], m[4]);
-  o[0] = _mm256_add_ps(_mm256_add_ps(m[0], p), r);
-  o[1] = _mm256_add_ps(q, _mm256_mul_ps(_mm256_set1_ps(2.0f), s));
-  o[2] = _mm256_add_ps(p, _mm256_mul_ps(_mm256_set1_ps(4.0f), r));
-  o[3] = _mm256_add_ps(_mm256_add_ps(q, _mm256_mul_ps(_mm256_set1_ps(8.0f), s)), m[5]);
-}
+  JPEGAI_TARGET_AVX2FMA static void at_avx2(const __m256* m, __m256* o) {
+    const __m256 p = _mm256_add_ps(m[1], m[2]), q = _mm256_sub_ps(m[1], m[2]);
+    const __m256 r = _mm256_add_ps(m[3], m[4]), s = _mm256_sub_ps(m[3], m[4]);
+    o[0] = _mm256_add_ps(_mm256_add_ps(m[0], p), r);
+    o[1] = _mm256_add_ps(q, _mm256_mul_ps(_mm256_set1_ps(2.0f), s));
+    o[2] = _mm256_add_ps(p, _mm256_mul_ps(_mm256_set1_ps(4.0f), r));
+    o[3] = _mm256_add_ps(_mm256_add_ps(q, _mm256_mul_ps(_mm256_set1_ps(8.0f), s)), m[5]);
+  }
+};
+static_assert(F43::kN == kN && F43::kT == kT);
 
 }  // namespace
 
@@ -151,36 +157,18 @@ void GatedConv3x3::finish_rows_scalar(const float* xt, int cols, const float* pr
 void GatedConv3x3::tile_rows_scalar(const float* xt, int cols, int h, int w, int ty0, int ty1, float* out,
                                     bool nhwc) const {
   const int C = cout_, CI = cin_, tw = tiles_across(w, false), W4 = kT * tw;
-  std::vector<float> t(kPos), V(size_t(kPos) * CI), M(kPos), s(kN * kT), prow(size_t(kT) * W4 * C);
+  std::vector<float> V(size_t(kPos) * CI), prow(size_t(kT) * W4 * C);
   for (int ty = ty0; ty < ty1; ++ty) {
-    for (int tx = 0; tx < tw; ++tx) {
-      for (int ci = 0; ci < CI; ++ci) {
-        const float* d = xt + (size_t(kT * ty) * cols + kT * tx) * CI + ci;
-        for (int c = 0; c < kN; ++c) bt_scalar(d + size_t(c) * CI, size_t(cols) * CI, &t[c], kN);  // down rows
-        for (int r = 0; r < kN; ++r) bt_scalar(&t[kN * r], 1, &V[size_t(kN * r) * CI + ci], CI);  // along a row
-      }
-      for (int co = 0; co < C; ++co) {
-        for (int p = 0; p < kPos; ++p) {
-          float acc = 0.0f;
-          const float* up = &u_[size_t(p) * CI * C + co];
-          for (int ci = 0; ci < CI; ++ci) acc = std::fma(up[size_t(ci) * C], V[size_t(p) * CI + ci], acc);
-          M[p] = acc;
-        }
-        for (int c = 0; c < kN; ++c) at_scalar(&M[c], kN, &s[c], kN);  // s[u][c] at s[kN u + c]
-        for (int u = 0; u < kT; ++u) {
-          float y[kT];
-          at_scalar(&s[kN * u], 1, y, 1);
-          for (int v = 0; v < kT; ++v) prow[(size_t(u) * W4 + kT * tx + v) * C + co] = y[v] + bias_[co];
-        }
-      }
-    }
+    for (int tx = 0; tx < tw; ++tx)
+      winograd::tile_scalar<F43>(xt + (size_t(kT * ty) * cols + kT * tx) * CI, size_t(cols) * CI, CI, C, u_.data(),
+                                 bias_.data(), V.data(), prow.data() + size_t(kT * tx) * C, size_t(W4) * C, size_t(C));
     finish_rows_scalar(xt, cols, prow.data(), W4, h, w, kT * ty, out, nhwc);
   }
 }
 
 JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int cols, int h, int w, int ty0, int ty1,
                                                         float* out, bool nhwc) const {
-  const int C = cout_, CI = cin_, tw = tiles_across(w, true), W4 = kT * tw, ncb = C / kTileCo;
+  const int C = cout_, CI = cin_, tw = tiles_across(w, true), W4 = kT * tw;
   float* V = scratch(kScratchV, size_t(kPos) * kChunk * CI);
   float* M = scratch(kScratchM, size_t(kPos) * kChunk * C);
   float* prow = scratch(kScratchRow, size_t(kT) * W4 * C);
@@ -189,55 +177,13 @@ JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int col
   float* narrow = scratch(kScratchAux, size_t(kTilePx) * C);
   std::vector<ptrdiff_t> ch_off(std::max(C, CI));
   for (size_t k = 0; k < ch_off.size(); ++k) ch_off[k] = ptrdiff_t(k);
-  alignas(32) float zeros[kTileCo] = {};
   for (int ty = ty0; ty < ty1; ++ty) {
     for (int x0 = 0; x0 < tw; x0 += kChunk) {
       // the chunk: tiles [xa, xa + n); the last one overlaps the one before (the same values again)
       const int n = std::min(kChunk, tw), xa = std::min(x0, tw - n);
-      const size_t vstep = size_t(n) * CI;  // one position of V
-      // 1. input transform, 8 input channels per vector: V [pos][tile][ci]
-      for (int k = 0; k < n; ++k)
-        for (int c0 = 0; c0 < CI; c0 += kLanes) {
-          const float* d = xt + (size_t(kT * ty) * cols + kT * (xa + k)) * CI + c0;
-          __m256 e[kN], t[kN][kN], o[kN];
-          for (int c = 0; c < kN; ++c) {  // down the rows of column c: t[.][c]
-            for (int r = 0; r < kN; ++r) e[r] = _mm256_loadu_ps(d + (size_t(r) * cols + c) * CI);
-            bt_avx2(e, o);
-            for (int r = 0; r < kN; ++r) t[r][c] = o[r];
-          }
-          for (int r = 0; r < kN; ++r) {  // along row r
-            bt_avx2(t[r], o);
-            float* v = V + size_t(kN * r) * vstep + size_t(k) * CI + c0;
-            for (int c = 0; c < kN; ++c) _mm256_storeu_ps(v + c * vstep, o[c]);
-          }
-        }
-      // 2. 36 GEMMs, 16 output channels x 6 tiles at a time: M [pos][tile][co]
-      for (int p = 0; p < kPos; ++p)
-        for (int cb = 0; cb < ncb; ++cb)
-          for (int k0 = 0; k0 < n; k0 += kTilePx) {
-            const int k = std::min(k0, n - kTilePx);  // the last tile overlaps: the same values again
-            tile_16x6(u_packed_.data() + (size_t(p) * ncb + cb) * CI * kTileCo, V + (size_t(p) * n + k) * CI,
-                      ch_off.data(), CI, size_t(CI), zeros, nullptr, 0, M + (size_t(p) * n + k) * C + cb * kTileCo,
-                      size_t(C));
-          }
-      // 3. output transform + bias, 8 output channels per vector: prow [u][4tx + v][co]
-      const size_t mstep = size_t(n) * C;  // one position of M
-      for (int k = 0; k < n; ++k)
-        for (int c0 = 0; c0 < C; c0 += kLanes) {
-          const float* m = M + size_t(k) * C + c0;
-          const __m256 bias = _mm256_loadu_ps(&bias_[c0]);
-          __m256 e[kN], s[kT][kN], y[kT];
-          for (int c = 0; c < kN; ++c) {  // down the rows of column c
-            for (int r = 0; r < kN; ++r) e[r] = _mm256_loadu_ps(m + size_t(kN * r + c) * mstep);
-            at_avx2(e, y);
-            for (int u = 0; u < kT; ++u) s[u][c] = y[u];
-          }
-          for (int u = 0; u < kT; ++u) {  // along row u
-            at_avx2(s[u], y);
-            float* o = prow + (size_t(u) * W4 + kT * (xa + k)) * C + c0;
-            for (int v = 0; v < kT; ++v) _mm256_storeu_ps(o + size_t(v) * C, _mm256_add_ps(y[v], bias));
-          }
-        }
+      winograd::tiles_avx2<F43>(xt + (size_t(kT * ty) * cols + kT * xa) * CI, size_t(cols) * CI, size_t(kT) * CI, n,
+                                CI, C, u_packed_.data(), bias_.data(), ch_off.data(), V, M,
+                                prow + size_t(kT * xa) * C, size_t(W4) * C, size_t(C), size_t(kT) * C);
     }
     // 4. the gate (or the residual ReLU, or nothing), cropped to the picture's width and rows
     for (int u = 0; u < kT && kT * ty + u < h; ++u) {

@@ -11,6 +11,7 @@
 #include "errors.hpp"
 #include "float_tiles.hpp"
 #include "thread_pool.hpp"
+#include "winograd_tiles.hpp"
 
 // The definition, per phase (a, b), 4x4 tile (ti, tj) of that phase and channel — the scalar path spells it
 // out, the AVX2 path does the same per lane.  One-dimensional Bᵀ on five values e0..e4 (the same formula down
@@ -42,39 +43,44 @@ inline int tap(int phase, int k) { return 3 - phase - 2 * k; }
 // (their outputs are dropped).
 inline int tiles_across(int w, bool simd) { return std::max((w + kT - 1) / kT, simd ? kTilePx : 1); }
 
-inline void bt_scalar(const float* e, size_t es, float* o, size_t os) {
-  const float e0 = e[0], e1 = e[es], e2 = e[2 * es], e3 = e[3 * es], e4 = e[4 * es];
-  o[0] = 2.0f * (e0 - e2) + (e3 - e1);
-  o[os] = (e3 - e2) - 2.0f * e1;
-  o[2 * os] = (e3 + 2.0f * e1) - 3.0f * e2;
-  o[3 * os] = e3 - e1;
-  o[4 * os] = (e4 - e2) + 2.0f * (e1 - e3);
-}
+// F(4, 2) at the points 0, 1, -1, 2 and infinity (the formulas at the top), for winograd_tiles.hpp
+struct F42 {
+  static constexpr int kN = 5, kT = 4;
+  static void bt_scalar(const float* e, size_t es, float* o, size_t os) {
+    const float e0 = e[0], e1 = e[es], e2 = e[2 * es], e3 = e[3 * es], e4 = e[4 * es];
+    o[0] = 2.0f * (e0 - e2) + (e3 - e1);
+    o[os] = (e3 - e2) - 2.0f * e1;
+    o[2 * os] = (e3 + 2.0f * e1) - 3.0f * e2;
+    o[3 * os] = e3 - e1;
+    o[4 * os] = (e4 - e2) + 2.0f * (e1 - e3);
+  }
 
-inline void at_scalar(const float* m, size_t ms, float* o, size_t os) {
-  const float p = m[ms] + m[2 * ms], q = m[ms] - m[2 * ms], m3 = m[3 * ms];
-  o[0] = (m[0] + p) + m3;
-  o[os] = q + 2.0f * m3;
-  o[2 * os] = p + 4.0f * m3;
-  o[3 * os] = (q + 8.0f * m3) + m[4 * ms];
-}
+  static void at_scalar(const float* m, size_t ms, float* o, size_t os) {
+    const float p = m[ms] + m[2 * ms], q = m[ms] - m[2 * ms], m3 = m[3 * ms];
+    o[0] = (m[0] + p) + m3;
+    o[os] = q + 2.0f * m3;
+    o[2 * os] = p + 4.0f * m3;
+    o[3 * os] = (q + 8.0f * m3) + m[4 * ms];
+  }
 
-JPEGAI_TARGET_AVX2FMA inline void bt_avx2(const __m256* e, __m256* o) {
-  const __m256 two = _mm256_set1_ps(2.0f), three = _mm256_set1_ps(3.0f);
-  o[0] = _mm256_add_ps(_mm256_mul_ps(two, _mm256_sub_ps(e[0], e[2])), _mm256_sub_ps(e[3], e[1]));
-  o[1] = _mm256_sub_ps(_mm256_sub_ps(e[3], e[2]), _mm256_mul_ps(two, e[1]));
-  o[2] = _mm256_sub_ps(_mm256_add_ps(e[3], _mm256_mul_ps(two, e[1])), _mm256_mul_ps(three, e[2]));
-  o[3] = _mm256_sub_ps(e[3], e[1]);
-  o[4] = _mm256_add_ps(_mm256_sub_ps(e[4], e[2]), _mm256_mul_ps(two, _mm256_sub_ps(e[1], e[3])));
-}
+  JPEGAI_TARGET_AVX2FMA static void bt_avx2(const __m256* e, __m256* o) {
+    const __m256 two = _mm256_set1_ps(2.0f), three = _mm256_set1_ps(3.0f);
+    o[0] = _mm256_add_ps(_mm256_mul_ps(two, _mm256_sub_ps(e[0], e[2])), _mm256_sub_ps(e[3], e[1]));
+    o[1] = _mm256_sub_ps(_mm256_sub_ps(e[3], e[2]), _mm256_mul_ps(two, e[1]));
+    o[2] = _mm256_sub_ps(_mm256_add_ps(e[3], _mm256_mul_ps(two, e[1])), _mm256_mul_ps(three, e[2]));
+    o[3] = _mm256_sub_ps(e[3], e[1]);
+    o[4] = _mm256_add_ps(_mm256_sub_ps(e[4], e[2]), _mm256_mul_ps(two, _mm256_sub_ps(e[1], e[3])));
+  }
 
-JPEGAI_TARGET_AVX2FMA inline void at_avx2(const __m256* m, __m256* o) {
-  const __m256 p = _mm256_add_ps(m[1], m[2]), q = _mm256_sub_ps(m[1], m[2]);
-  o[0] = _mm256_add_ps(_mm256_add_ps(m[0], p), m[3]);
-  o[1] = _mm256_add_ps(q, _mm256_mul_ps(_mm256_set1_ps(2.0f), m[3]));
-  o[2] = _mm256_add_ps(p, _mm256_mul_ps(_mm256_set1_ps(4.0f), m[3]));
-  o[3] = _mm256_add_ps(_mm256_add_ps(q, _mm256_mul_ps(_mm256_set1_ps(8.0f), m[3])), m[4]);
-}
+  JPEGAI_TARGET_AVX2FMA static void at_avx2(const __m256* m, __m256* o) {
+    const __m256 p = _mm256_add_ps(m[1], m[2]), q = _mm256_sub_ps(m[1], m[2]);
+    o[0] = _mm256_add_ps(_mm256_add_ps(m[0], p), m[3]);
+    o[1] = _mm256_add_ps(q, _mm256_mul_ps(_mm256_set1_ps(2.0f), m[3]));
+    o[2] = _mm256_add_ps(p, _mm256_mul_ps(_mm256_set1_ps(4.0f), m[3]));
+    o[3] = _mm256_add_ps(_mm256_add_ps(q, _mm256_mul_ps(_mm256_set1_ps(8.0f), m[3])), m[4]);
+  }
+};
+static_assert(F42::kN == kN && F42::kT == kT);
 
 }  // namespace
 
@@ -147,34 +153,15 @@ void GatedUpsampler::finish_rows_scalar(const float* prow, int W8, int h, int w,
 void GatedUpsampler::tile_rows_scalar(const float* xt, int cols, int h, int w, int t0, int t1, float* out,
                                       bool nhwc) const {
   const int C = cout_, CI = cin_, tw = tiles_across(w, false), W8 = 2 * kT * tw;
-  std::vector<float> t(kPos), V(size_t(kPos) * CI), M(kPos), s(kN * kT), prow(size_t(2 * kT) * W8 * C);
+  std::vector<float> V(size_t(kPos) * CI), prow(size_t(2 * kT) * W8 * C);
   for (int ti = t0; ti < t1; ++ti) {
     for (int a = 0; a < 2; ++a)
-      for (int b = 0; b < 2; ++b) {
-        const float* U = u_.data() + size_t(2 * a + b) * kPos * CI * C;
-        for (int tj = 0; tj < tw; ++tj) {
-          for (int ci = 0; ci < CI; ++ci) {
-            const float* d = xt + (size_t(kT * ti + a) * cols + kT * tj + b) * CI + ci;
-            for (int c = 0; c < kN; ++c) bt_scalar(d + size_t(c) * CI, size_t(cols) * CI, &t[c], kN);  // down rows
-            for (int r = 0; r < kN; ++r) bt_scalar(&t[kN * r], 1, &V[size_t(kN * r) * CI + ci], CI);  // along a row
-          }
-          for (int co = 0; co < C; ++co) {
-            for (int p = 0; p < kPos; ++p) {
-              float acc = 0.0f;
-              const float* up = U + size_t(p) * CI * C + co;
-              for (int ci = 0; ci < CI; ++ci) acc = std::fma(up[size_t(ci) * C], V[size_t(p) * CI + ci], acc);
-              M[p] = acc;
-            }
-            for (int c = 0; c < kN; ++c) at_scalar(&M[c], kN, &s[c], kN);  // s[u][c] at s[kN u + c]
-            for (int u = 0; u < kT; ++u) {
-              float y[kT];
-              at_scalar(&s[kN * u], 1, y, 1);
-              for (int v = 0; v < kT; ++v)
-                prow[(size_t(2 * u + a) * W8 + 2 * (kT * tj + v) + b) * C + co] = y[v] + bias_[co];
-            }
-          }
-        }
-      }
+      for (int b = 0; b < 2; ++b)
+        for (int tj = 0; tj < tw; ++tj)  // phase (a, b): output (2(4ti + u) + a, 2(4tj + v) + b)
+          winograd::tile_scalar<F42>(xt + (size_t(kT * ti + a) * cols + kT * tj + b) * CI, size_t(cols) * CI, CI, C,
+                                     u_.data() + size_t(2 * a + b) * kPos * CI * C, bias_.data(), V.data(),
+                                     prow.data() + (size_t(a) * W8 + 2 * kT * tj + b) * C, size_t(2 * W8) * C,
+                                     size_t(2 * C));
     finish_rows_scalar(prow.data(), W8, h, w, 2 * kT * ti, out, nhwc);
   }
 }
@@ -190,7 +177,6 @@ JPEGAI_TARGET_AVX2FMA void GatedUpsampler::tile_rows_avx2(const float* xt, int c
   float* narrow = scratch(kScratchAux, size_t(kTilePx) * C);
   std::vector<ptrdiff_t> ch_off(std::max(C, CI));
   for (size_t k = 0; k < ch_off.size(); ++k) ch_off[k] = ptrdiff_t(k);
-  alignas(32) float zeros[kTileCo] = {};
   for (int ti = t0; ti < t1; ++ti) {
     for (int a = 0; a < 2; ++a)
       for (int b = 0; b < 2; ++b) {
@@ -198,50 +184,10 @@ JPEGAI_TARGET_AVX2FMA void GatedUpsampler::tile_rows_avx2(const float* xt, int c
         for (int x0 = 0; x0 < tw; x0 += kChunk) {
           // the chunk: tiles [xa, xa + n); the last one overlaps the one before (the same values again)
           const int n = std::min(kChunk, tw), xa = std::min(x0, tw - n);
-          const size_t vstep = size_t(n) * CI;  // one position of V
-          // 1. input transform, 8 input channels per vector: V [pos][tile][ci]
-          for (int k = 0; k < n; ++k)
-            for (int c0 = 0; c0 < CI; c0 += kLanes) {
-              const float* d = xt + (size_t(kT * ti + a) * cols + kT * (xa + k) + b) * CI + c0;
-              __m256 e[kN], t[kN][kN], o[kN];
-              for (int c = 0; c < kN; ++c) {  // down the rows of column c: t[.][c]
-                for (int r = 0; r < kN; ++r) e[r] = _mm256_loadu_ps(d + (size_t(r) * cols + c) * CI);
-                bt_avx2(e, o);
-                for (int r = 0; r < kN; ++r) t[r][c] = o[r];
-              }
-              for (int r = 0; r < kN; ++r) {  // along row r
-                bt_avx2(t[r], o);
-                float* v = V + size_t(kN * r) * vstep + size_t(k) * CI + c0;
-                for (int c = 0; c < kN; ++c) _mm256_storeu_ps(v + c * vstep, o[c]);
-              }
-            }
-          // 2. 25 GEMMs, 16 output channels x 6 tiles at a time: M [pos][tile][co]
-          for (int p = 0; p < kPos; ++p)
-            for (int cb = 0; cb < ncb; ++cb)
-              for (int k0 = 0; k0 < n; k0 += kTilePx) {
-                const int k = std::min(k0, n - kTilePx);  // the last tile overlaps: the same values again
-                tile_16x6(U + (size_t(p) * ncb + cb) * CI * kTileCo, V + (size_t(p) * n + k) * CI, ch_off.data(),
-                          CI, size_t(CI), zeros, nullptr, 0, M + (size_t(p) * n + k) * C + cb * kTileCo,
-                          size_t(C));
-              }
-          // 3. output transform + bias, 8 output channels per vector: prow [2u + a][2(4tj + v) + b][co]
-          const size_t mstep = size_t(n) * C;  // one position of M
-          for (int k = 0; k < n; ++k)
-            for (int c0 = 0; c0 < C; c0 += kLanes) {
-              const float* m = M + size_t(k) * C + c0;
-              const __m256 bias = _mm256_loadu_ps(&bias_[c0]);
-              __m256 e[kN], s[kT][kN], y[kT];
-              for (int c = 0; c < kN; ++c) {  // down the rows of column c
-                for (int r = 0; r < kN; ++r) e[r] = _mm256_loadu_ps(m + size_t(kN * r + c) * mstep);
-                at_avx2(e, y);
-                for (int u = 0; u < kT; ++u) s[u][c] = y[u];
-              }
-              for (int u = 0; u < kT; ++u) {  // along row u
-                at_avx2(s[u], y);
-                float* o = prow + (size_t(2 * u + a) * W8 + 2 * kT * (xa + k) + b) * C + c0;
-                for (int v = 0; v < kT; ++v) _mm256_storeu_ps(o + size_t(2 * v) * C, _mm256_add_ps(y[v], bias));
-              }
-            }
+          winograd::tiles_avx2<F42>(xt + (size_t(kT * ti + a) * cols + kT * xa + b) * CI, size_t(cols) * CI,
+                                    size_t(kT) * CI, n, CI, C, U, bias_.data(), ch_off.data(), V, M,
+                                    prow + (size_t(a) * W8 + 2 * kT * xa + b) * C, size_t(2 * W8) * C, size_t(2 * C),
+                                    size_t(2 * kT) * C);
         }
       }
     // 4. the gate (if any) on the eight output rows, cropped to the picture
