@@ -232,20 +232,18 @@ inline const float* pad_pixel_major(const float* x, int cin, int h, int w, int r
   return xt;
 }
 
-// A block's run(): the padded pixel-major input, then rows(xt, t0, t1, simd) for bands of `per_task` rows of 2x2
-// tiles on the pool (each band writes its own output rows: any thread count gives the same bytes).  The SIMD
-// path needs at least 6 tiles across (one register tile).
+// A Winograd block's run() (gated_conv3x3.cpp, gated_upsampler.cpp): the input pixel-major and zero-padded — one
+// sample above and to the left, below and to the right up to whole tiles of `tile` input samples plus one, and at
+// least 6 tiles across where simd (the AVX2 GEMM takes 6 tiles at a time; a narrow picture's extra tiles lie over
+// the padding and their outputs are dropped) — then rows(xt, cols, t, simd) for every row t of tiles on the pool
+// (each writes its own output rows: any thread count gives the same bytes).
 template <class Rows>
-void run_tile_rows(const float* x, int cin, int h, int w, bool nhwc_in, bool simd_ok, unsigned threads,
-                   int per_task, Rows&& rows) {
-  const int th = (h + 1) / 2, tw = (w + 1) / 2;
-  const bool simd = simd_ok && tw >= kTilePx;
-  const float* xt = pad_pixel_major(x, cin, h, w, 2 * th + 2, 2 * tw + 2, nhwc_in, simd, threads);
-  const size_t tasks = (size_t(th) + per_task - 1) / per_task;
-  global_pool().parallel_for(tasks, threads, [&](size_t t) {
-    const int t0 = int(t) * per_task;
-    rows(xt, t0, std::min(th, t0 + per_task), simd);
-  });
+void run_tile_rows(const float* x, int cin, int h, int w, int tile, bool nhwc_in, bool simd, unsigned threads,
+                   Rows&& rows) {
+  const int th = (h + tile - 1) / tile, tw = std::max((w + tile - 1) / tile, simd ? kTilePx : 1);
+  const int cols = tile * tw + 2;
+  const float* xt = pad_pixel_major(x, cin, h, w, tile * th + 2, cols, nhwc_in, simd, threads);
+  global_pool().parallel_for(size_t(th), threads, [&](size_t t) { rows(xt, cols, int(t), simd); });
 }
 
 // A row-at-a-time block's run() (resau_block.cpp, shuffle_upsampler.cpp): the input pixel-major and zero-padded by

@@ -36,10 +36,6 @@ constexpr int kN = kT + 2;          // input tile side
 constexpr int kPos = kN * kN;       // 36 transformed positions
 constexpr int kChunk = 12;          // tiles per GEMM batch (a multiple of 6): V and M (36 positions each) stay in L2
 
-// Tiles across: the AVX2 GEMM takes 6 tiles at a time, so a narrow picture gets tiles over its zero padding
-// (their outputs are dropped).
-inline int tiles_across(int w, bool simd) { return std::max((w + kT - 1) / kT, simd ? kTilePx : 1); }
-
 // F(4, 3) at the points 0, 1, -1, 2, -2 and infinity (the formulas at the top), for winograd_tiles.hpp
 struct F43 {
   static constexpr int kN = 6, kT = 4;
@@ -156,7 +152,7 @@ void GatedConv3x3::finish_rows_scalar(const float* xt, int cols, const float* pr
 // xt: the padded input, pixel-major [(4th + 2) rows][cols][cin]; xt(r, c) = x(r - 1, c - 1).
 void GatedConv3x3::tile_rows_scalar(const float* xt, int cols, int h, int w, int ty0, int ty1, float* out,
                                     bool nhwc) const {
-  const int C = cout_, CI = cin_, tw = tiles_across(w, false), W4 = kT * tw;
+  const int C = cout_, CI = cin_, tw = (cols - 2) / kT, W4 = kT * tw;
   std::vector<float> V(size_t(kPos) * CI), prow(size_t(kT) * W4 * C);
   for (int ty = ty0; ty < ty1; ++ty) {
     for (int tx = 0; tx < tw; ++tx)
@@ -168,7 +164,7 @@ void GatedConv3x3::tile_rows_scalar(const float* xt, int cols, int h, int w, int
 
 JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int cols, int h, int w, int ty0, int ty1,
                                                         float* out, bool nhwc) const {
-  const int C = cout_, CI = cin_, tw = tiles_across(w, true), W4 = kT * tw;
+  const int C = cout_, CI = cin_, tw = (cols - 2) / kT, W4 = kT * tw;
   float* V = scratch(kScratchV, size_t(kPos) * kChunk * CI);
   float* M = scratch(kScratchM, size_t(kPos) * kChunk * C);
   float* prow = scratch(kScratchRow, size_t(kT) * W4 * C);
@@ -220,16 +216,14 @@ JPEGAI_TARGET_AVX2FMA void GatedConv3x3::tile_rows_avx2(const float* xt, int col
 void GatedConv3x3::run(const float* x, int h, int w, float* out, unsigned threads, bool reference,
                        bool nhwc_in, bool nhwc_out) const {
   if (h < 1 || w < 1) throw ArgumentError("GatedConv3x3: empty input");
-  const bool simd = !reference && has_simd_kernel();
-  const int th = (h + kT - 1) / kT, cols = kT * tiles_across(w, simd) + 2;
-  const float* xt = pad_pixel_major(x, cin_, h, w, kT * th + 2, cols, nhwc_in, simd, threads);
-  // one row of 4x4 tiles per pool task (4 output rows each): any thread count gives the same bytes
-  global_pool().parallel_for(size_t(th), threads, [&](size_t t) {
-    if (simd)
-      tile_rows_avx2(xt, cols, h, w, int(t), int(t) + 1, out, nhwc_out);
-    else
-      tile_rows_scalar(xt, cols, h, w, int(t), int(t) + 1, out, nhwc_out);
-  });
+  // one row of 4x4 tiles per pool task (4 output rows each)
+  run_tile_rows(x, cin_, h, w, kT, nhwc_in, !reference && has_simd_kernel(), threads,
+                [&](const float* xt, int cols, int t, bool simd) {
+                  if (simd)
+                    tile_rows_avx2(xt, cols, h, w, t, t + 1, out, nhwc_out);
+                  else
+                    tile_rows_scalar(xt, cols, h, w, t, t + 1, out, nhwc_out);
+                });
 }
 
 }  // namespace jpegai

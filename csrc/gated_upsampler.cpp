@@ -39,10 +39,6 @@ constexpr int kChunk = 12;     // tiles per GEMM batch (a multiple of 6): V and 
 // Kernel tap of output phase `phase` (0, 1) for padded offset `k` (0, 1) of the 2x2 phase convolution.
 inline int tap(int phase, int k) { return 3 - phase - 2 * k; }
 
-// Tiles across: the AVX2 GEMM takes 6 tiles at a time, so a narrow picture gets tiles over its zero padding
-// (their outputs are dropped).
-inline int tiles_across(int w, bool simd) { return std::max((w + kT - 1) / kT, simd ? kTilePx : 1); }
-
 // F(4, 2) at the points 0, 1, -1, 2 and infinity (the formulas at the top), for winograd_tiles.hpp
 struct F42 {
   static constexpr int kN = 5, kT = 4;
@@ -152,7 +148,7 @@ void GatedUpsampler::finish_rows_scalar(const float* prow, int W8, int h, int w,
 // xt: the padded input, pixel-major [(4th + 2) rows][cols][cin], xt(r, c) = xpad(r, c).
 void GatedUpsampler::tile_rows_scalar(const float* xt, int cols, int h, int w, int t0, int t1, float* out,
                                       bool nhwc) const {
-  const int C = cout_, CI = cin_, tw = tiles_across(w, false), W8 = 2 * kT * tw;
+  const int C = cout_, CI = cin_, tw = (cols - 2) / kT, W8 = 2 * kT * tw;
   std::vector<float> V(size_t(kPos) * CI), prow(size_t(2 * kT) * W8 * C);
   for (int ti = t0; ti < t1; ++ti) {
     for (int a = 0; a < 2; ++a)
@@ -168,7 +164,7 @@ void GatedUpsampler::tile_rows_scalar(const float* xt, int cols, int h, int w, i
 
 JPEGAI_TARGET_AVX2FMA void GatedUpsampler::tile_rows_avx2(const float* xt, int cols, int h, int w, int t0, int t1,
                                                           float* out, bool nhwc) const {
-  const int C = cout_, CI = cin_, tw = tiles_across(w, true), W8 = 2 * kT * tw, ncb = C / kTileCo;
+  const int C = cout_, CI = cin_, tw = (cols - 2) / kT, W8 = 2 * kT * tw, ncb = C / kTileCo;
   float* V = scratch(kScratchV, size_t(kPos) * kChunk * CI);
   float* M = scratch(kScratchM, size_t(kPos) * kChunk * C);
   float* prow = scratch(kScratchRow, size_t(2 * kT) * W8 * C);
@@ -212,16 +208,14 @@ JPEGAI_TARGET_AVX2FMA void GatedUpsampler::tile_rows_avx2(const float* xt, int c
 void GatedUpsampler::run(const float* x, int h, int w, float* out, unsigned threads, bool reference, bool nhwc_in,
                          bool nhwc_out) const {
   if (h < 1 || w < 1) throw ArgumentError("GatedUpsampler: empty input");
-  const bool simd = !reference && has_simd_kernel();
-  const int th = (h + kT - 1) / kT, cols = kT * tiles_across(w, simd) + 2;
-  const float* xt = pad_pixel_major(x, cin_, h, w, kT * th + 2, cols, nhwc_in, simd, threads);
-  // one row of tiles per pool task (8 output rows each): any thread count gives the same bytes
-  global_pool().parallel_for(size_t(th), threads, [&](size_t t) {
-    if (simd)
-      tile_rows_avx2(xt, cols, h, w, int(t), int(t) + 1, out, nhwc_out);
-    else
-      tile_rows_scalar(xt, cols, h, w, int(t), int(t) + 1, out, nhwc_out);
-  });
+  // one row of 4x4 tiles per pool task (8 output rows each)
+  run_tile_rows(x, cin_, h, w, kT, nhwc_in, !reference && has_simd_kernel(), threads,
+                [&](const float* xt, int cols, int t, bool simd) {
+                  if (simd)
+                    tile_rows_avx2(xt, cols, h, w, t, t + 1, out, nhwc_out);
+                  else
+                    tile_rows_scalar(xt, cols, h, w, t, t + 1, out, nhwc_out);
+                });
 }
 
 }  // namespace jpegai
