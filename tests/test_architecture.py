@@ -25,7 +25,7 @@ def _core_calls(fn):
     def hook(frame, event, arg):
         if event == "c_call" and (getattr(arg, "__module__", None) == "jpegai_fast._core"
                                   or type(getattr(arg, "__self__", None)).__module__ == "jpegai_fast._core"):
-            if frame.f_code.co_name == "run" and frame.f_globals.get("__name__") == "jpegai_fast.model":
+            if frame.f_code.co_name in ("run", "_run_head") and frame.f_globals.get("__name__") == "jpegai_fast.model":
                 return  # the synthesis' C++ blocks (pixel domain, float; docs/architecture.md hop 3), from _SplitRunner
             calls.append(getattr(arg, "__qualname__", repr(arg)).rsplit(".", 1)[-1])
 
