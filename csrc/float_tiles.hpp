@@ -121,14 +121,20 @@ JPEGAI_TARGET_AVX2FMA inline void store_row_avx2(const float* q, int width, int 
     for (int c = 0; c < C; ++c) out[c * plane + X] = q[size_t(X) * C + c];
 }
 
-// Gate packing: [channel block of 16][input channel][16].
-inline std::vector<float> pack_gate(const std::vector<float>& gate_weight, int C) {
-  std::vector<float> packed(size_t(C) * C);
+// A 1x1 convolution's weight [cout][cin] packed for tile_16x6: [output block of 16][input channel][16]
+// (cout a multiple of 16).
+inline std::vector<float> pack_1x1(const float* weight, int cout, int cin) {
+  std::vector<float> packed(size_t(cout) * cin);
   float* p = packed.data();
-  for (int cb = 0; cb < C / kTileCo; ++cb)
-    for (int ci = 0; ci < C; ++ci)
-      for (int l = 0; l < kTileCo; ++l) *p++ = gate_weight[size_t(cb * kTileCo + l) * C + ci];
+  for (int cb = 0; cb < cout / kTileCo; ++cb)
+    for (int ci = 0; ci < cin; ++ci)
+      for (int l = 0; l < kTileCo; ++l) *p++ = weight[size_t(cb * kTileCo + l) * cin + ci];
   return packed;
+}
+
+// Gate packing: the gate's C x C 1x1 convolution as pack_1x1 packs it.
+inline std::vector<float> pack_gate(const std::vector<float>& gate_weight, int C) {
+  return pack_1x1(gate_weight.data(), C, C);
 }
 
 // The 1x1 mix on one row of `width` (>= 6) pixels, pixel-major l and mul [X][C] (C a multiple of 16):

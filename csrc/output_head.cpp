@@ -25,11 +25,9 @@ OutputHead::OutputHead(const float* weight, const float* bias, int cin, int cout
   bias_.assign(size_t(cout), 0.0f);
   if (bias) std::copy(bias, bias + cout, bias_.begin());
   if (cout % kTileCo || cin % kLanes) return;  // the scalar definition only
-  packed_.resize(size_t(cout) * cin);  // [co16][ci][16]
-  float* p = packed_.data();
-  for (int cb = 0; cb < cout / kTileCo; ++cb)
-    for (int ci = 0; ci < cin; ++ci)
-      for (int l = 0; l < kTileCo; ++l) *p++ = weight_[size_t(cb * kTileCo + l) * cin + ci];
+  packed_ = pack_1x1(weight_.data(), cout, cin);
+  ch_off_.resize(size_t(cin));
+  for (int k = 0; k < cin; ++k) ch_off_[k] = k;
 }
 
 bool OutputHead::has_simd_kernel() const {
@@ -50,12 +48,10 @@ void OutputHead::row_scalar(const float* xr, int w, float* v) const {
 }
 
 JPEGAI_TARGET_AVX2FMA void OutputHead::row_avx2(const float* xr, int w, float* v) const {
-  std::vector<ptrdiff_t> ch_off(cin_);
-  for (int k = 0; k < cin_; ++k) ch_off[k] = k;
   for (int cb = 0; cb < cout_ / kTileCo; ++cb)
     for (int X0 = 0; X0 < w; X0 += kTilePx) {
       const int X = std::min(X0, w - kTilePx);  // the last tile overlaps: the same values again
-      tile_16x6(packed_.data() + size_t(cb) * cin_ * kTileCo, xr + size_t(X) * cin_, ch_off.data(), cin_,
+      tile_16x6(packed_.data() + size_t(cb) * cin_ * kTileCo, xr + size_t(X) * cin_, ch_off_.data(), cin_,
                 size_t(cin_), bias_.data() + cb * kTileCo, nullptr, 0, v + size_t(X) * cout_ + cb * kTileCo,
                 size_t(cout_));
     }

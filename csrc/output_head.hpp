@@ -13,6 +13,7 @@
 //    definition runs.
 #pragma once
 
+#include <cstddef>
 #include <vector>
 
 namespace jpegai {
@@ -42,7 +43,8 @@ class OutputHead {
   int cin_, cout_, block_;
   float scale_, offset_;
   std::vector<float> weight_, bias_;  // [cout][cin], [cout]
-  std::vector<float> packed_;         // AVX2: [co16][ci][16]
+  std::vector<float> packed_;         // AVX2: [co16][ci][16] (float_tiles::pack_1x1)
+  std::vector<ptrdiff_t> ch_off_;     // AVX2: the tile's input-channel offsets 0 .. cin - 1
 };
 
 }  // namespace jpegai

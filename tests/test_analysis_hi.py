@@ -229,10 +229,10 @@ def test_a_card_the_directory_cannot_serve_is_refused(hi_model_dir, tmp_path, ca
 
 def test_train_only_the_high_rate_analysis():
     """--train-only analysis-hi: Adam holds the high-rate analysis alone, and nothing else gets a gradient."""
-    from training.train import make_hi_analysis_optimizer
+    from training.train import make_analysis_only_optimizer
 
     model = _model()
-    opt = make_hi_analysis_optimizer(model, 1e-4)
+    opt = make_analysis_only_optimizer(model, 1e-4)
     hi = {id(p) for m in (model.luma_analysis_hi, model.chroma_analysis_hi) for p in m.parameters()}
     assert {id(p) for g in opt.param_groups for p in g["params"]} == hi
     assert {id(p) for p in model.parameters() if p.requires_grad} == hi
@@ -245,10 +245,10 @@ def test_train_only_the_high_rate_analysis():
 
 def test_train_only_the_shared_analysis():
     """--train-only analysis-lo: Adam holds the shared analysis alone (the low rate points' encoder)."""
-    from training.train import make_hi_analysis_optimizer
+    from training.train import make_analysis_only_optimizer
 
     model = _model()
-    opt = make_hi_analysis_optimizer(model, 1e-4, "lo")
+    opt = make_analysis_only_optimizer(model, 1e-4, "lo")
     lo = {id(p) for m in (model.luma_analysis, model.chroma_analysis) for p in m.parameters()}
     assert {id(p) for g in opt.param_groups for p in g["params"]} == lo
     assert {id(p) for p in model.parameters() if p.requires_grad} == lo

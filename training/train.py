@@ -296,7 +296,7 @@ def make_optimizer(model, op, lr, frozen_analysis=False, analysis_tail=0, joint_
     return torch.optim.Adam([{"params": g, "lr": lr * m, "lr_mult": m} for g, m in zip(groups, mults)])
 
 
-def make_hi_analysis_optimizer(model, lr, which="hi"):
+def make_analysis_only_optimizer(model, lr, which="hi"):
     """Adam over one analysis alone — the high-rate one (--train-only analysis-hi) or the shared one that serves
     the rate points below it (which="lo", --train-only analysis-lo); every other tensor is fixed."""
     parts = (model.luma_analysis_hi, model.chroma_analysis_hi) if which == "hi" else \
@@ -428,7 +428,7 @@ def main():
             raise SystemExit(f"--train-only {args.train_only} needs a vm33 BOP model with a high-rate analysis "
                              "(--analysis-hi-from) and --frozen-analysis off")
         joint_sop = False  # the SOP synthesis is fixed like everything else
-        opt = make_hi_analysis_optimizer(model, args.lr, "hi" if hi_only else "lo")
+        opt = make_analysis_only_optimizer(model, args.lr, "hi" if hi_only else "lo")
     else:
         opt = make_optimizer(model, args.op, args.lr, frozen, tail, joint_sop, args.analysis_lr_mult)
     ckpt.parent.mkdir(parents=True, exist_ok=True)

@@ -145,6 +145,13 @@ def _attr_float(node: _Node, name: str, default: float) -> float:
     return default
 
 
+def _attr_str(node: _Node, name: str, default: str) -> str:
+    for n, _, v in node.attrs.get(name, []):
+        if n == 4:
+            return v.decode()
+    return default
+
+
 def _name(raw: bytes, field_number: int = 1) -> str:
     """The name of a ValueInfoProto (field 1) or TensorProto (field 8)."""
     return next(v.decode() for n, _, v, _ in _fields(raw) if n == field_number)
@@ -348,16 +355,15 @@ def _shuffle_up(pad: _Node, consumers: dict, constant, evaluate):
     users = consumers.get(pad.outputs[0], [])
     if len(users) != 1 or users[0].op_type != "Conv" or len(pad.inputs) < 2:
         return None
-    if any(i for i in pad.inputs[2:]) or (pad.attrs.get("mode") and
-                                           next(v for n, _, v in pad.attrs["mode"] if n == 4) != b"constant"):
+    if any(i for i in pad.inputs[2:]) or _attr_str(pad, "mode", "constant") != "constant":
         return None  # a pad value or another mode
     conv = users[0]
     d2s = consumers.get(conv.outputs[0], [])
     if len(d2s) != 1 or d2s[0].op_type != "DepthToSpace" or len(conv.inputs) < 3:
         return None
     d2s = d2s[0]
-    mode = next((v for n, _, v in d2s.attrs.get("mode", []) if n == 4), b"DCR")
-    if (mode != b"CRD" or _attr_ints(d2s, "blocksize") != [2] or _attr_ints(conv, "kernel_shape") != [2, 2]
+    if (_attr_str(d2s, "mode", "DCR") != "CRD" or _attr_ints(d2s, "blocksize") != [2]
+            or _attr_ints(conv, "kernel_shape") != [2, 2]
             or _attr_ints(conv, "strides", [1, 1]) != [1, 1] or any(_attr_ints(conv, "pads", [0, 0, 0, 0]))
             or _attr_ints(conv, "group", [1]) != [1] or _attr_ints(conv, "dilations", [1, 1]) != [1, 1]):
         return None
@@ -368,13 +374,6 @@ def _shuffle_up(pad: _Node, consumers: dict, constant, evaluate):
         return None
     return [pad, conv, d2s], np.ascontiguousarray(w, np.float32), \
         np.ascontiguousarray(constant(conv.inputs[2]), np.float32).reshape(w.shape[0]), d2s.outputs[0]
-
-
-def _attr_str(node: _Node, name: str, default: str) -> str:
-    for n, _, v in node.attrs.get(name, []):
-        if n == 4:
-            return v.decode()
-    return default
 
 
 def _output_head(flow: str, output: str, consumers: dict, constant):
